@@ -1,0 +1,70 @@
+"""Hugging Face Hub sources: download only the files a command needs, resolve the commit.
+
+Works offline against the local cache (``HF_HUB_OFFLINE=1`` or no network): a repository that was
+downloaded before resolves from ``$HF_HUB_CACHE`` exactly as online.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rvec.errors import HubUnavailableError, SourceNotFoundError
+
+logger = logging.getLogger(__name__)
+
+# Config, tokenizer, chat template, generation config and the shard index: everything but weights.
+METADATA_PATTERNS = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "*.jinja",
+    "chat_template*",
+    "*.safetensors.index.json",
+]
+WEIGHT_PATTERNS = ["*.safetensors"]
+PICKLE_PATTERNS = ["*.bin", "*.bin.index.json"]
+
+
+def snapshot(repo_id: str, *, revision: str | None, weights: bool, allow_pickle: bool = False) -> tuple[Path, str]:
+    """Download (or find in the cache) the needed files of ``repo_id`` and return ``(folder, commit)``.
+
+    Raises:
+        HubUnavailableError: the hub is unreachable and the repository is not cached.
+        SourceNotFoundError: the repository or revision does not exist (or is gated).
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    patterns = list(METADATA_PATTERNS)
+    if weights:
+        patterns += WEIGHT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
+    label = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+    except GatedRepoError as err:
+        raise SourceNotFoundError(f"{label}: gated repository; accept its licence on the hub and log in (hf auth login)", source=label) from err
+    except RevisionNotFoundError as err:
+        raise SourceNotFoundError(f"{label}: revision '{revision}' not found on the hub", source=label) from err
+    except RepositoryNotFoundError as err:
+        raise SourceNotFoundError(f"{label}: not a local path and no such repository on the Hugging Face Hub", source=label) from err
+    except LocalEntryNotFoundError as err:
+        raise HubUnavailableError(
+            f"{label}: not a local path, the Hugging Face Hub is unreachable and the repository is not in the cache "
+            "(HF_HUB_CACHE); check the id, go online, or run `rvec prefetch` where the hub is reachable",
+            source=label,
+        ) from err
+    except OSError as err:  # connection errors surface as OSError subclasses
+        raise HubUnavailableError(f"{label}: cannot reach the Hugging Face Hub ({err.__class__.__name__}); go online or use a local folder", source=label) from err
+    if weights and not any(folder.glob("*.safetensors")) and not (allow_pickle and any(folder.glob("*.bin"))):
+        logger.warning("%s: snapshot has no safetensors weights", label)
+    return folder, folder.name

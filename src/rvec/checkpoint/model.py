@@ -1,0 +1,52 @@
+"""Load a checkpoint source as a live ``transformers`` causal LM (for evaluation and in-memory α)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """float32 on CPU (bf16 matmuls are slow there and change results), bfloat16 on GPU."""
+    return torch.float32 if device == "cpu" else torch.bfloat16
+
+
+def load_causal_lm(
+    source: str | Path,
+    *,
+    revision: str | None = None,
+    dtype: torch.dtype | None = None,
+    device: str = "cpu",
+):
+    """Load ``source`` (folder, hub id[@rev], or ``.gguf`` file) as ``(model, tokenizer, fingerprint)``.
+
+    Args:
+        source: anything :func:`rvec.checkpoint.resolve` accepts.
+        revision: hub revision; overrides an ``@rev`` suffix.
+        dtype: parameter dtype (default: float32 on CPU, bfloat16 elsewhere).
+        device: torch device string.
+
+    Returns:
+        The model in eval mode, its tokenizer (chat template included), and a content fingerprint of
+        the weights (stable across machines; used in caches and results).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rvec.checkpoint.source import resolve
+
+    ckpt = resolve(str(source), revision=revision)
+    dtype = dtype or default_dtype(device)
+    if ckpt.gguf_file is not None:
+        folder, name = str(ckpt.gguf_file.parent), ckpt.gguf_file.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(ckpt.path))
+        model = AutoModelForCausalLM.from_pretrained(str(ckpt.path), dtype=dtype)
+    model.to(device)
+    model.eval()
+    return model, tokenizer, ckpt.fingerprint()

@@ -1,0 +1,216 @@
+"""Resolve a source string — local folder, Hugging Face hub id[@revision], or ``.gguf`` file — to a
+:class:`Checkpoint`: config, tokenizer files, header-only tensor index and lazy tensor reads."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from rvec.checkpoint import hashing
+from rvec.checkpoint.index import TensorIndex, TensorInfo
+from rvec.checkpoint.reader import FileReader
+from rvec.errors import CorruptCheckpointError, SourceNotFoundError, UnsafeCheckpointError
+
+logger = logging.getLogger(__name__)
+
+SourceKind = Literal["local", "hub", "gguf"]
+
+# Files a model folder carries besides weights; the target's copies go into every output.
+METADATA_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass
+class Checkpoint:
+    """A resolved checkpoint. ``path`` is a local folder (for hub ids: the snapshot folder)."""
+
+    source: str
+    kind: SourceKind
+    path: Path
+    gguf_file: Path | None = None
+    repo_id: str | None = None
+    revision: str | None = None  # resolved commit for hub sources
+    allow_pickle: bool = False
+    _reader: FileReader = field(default_factory=FileReader, repr=False)
+    _pickled: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    # ---- metadata -------------------------------------------------------------------------
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """``config.json`` as a dict (for GGUF: the config transformers derives from the file)."""
+        if self.gguf_file is not None:
+            from rvec.checkpoint.gguf import gguf_config
+
+            return gguf_config(self.gguf_file)
+        file = self.path / "config.json"
+        if not file.is_file():
+            raise SourceNotFoundError(f"{self.source}: no config.json in {self.path}; is this a model folder?", source=self.source)
+        try:
+            return json.loads(file.read_text())
+        except json.JSONDecodeError as err:
+            raise CorruptCheckpointError(f"{file}: invalid JSON ({err.msg} at line {err.lineno})", path=str(file)) from err
+
+    @property
+    def display(self) -> str:
+        return f"{self.repo_id}@{self.revision[:12]}" if self.kind == "hub" and self.revision else self.source
+
+    # ---- tensors ---------------------------------------------------------------------------
+    @cached_property
+    def weight_files(self) -> tuple[Path, ...]:
+        """The weight files, in the order of the shard index when there is one."""
+        if self.gguf_file is not None:
+            return (self.gguf_file,)
+        found = sorted(self.path.glob("*.safetensors"))
+        if found:
+            return tuple(found)
+        pickled = sorted(p for p in self.path.iterdir() if p.suffix in _PICKLE_SUFFIXES and p.is_file())
+        if pickled:
+            if not self.allow_pickle:
+                raise UnsafeCheckpointError(
+                    f"{self.source}: weights are pickled ({pickled[0].name}), which can run arbitrary code when loaded; "
+                    "pass --allow-pickle if you trust this checkpoint, or convert it to safetensors"
+                )
+            return tuple(pickled)
+        raise SourceNotFoundError(f"{self.source}: no weight files (*.safetensors) in {self.path}", source=self.source)
+
+    @cached_property
+    def index(self) -> TensorIndex:
+        """Every tensor's name, dtype, shape and location, from headers only."""
+        if self.gguf_file is not None:
+            raise UnsafeCheckpointError(
+                f"{self.source}: GGUF weights are quantized; convert first: rvec convert {self.gguf_file} -o FOLDER"
+            )
+        files = self.weight_files
+        if files[0].suffix != ".safetensors":
+            return self._pickle_index(files)
+        index = TensorIndex.from_files(files)
+        self._check_shard_index(index)
+        return index
+
+    def _check_shard_index(self, index: TensorIndex) -> None:
+        """A ``*.safetensors.index.json`` that names a tensor no shard holds means a missing shard."""
+        for index_file in self.path.glob("*.safetensors.index.json"):
+            try:
+                weight_map = json.loads(index_file.read_text()).get("weight_map", {})
+            except json.JSONDecodeError as err:
+                raise CorruptCheckpointError(f"{index_file}: invalid JSON; re-download it", path=str(index_file)) from err
+            missing_files = sorted({f for n, f in weight_map.items() if n not in index and not (self.path / f).exists()})
+            if missing_files:
+                raise CorruptCheckpointError(
+                    f"{self.source}: shard {missing_files[0]} listed in {index_file.name} is missing; re-download it",
+                    path=str(self.path / missing_files[0]),
+                )
+
+    def _pickle_index(self, files: tuple[Path, ...]) -> TensorIndex:
+        # weights_only=True refuses arbitrary objects; mmap avoids reading data until it is used.
+        tensors: dict[str, torch.Tensor] = {}
+        infos: dict[str, TensorInfo] = {}
+        for file in files:
+            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            for name, t in state.items():
+                tensors[name] = t
+                infos[name] = TensorInfo(name=name, dtype=t.dtype, shape=tuple(t.shape), file=file, start=0, end=t.numel() * t.element_size())
+        self._pickled = tensors
+        return TensorIndex(tensors=infos, files=files)
+
+    def read_range(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Flat elements ``[start, stop)`` of tensor ``name`` in its stored dtype."""
+        info = self.index[name]
+        if self._pickled is not None:
+            return self._pickled[name].reshape(-1)[start:stop].clone()
+        return self._reader.read_range(info, start, stop)
+
+    def read(self, name: str) -> torch.Tensor:
+        return self.read_range(name, 0, self.index[name].numel).view(self.index[name].shape)
+
+    # ---- identity --------------------------------------------------------------------------
+    def file_hashes(self) -> dict[str, str]:
+        """sha256 of each weight file, by file name (cached by path, size and mtime)."""
+        return {f.name: hashing.sha256_file(f) for f in self.weight_files}
+
+    def fingerprint(self) -> str:
+        """A content identity for caches: the sorted weight-file hashes, hashed."""
+        return hashing.sha256_text(json.dumps(sorted(self.file_hashes().values())))[:16]
+
+    def describe(self, *, hash_files: bool = True) -> dict[str, Any]:
+        """Provenance record: source, kind, resolved revision, and sha256 of each weight file
+        (``hash_files=False``: only hashes known without reading the files, e.g. hub blobs)."""
+        hashes = self.file_hashes() if hash_files else {f.name: hashing.known_sha256(f) for f in self.weight_files}
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "path": str(self.path if self.gguf_file is None else self.gguf_file),
+            "sha256": hashes,
+        }
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def split_revision(source: str) -> tuple[str, str | None]:
+    """``"org/name@rev"`` → ``("org/name", "rev")``; paths containing ``@`` that exist stay whole."""
+    if "@" in source and not Path(source).exists():
+        base, rev = source.rsplit("@", 1)
+        return base, rev or None
+    return source, None
+
+
+def resolve(
+    source: str | Path,
+    *,
+    revision: str | None = None,
+    allow_pickle: bool = False,
+    weights: bool = True,
+) -> Checkpoint:
+    """Resolve a source to a :class:`Checkpoint`.
+
+    Args:
+        source: local folder, ``.gguf`` file, or hub id with optional ``@revision``.
+        revision: hub revision (branch, tag or commit); overrides an ``@rev`` suffix.
+        allow_pickle: accept pickled ``.bin`` weights (loaded with ``weights_only=True``).
+        weights: for hub ids, download the weight files too (``False``: config and headers only).
+
+    Raises:
+        SourceNotFoundError: not a folder, file or hub repository.
+        HubUnavailableError: a hub id, but the hub is unreachable and nothing is cached.
+
+    Example:
+        >>> ckpt = resolve("Qwen/Qwen2.5-0.5B-Instruct@main")  # doctest: +SKIP
+    """
+    text, suffix_rev = split_revision(str(source))
+    revision = revision or suffix_rev
+    path = Path(text).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return Checkpoint(source=str(source), kind="gguf", path=path.parent, gguf_file=path.resolve())
+    if path.is_dir():
+        return Checkpoint(source=str(source), kind="local", path=path.resolve(), allow_pickle=allow_pickle)
+    if path.exists():
+        raise SourceNotFoundError(f"{source}: a file, but not a .gguf checkpoint; pass a model folder, a .gguf file or a hub id", source=str(source))
+    if not _HUB_ID.match(text):
+        raise SourceNotFoundError(f"{source}: no such folder or file, and not a hub id (org/name[@revision])", source=str(source))
+    from rvec.checkpoint.hub import snapshot
+
+    folder, commit = snapshot(text, revision=revision, weights=weights, allow_pickle=allow_pickle)
+    return Checkpoint(source=str(source), kind="hub", path=folder, repo_id=text, revision=commit, allow_pickle=allow_pickle)

@@ -1,0 +1,230 @@
+"""Write checkpoints as they are computed: sharded safetensors streamed block by block, inside an
+output folder that only appears, complete, when everything succeeded.
+
+Why a streaming writer instead of ``safetensors.torch.save_file``: ``save_file`` needs every tensor
+of a shard in memory at once. Because ``extract``/``apply`` know every output name, dtype and shape
+before computing anything, the header of each shard can be written first and the data appended as
+blocks are produced, so memory stays at one block whatever the size of the embedding matrix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from rvec.checkpoint.index import TORCH_TO_SAFETENSORS
+from rvec.checkpoint.reader import element_size
+from rvec.errors import InvalidArgumentError, OutputExistsError, RvecError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SHARD_BYTES = 4 * 1024**3
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    """One output tensor, known before any data is computed."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * element_size(self.dtype)
+
+
+def parse_size(text: str | int) -> int:
+    """``"2GB"``, ``"500MB"``, ``"1GiB"`` or an int → bytes."""
+    if isinstance(text, int):
+        return text
+    units = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+    s = text.strip().upper()
+    number = s.rstrip("KMGIB")
+    unit = s[len(number):]
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError) as err:
+        raise InvalidArgumentError(f"shard size '{text}': expected a size like 2GB, 500MB or 1GiB") from err
+    if value < 1:
+        raise InvalidArgumentError(f"shard size '{text}': must be positive")
+    return int(value)
+
+
+def plan_shards(tensors: Sequence[PlannedTensor], max_shard_bytes: int) -> list[list[PlannedTensor]]:
+    """Split tensors, in order, into shards of at most ``max_shard_bytes`` (a bigger tensor gets its own)."""
+    shards: list[list[PlannedTensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if shards[-1] and size + t.nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    return shards
+
+
+def shard_names(prefix: str, count: int) -> list[str]:
+    """Hugging Face naming: ``model.safetensors`` alone, else ``model-00001-of-00003.safetensors``."""
+    if count == 1:
+        return [f"{prefix}.safetensors"]
+    return [f"{prefix}-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+
+
+def _header_bytes(shard: Sequence[PlannedTensor], metadata: dict[str, str]) -> bytes:
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for t in shard:
+        header[t.name] = {"dtype": TORCH_TO_SAFETENSORS[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the spec lets the header be padded with spaces to align data
+    return len(raw).to_bytes(8, "little") + raw
+
+
+class ShardedWriter:
+    """Streams planned tensors into shards. Call :meth:`write` with consecutive flat blocks of each
+    tensor, tensors in plan order; :meth:`finish` checks that every byte arrived and writes the index.
+
+    Example:
+        >>> w = ShardedWriter(folder, plan, prefix="model")           # doctest: +SKIP
+        >>> for t in plan: w.write(t.name, compute(t))                  # doctest: +SKIP
+        >>> files = w.finish()                                          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        plan: Sequence[PlannedTensor],
+        *,
+        prefix: str,
+        max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.prefix = prefix
+        self.metadata = {"format": "pt", **(metadata or {})}
+        self.shards = plan_shards(list(plan), max_shard_bytes)
+        self.names = shard_names(prefix, len(self.shards))
+        self._order = [(i, t) for i, shard in enumerate(self.shards) for t in shard]
+        self._pos = 0  # index into _order of the tensor being written
+        self._written = 0  # bytes written of that tensor
+        self._file: BinaryIO | None = None
+        self._shard = -1
+        self._hashes: dict[str, hashlib._Hash] = {}
+        self.sha256: dict[str, str] = {}
+
+    def _open(self, shard: int) -> None:
+        self._close_file()
+        self._shard = shard
+        name = self.names[shard]
+        self._file = (self.folder / name).open("wb")
+        self._hashes[name] = hashlib.sha256()
+        head = _header_bytes(self.shards[shard], self.metadata)
+        self._file.write(head)
+        self._hashes[name].update(head)
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            name = self.names[self._shard]
+            self.sha256[name] = self._hashes[name].hexdigest()
+            self._file = None
+
+    def write(self, name: str, block: torch.Tensor) -> None:
+        """Append the next flat block of tensor ``name`` (must match the planned dtype)."""
+        if self._pos >= len(self._order):
+            raise RvecError(f"writer: unexpected tensor '{name}' after all planned tensors")
+        shard, planned = self._order[self._pos]
+        if planned.name != name or block.dtype != planned.dtype:
+            raise RvecError(f"writer: got '{name}' ({block.dtype}), expected '{planned.name}' ({planned.dtype})")
+        if shard != self._shard:
+            self._open(shard)
+        data = block.contiguous().view(-1).view(torch.uint8).numpy()
+        assert self._file is not None
+        self._file.write(data)
+        self._hashes[self.names[shard]].update(data)
+        self._written += data.nbytes
+        if self._written > planned.nbytes:
+            raise RvecError(f"writer: '{name}' received {self._written} bytes, planned {planned.nbytes}")
+        if self._written == planned.nbytes:
+            self._pos += 1
+            self._written = 0
+            self._skip_empty()
+
+    def _skip_empty(self) -> None:
+        # Zero-element tensors have no blocks to wait for; open their shard so its header exists.
+        while self._pos < len(self._order) and self._order[self._pos][1].nbytes == 0:
+            if self._order[self._pos][0] != self._shard:
+                self._open(self._order[self._pos][0])
+            self._pos += 1
+
+    def finish(self) -> list[str]:
+        """Close the last shard, write ``<prefix>.safetensors.index.json`` when sharded; return file names."""
+        self._skip_empty()
+        if self._pos != len(self._order):
+            raise RvecError(f"writer: tensor '{self._order[self._pos][1].name}' was not completely written")
+        for i in range(len(self.shards)):
+            if i > self._shard:  # shards holding only empty tensors
+                self._open(i)
+        self._close_file()
+        if len(self.shards) > 1:
+            weight_map = {t.name: self.names[i] for i, t in self._order}
+            total = sum(t.nbytes for _, t in self._order)
+            index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+            (self.folder / f"{self.prefix}.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+        return list(self.names)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _ensure_space(parent: Path, needed: int) -> None:
+    free = shutil.disk_usage(parent).free
+    if needed > free:
+        raise RvecError(f"{parent}: needs {needed / 1e9:.2f} GB free, has {free / 1e9:.2f} GB; free space or choose another -o")
+
+
+@contextmanager
+def atomic_output_dir(final: Path, *, overwrite: bool = False, needed_bytes: int = 0) -> Iterator[Path]:
+    """Yield a fresh temporary sibling of ``final``; rename it to ``final`` only if the block succeeds.
+
+    On any exception the temporary folder is removed and ``final`` is untouched, so an interrupted
+    command never leaves an output that looks complete.
+
+    Raises:
+        OutputExistsError: ``final`` exists and ``overwrite`` is false.
+    """
+    final = Path(final).absolute()
+    if final.exists() and not overwrite:
+        raise OutputExistsError(f"{final}: already exists; pass --overwrite to replace it or choose another -o")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _ensure_space(final.parent, needed_bytes)
+    tmp = final.parent / f".{final.name}.rvec-partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            trash = final.parent / f".{final.name}.rvec-old-{uuid.uuid4().hex[:8]}"
+            os.replace(final, trash)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,123 @@
+"""The contracts between tasks, backends, the eval runner and the study runner.
+
+Data flows: a :class:`Task` turns dataset rows into :class:`Doc`s, a doc plus a preset into a
+:class:`GenerateRequest` or :class:`LoglikelihoodRequest`; a backend (:class:`LanguageModel`) answers
+requests with :class:`Response`s; the task scores a response into a :class:`Scored`; the runner
+collects :class:`SampleRecord`s into an :class:`EvalResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Message = dict[str, str]
+"""One chat turn: ``{"role": "system"|"user"|"assistant", "content": str}``."""
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One benchmark item.
+
+    ``doc_id`` is stable across runs (the row index in the source file, or the dataset's own id), so
+    the same item can be paired across models, conditions and perturbations.
+    """
+
+    task: str
+    doc_id: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Greedy generation. Exactly one of ``messages`` (chat template applied by the backend, with a
+    generation prompt) or ``prompt`` (raw text, no template) is set."""
+
+    messages: tuple[Message, ...] | None
+    prompt: str | None
+    stop: tuple[str, ...]
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Score ``continuations`` after a context. Context is ``messages`` (rendered with the chat
+    template and a generation prompt) or raw ``prompt``; each continuation is appended verbatim."""
+
+    messages: tuple[Message, ...] | None
+    prompt: str | None
+    continuations: tuple[str, ...]
+
+
+Request = GenerateRequest | LoglikelihoodRequest
+
+
+@dataclass(frozen=True)
+class Response:
+    """A backend's answer: ``text`` for generation (stop string excluded), ``loglikelihoods`` (one
+    summed log-probability per continuation) and ``continuation_lengths`` (characters, for
+    lm-eval's ``acc_norm``) for scoring. ``n_generated_tokens`` feeds tokens/s."""
+
+    text: str | None = None
+    loglikelihoods: tuple[float, ...] | None = None
+    continuation_lengths: tuple[int, ...] | None = None
+    n_generated_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A task's verdict on one response. ``metrics`` maps lm-eval style keys (``"exact_match,strict-match"``,
+    ``"acc,none"``) to 0/1 (or a float); ``primary`` names the metric used for statistics."""
+
+    metrics: Mapping[str, float]
+    primary: str
+    extracted: str | None
+    gold: str
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """One line of ``samples/<task>.jsonl``; ``correct`` is the primary metric as a bool."""
+
+    task: str
+    doc_id: str
+    prompt: str
+    response: str | None
+    extracted: str | None
+    gold: str
+    correct: bool
+    metrics: Mapping[str, float]
+    perturbation: str | None = None
+
+
+@dataclass
+class EvalResult:
+    """Everything one ``evaluate`` call produced.
+
+    ``scores[task_key][metric]`` is the mean over ``samples[task_key]``. A ``task_key`` is the task
+    name, plus ``+perturbation`` for a perturbed copy (``"gsm8k+typo:0.05"``) whose doc_ids equal the
+    clean ones, so clean and perturbed scores pair item by item.
+    """
+
+    scores: dict[str, dict[str, float]]
+    samples: dict[str, list[SampleRecord]]
+    preset: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    generated_tokens: int = 0
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """A backend. ``model`` is the live torch module (for in-memory vector application) or ``None``
+    for engines that own their weights; ``fingerprint`` identifies the weights for caches."""
+
+    name: str
+    fingerprint: str
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Response]: ...
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Response]: ...
+
+
+OutputType = Literal["generate", "loglikelihood"]

@@ -1,0 +1,403 @@
+"""``θ' = θ_target + Σ αᵢ·vᵢ`` streamed to a new Hugging Face model folder.
+
+Arithmetic is float32: each output block is ``target.float()``, then ``+ (αᵢ·fᵢ)·vᵢ`` for each vector
+in order (``fᵢ`` the mask/schedule factor), then one cast to the output dtype. Blocks of at most
+``block_elements`` elements flow from the readers to the writer, so peak memory is a few blocks,
+not a model and not an embedding matrix.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rvec import __version__
+from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, blocks
+from rvec.checkpoint.source import METADATA_FILES, Checkpoint, resolve
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
+from rvec.errors import IncompatibleError, InvalidArgumentError, NonFiniteError
+from rvec.vector import family
+from rvec.vector.artifact import DeltaSource, DonorPair, ReasoningVector, read_vector
+from rvec.vector.cards import model_card
+from rvec.vector.compat import CheckReport, check_donors, check_target, is_tied, probe_names
+from rvec.vector.embeddings import EmbeddingPolicy, overlap_elements
+from rvec.vector.extract import LINEAGE_FILE, ProgressCallback
+from rvec.vector.masks import Selection
+
+logger = logging.getLogger(__name__)
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+def parse_dtype(text: str | None) -> torch.dtype | None:
+    if text is None:
+        return None
+    try:
+        return DTYPES[text.lower()]
+    except KeyError as err:
+        raise InvalidArgumentError(f"--dtype {text}: expected float32, bfloat16 or float16") from err
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One vector's share of one output tensor: ``factor·v[delta_name][:limit]``."""
+
+    source: int
+    delta_name: str
+    factor: float
+    limit: int  # flat elements of the output it covers (shared rows under the overlap policy)
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    name: str
+    target_name: str  # tensor of the target it starts from (the embedding, for an untied lm_head)
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    contributions: tuple[Contribution, ...]
+
+
+@dataclass
+class Survival:
+    """How much of α·v survived the cast to the output dtype."""
+
+    nonzero: int = 0
+    erased: int = 0
+    per_tensor: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, name: str, nonzero: int, erased: int) -> None:
+        nz, er = self.per_tensor.get(name, (0, 0))
+        self.per_tensor[name] = (nz + nonzero, er + erased)
+        self.nonzero += nonzero
+        self.erased += erased
+
+    @property
+    def erased_fraction(self) -> float:
+        return self.erased / self.nonzero if self.nonzero else 0.0
+
+    def worst(self, n: int = 5) -> list[dict[str, Any]]:
+        rows = [
+            {"tensor": k, "erased_fraction": er / nz, "nonzero": nz, "erased": er}
+            for k, (nz, er) in self.per_tensor.items()
+            if nz
+        ]
+        return sorted(rows, key=lambda r: -r["erased_fraction"])[:n]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nonzero": self.nonzero, "erased": self.erased, "erased_fraction": self.erased_fraction, "worst": self.worst()}
+
+
+@dataclass
+class ApplyResult:
+    path: Path
+    survival: Survival
+    checks: list[CheckReport]
+    provenance: dict[str, Any]
+
+
+def open_vector_source(item: DeltaSource | str | Path) -> DeltaSource:
+    """A vector folder path → :class:`ReasoningVector`; sources pass through."""
+    return read_vector(item) if isinstance(item, (str, Path)) else item
+
+
+def _probe_of(source: DeltaSource) -> dict[str, torch.Tensor]:
+    if isinstance(source, ReasoningVector):
+        file = source.path / LINEAGE_FILE
+        if not file.is_file():
+            return {}
+        from safetensors.torch import load_file
+
+        return load_file(str(file))
+    if isinstance(source, DonorPair):
+        names = probe_names(source.shapes)
+        return {n: source.sft.read_range(n, 0, min(65536, source.sft.index[n].numel)) for n in names}
+    return {}
+
+
+def check_sources(
+    sources: Sequence[DeltaSource],
+    target: Checkpoint,
+    *,
+    embeddings: EmbeddingPolicy | None,
+    skip_lineage: bool = False,
+) -> list[CheckReport]:
+    """Run every pre-flight check and raise on the first incompatible source (listing all its problems)."""
+    reports = []
+    for source in sources:
+        if isinstance(source, DonorPair):
+            donors = check_donors(source.sft, source.rl, lineage=True, lineage_required=not skip_lineage)
+            if donors.problems:
+                raise IncompatibleError(f"donors are incompatible: {donors.problems[0]}", problems=donors.problems)
+        fam = family.family_fingerprint(source.config)
+        report = check_target(
+            vector_shapes=source.shapes,
+            vector_family=fam,
+            target=target,
+            policy=embeddings,
+            probe=_probe_of(source),
+            lineage_required=not skip_lineage,
+        )
+        if report.problems:
+            raise IncompatibleError(f"{source.label} cannot be applied to {target.display}: {report.problems[0]}", problems=report.problems)
+        for w in report.warnings:
+            logger.warning(w)
+        reports.append(report)
+    return reports
+
+
+def plan_outputs(
+    sources: Sequence[DeltaSource],
+    target: Checkpoint,
+    *,
+    alphas: Sequence[float],
+    dtype: torch.dtype | None,
+    selection: Selection,
+    embeddings: EmbeddingPolicy | None,
+) -> tuple[list[OutputTensor], bool]:
+    """Every output tensor with the vector contributions it receives; and whether the output unties lm_head."""
+    target_tied = is_tied(target.config)
+    num_layers = int(family.family_fingerprint(target.config).get("num_hidden_layers") or 0)
+    names = [t.name for t in target.index]
+    embed = family.embed_name(names)
+    untie = target_tied and any(
+        family.lm_head_name(set(s.shapes)) and not is_tied(s.config) for s in sources
+    )
+    outputs: list[tuple[str, str]] = [(n, n) for n in names]
+    if untie and embed:
+        outputs.append(("lm_head.weight", embed))
+    plan = []
+    for out_name, src_name in outputs:
+        info = target.index[src_name]
+        contributions: list[Contribution] = []
+        if info.dtype.is_floating_point:
+            for i, (source, alpha) in enumerate(zip(sources, alphas)):
+                c = _contribution(i, source, alpha, out_name, info.shape, selection, num_layers, embeddings)
+                if c is not None:
+                    contributions.append(c)
+        out_dtype = (dtype or info.dtype) if info.dtype.is_floating_point else info.dtype
+        plan.append(OutputTensor(out_name, src_name, out_dtype, info.shape, tuple(contributions)))
+    return plan, bool(untie)
+
+
+def _contribution(
+    index: int,
+    source: DeltaSource,
+    alpha: float,
+    name: str,
+    shape: tuple[int, ...],
+    selection: Selection,
+    num_layers: int,
+    embeddings: EmbeddingPolicy | None,
+) -> Contribution | None:
+    shapes = source.shapes
+    delta_name = name
+    if name not in shapes and family.is_embedding(name) and is_tied(source.config):
+        delta_name = family.embed_name(set(shapes)) or name  # tied donors: lm_head's delta is embed's
+    if delta_name not in shapes:
+        return None
+    factor = alpha * selection.factor(name, num_layers)
+    if factor == 0.0:
+        return None
+    numel = 1
+    for d in shape:
+        numel *= d
+    if family.is_embedding(name):
+        if embeddings == "skip":
+            return None
+        if shapes[delta_name] != shape:
+            return Contribution(index, delta_name, factor, overlap_elements(shapes[delta_name], shape))
+    return Contribution(index, delta_name, factor, numel)
+
+
+def apply(
+    vectors: Sequence[DeltaSource | str | Path],
+    target: str | Path | Checkpoint,
+    out: str | Path,
+    *,
+    alphas: Sequence[float],
+    dtype: torch.dtype | None = None,
+    selection: Selection | None = None,
+    embeddings: EmbeddingPolicy | None = None,
+    overwrite: bool = False,
+    skip_lineage: bool = False,
+    allow_pickle: bool = False,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    on_progress: ProgressCallback | None = None,
+) -> ApplyResult:
+    """Write ``θ_target + Σ αᵢ·vᵢ`` as a Hugging Face model folder at ``out``.
+
+    Args:
+        vectors: vector folders, :class:`ReasoningVector` or :class:`DonorPair` objects.
+        target: the model to add the vectors to (its config, tokenizer, chat template and generation
+            config are copied to the output).
+        out: output folder; it appears only once complete.
+        alphas: one α per vector (negative subtracts).
+        dtype: output dtype (default: each tensor keeps the target's dtype).
+        selection: include/exclude/layers/schedule mask (default: everything, factor 1).
+        embeddings: ``apply``/``skip``/``overlap`` (required when vocabularies differ).
+        overwrite: replace ``out`` if it exists.
+        skip_lineage: apply even if the target looks unrelated to the donors.
+        allow_pickle: accept a pickled ``.bin`` target.
+        max_shard_bytes: shard size limit.
+        block_elements: elements per streamed block (bounds peak memory).
+        on_progress: progress callback ``(bytes done, bytes total)``.
+
+    Returns:
+        :class:`ApplyResult` with the delta-survival figures and the provenance written to ``rvec.json``.
+
+    Raises:
+        IncompatibleError: architecture, tensors, shapes, vocabulary or lineage do not allow it.
+        NonFiniteError: the result of some tensor is NaN/Inf (nothing is written).
+        OutputExistsError: ``out`` exists and ``overwrite`` is false.
+        InvalidArgumentError: α count differs from the vector count.
+
+    Example:
+        >>> apply(["vec/"], "Qwen/Qwen2.5-1.5B-Instruct", "out/", alphas=[1.0])  # doctest: +SKIP
+    """
+    sources = [open_vector_source(v) for v in vectors]
+    if not sources:
+        raise InvalidArgumentError("no vector given; pass a vector folder (rvec extract) or --sft/--rl")
+    if len(alphas) != len(sources):
+        raise InvalidArgumentError(f"{len(sources)} vectors but {len(alphas)} --alpha values; give one α per vector, in order")
+    selection = selection or Selection()
+    ckpt = target if isinstance(target, Checkpoint) else resolve(target, allow_pickle=allow_pickle)
+    reports = check_sources(sources, ckpt, embeddings=embeddings, skip_lineage=skip_lineage)
+    plan, untie = plan_outputs(sources, ckpt, alphas=alphas, dtype=dtype, selection=selection, embeddings=embeddings)
+    if not any(o.contributions for o in plan):
+        raise InvalidArgumentError("the selection (--include/--exclude/--layers) matches no tensor of the vector; nothing would change")
+    planned = [PlannedTensor(o.name, o.dtype, o.shape) for o in plan]
+    total = sum(p.nbytes for p in planned)
+    survival = Survival()
+    done = 0
+    with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=total) as tmp:
+        writer = ShardedWriter(tmp, planned, prefix="model", max_shard_bytes=max_shard_bytes)
+        try:
+            for o in plan:
+                for start, stop in blocks(_numel(o.shape), block_elements):
+                    block = _combine_block(o, ckpt, sources, start, stop, survival)
+                    writer.write(o.name, block)
+                    done += block.numel() * block.element_size()
+                    if on_progress:
+                        on_progress(done, total)
+            files = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        provenance = _provenance(ckpt, sources, alphas, dtype, selection, embeddings, untie, survival, reports, writer.sha256, files)
+        _copy_target_files(ckpt, tmp, dtype=dtype, untie=untie)
+        (tmp / "rvec.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        (tmp / "README.md").write_text(model_card(provenance))
+    logger.info("wrote %s; %.4f%% of non-zero α·v entries erased by rounding", out, 100 * survival.erased_fraction)
+    return ApplyResult(path=Path(out), survival=survival, checks=reports, provenance=provenance)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _combine_block(
+    o: OutputTensor,
+    target: Checkpoint,
+    sources: Sequence[DeltaSource],
+    start: int,
+    stop: int,
+    survival: Survival,
+) -> torch.Tensor:
+    """One flat block of the output: cast(target + Σ factor·v) and its survival counts."""
+    base = target.read_range(o.target_name, start, stop)
+    if not o.contributions:
+        return base if base.dtype == o.dtype else base.to(o.dtype)
+    acc = base.to(torch.float32, copy=True)  # (n,) float32 accumulator
+    total: torch.Tensor | None = None  # (n,) float32 Σ factor·v, for survival
+    for c in o.contributions:
+        hi = min(stop, c.limit)
+        if hi <= start:
+            continue
+        delta = sources[c.source].read_delta(c.delta_name, start, hi)
+        delta.mul_(c.factor)
+        acc[: hi - start].add_(delta)
+        if total is None and hi == stop:
+            total = delta  # the common case: one vector covering the block; no extra buffer
+        else:
+            if total is None:
+                total = torch.zeros_like(acc)
+            total[: hi - start].add_(delta)
+    if not bool(torch.isfinite(acc).all()):
+        raise NonFiniteError(
+            f"{o.name}: target + α·v is NaN or Inf; check the target and vector with rvec inspect/stats", tensor=o.name
+        )
+    result = acc.to(o.dtype)
+    if total is not None:
+        nonzero = total != 0
+        unchanged = result == (base if base.dtype == o.dtype else base.to(o.dtype))
+        survival.add(o.name, int(nonzero.sum()), int((nonzero & unchanged).sum()))
+    return result
+
+
+def _copy_target_files(target: Checkpoint, folder: Path, *, dtype: torch.dtype | None, untie: bool) -> None:
+    """Config, tokenizer, chat template, generation config: always the target's."""
+    for name in METADATA_FILES:
+        src = target.path / name
+        if src.is_file() and name != "config.json":
+            shutil.copyfile(src, folder / name)
+    config = dict(target.config)
+    if untie:
+        config["tie_word_embeddings"] = False
+        text = config.get("text_config")
+        if isinstance(text, dict):
+            config["text_config"] = {**text, "tie_word_embeddings": False}
+    if dtype is not None:
+        config["dtype"] = _DTYPE_NAMES[dtype]
+        config.pop("torch_dtype", None)
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _provenance(
+    target: Checkpoint,
+    sources: Sequence[DeltaSource],
+    alphas: Sequence[float],
+    dtype: torch.dtype | None,
+    selection: Selection,
+    embeddings: EmbeddingPolicy | None,
+    untie: bool,
+    survival: Survival,
+    reports: list[CheckReport],
+    hashes: dict[str, str],
+    files: list[str],
+) -> dict[str, Any]:
+    return {
+        "kind": "rvec-model",
+        "formula": "θ = θ_target + Σ αᵢ·vᵢ (float32, one cast to the output dtype)",
+        "rvec_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "target": target.describe(hash_files=False),
+        "vectors": [{**s.describe(), "alpha": a} for s, a in zip(sources, alphas)],
+        "dtype": _DTYPE_NAMES.get(dtype, "target") if dtype is not None else "target",
+        "selection": selection.describe(),
+        "embeddings": embeddings or "apply",
+        "untied_lm_head": untie,
+        "policies": sorted({p for r in reports for p in r.policies}),
+        "lineage": [vars(p) for r in reports for p in r.lineage],
+        "delta_survival": survival.to_dict(),
+        "files": {f: hashes[f] for f in files},
+    }

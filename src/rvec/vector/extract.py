@@ -1,0 +1,182 @@
+"""``v = θ_RL − θ_SFT``: streamed tensor by tensor (large ones in flat blocks), float32 arithmetic,
+written as sharded safetensors with a manifest and a model card."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from rvec import __version__
+from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, blocks
+from rvec.checkpoint.source import Checkpoint, resolve
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
+from rvec.errors import IncompatibleError, NonFiniteError
+from rvec.vector import family
+from rvec.vector.artifact import FORMAT_VERSION, MANIFEST, VECTOR_PREFIX, ReasoningVector, read_vector
+from rvec.vector.cards import vector_card
+from rvec.vector.compat import CheckReport, check_donors, probe_names
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (bytes done, bytes total) as work advances."""
+
+LINEAGE_FILE = "lineage.safetensors"
+
+
+@dataclass
+class _TensorStats:
+    sum_sq_delta: float = 0.0
+    sum_sq_sft: float = 0.0
+    zeros: int = 0
+
+    def update(self, delta: torch.Tensor, sft: torch.Tensor) -> None:
+        # float64 accumulation: a float32 sum of squares over 10⁸ elements loses digits.
+        self.sum_sq_delta += float(torch.linalg.vector_norm(delta, dtype=torch.float64) ** 2)
+        self.sum_sq_sft += float(torch.linalg.vector_norm(sft, dtype=torch.float64) ** 2)
+        self.zeros += int((delta == 0).sum())
+
+    def record(self, shape: tuple[int, ...], name: str, num_layers: int) -> dict[str, Any]:
+        norm = math.sqrt(self.sum_sq_delta)
+        base = math.sqrt(self.sum_sq_sft)
+        numel = math.prod(shape)
+        return {
+            "shape": list(shape),
+            "norm": norm,
+            "rel_norm": norm / base if base > 0 else (0.0 if norm == 0 else math.inf),
+            "zero_fraction": self.zeros / numel if numel else 1.0,
+            "module": family.module_type(name),
+            "layer": family.layer_of(name),
+        }
+
+
+def extract(
+    sft: str | Path | Checkpoint,
+    rl: str | Path | Checkpoint,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    skip_lineage: bool = False,
+    allow_pickle: bool = False,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+    on_progress: ProgressCallback | None = None,
+) -> ReasoningVector:
+    """Compute ``v = θ_RL − θ_SFT`` in float32 and write it to the vector folder ``out``.
+
+    Args:
+        sft: SFT donor (folder, hub id[@rev], or :class:`Checkpoint`).
+        rl: RL donor, trained from the SFT checkpoint.
+        out: output folder; created atomically (absent until complete).
+        overwrite: replace ``out`` if it exists.
+        skip_lineage: combine donors even if the lineage probe says they are unrelated.
+        allow_pickle: accept pickled ``.bin`` donors.
+        max_shard_bytes: shard size limit of the output.
+        block_elements: elements per streamed block (bounds peak memory).
+        on_progress: progress callback ``(bytes done, bytes total)``.
+
+    Returns:
+        The written :class:`ReasoningVector`.
+
+    Raises:
+        IncompatibleError: the donors differ in architecture, tensor names or shapes, or are unrelated.
+        NonFiniteError: a donor holds NaN/Inf (nothing is written).
+        OutputExistsError: ``out`` exists and ``overwrite`` is false.
+
+    Example:
+        >>> extract("org/model-sft", "org/model-grpo", "vec/")  # doctest: +SKIP
+    """
+    sft_ckpt = sft if isinstance(sft, Checkpoint) else resolve(sft, allow_pickle=allow_pickle)
+    rl_ckpt = rl if isinstance(rl, Checkpoint) else resolve(rl, allow_pickle=allow_pickle)
+    report = check_donors(sft_ckpt, rl_ckpt, lineage=True, lineage_required=not skip_lineage)
+    if report.problems:
+        raise IncompatibleError(f"donors are incompatible: {report.problems[0]}", problems=report.problems)
+    for w in report.warnings:
+        logger.warning(w)
+
+    num_layers = int(family.family_fingerprint(sft_ckpt.config).get("num_hidden_layers") or 0)
+    floats = [t for t in sft_ckpt.index if t.dtype.is_floating_point]
+    skipped = [t.name for t in sft_ckpt.index if not t.dtype.is_floating_point]
+    plan = [PlannedTensor(t.name, torch.float32, t.shape) for t in floats]
+    total = sum(p.nbytes for p in plan)
+    records: dict[str, Any] = {}
+    done = 0
+    with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=total) as tmp:
+        writer = ShardedWriter(tmp, plan, prefix=VECTOR_PREFIX, max_shard_bytes=max_shard_bytes)
+        try:
+            for info in floats:
+                stats = _TensorStats()
+                for start, stop in blocks(info.numel, block_elements):
+                    base = sft_ckpt.read_range(info.name, start, stop).to(torch.float32)
+                    # (n,) float32: RL − SFT, upcast first so bf16 donors subtract exactly.
+                    delta = rl_ckpt.read_range(info.name, start, stop).to(torch.float32)
+                    delta.sub_(base)
+                    if not bool(torch.isfinite(delta).all()):
+                        _raise_non_finite(info.name, sft_ckpt, rl_ckpt)
+                    stats.update(delta, base)
+                    writer.write(info.name, delta)
+                    done += delta.numel() * 4
+                    if on_progress:
+                        on_progress(done, total)
+                records[info.name] = stats.record(info.shape, info.name, num_layers)
+            files = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        _write_lineage_probe(tmp, sft_ckpt)
+        manifest = _manifest(sft_ckpt, rl_ckpt, report, records, skipped, writer.sha256, files)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=True) + "\n")
+        (tmp / "README.md").write_text(vector_card(manifest))
+    logger.info("wrote vector %s (%d tensors)", out, len(records))
+    return read_vector(out)
+
+
+def _raise_non_finite(name: str, sft: Checkpoint, rl: Checkpoint) -> None:
+    for role, ckpt in (("SFT", sft), ("RL", rl)):
+        if not bool(torch.isfinite(ckpt.read(name).to(torch.float32)).all()):
+            raise NonFiniteError(f"{name}: the {role} donor {ckpt.display} contains NaN or Inf values; the checkpoint is damaged", tensor=name)
+    raise NonFiniteError(f"{name}: RL − SFT overflows float32; the donors are not fine-tunes of one model", tensor=name)
+
+
+def _write_lineage_probe(folder: Path, sft: Checkpoint) -> None:
+    """Keep the first elements of a few SFT weights so ``apply`` can test target lineage without the SFT."""
+    from rvec.vector.compat import PROBE_ELEMENTS
+
+    shapes = {t.name: t.shape for t in sft.index if t.dtype.is_floating_point}
+    probe = {n: sft.read_range(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)).to(torch.float32) for n in probe_names(shapes)}
+    save_file(probe, str(folder / LINEAGE_FILE), metadata={"what": "first elements of SFT weights, for lineage checks"})
+
+
+def _manifest(
+    sft: Checkpoint,
+    rl: Checkpoint,
+    report: CheckReport,
+    records: dict[str, Any],
+    skipped: list[str],
+    hashes: dict[str, str],
+    files: list[str],
+) -> dict[str, Any]:
+    return {
+        "kind": "reasoning-vector",
+        "format_version": FORMAT_VERSION,
+        "formula": "v = θ_RL − θ_SFT (float32)",
+        "dtype": "float32",
+        "rvec_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "sources": {"sft": sft.describe(), "rl": rl.describe()},
+        "family": family.family_fingerprint(sft.config),
+        "config": sft.config,
+        "check": report.to_dict(),
+        "skipped_non_float": skipped,
+        "files": {f: hashes[f] for f in files},
+        "tensors": records,
+    }
