@@ -51,7 +51,9 @@ class IncompatibleError(RvecError, ValueError):
 class ShapeMismatchError(IncompatibleError):
     """One tensor has different shapes in two checkpoints and no policy covers it."""
 
-    def __init__(self, message: str, *, tensor: str, expected: tuple[int, ...], found: tuple[int, ...]) -> None:
+    def __init__(
+        self, message: str, *, tensor: str, expected: tuple[int, ...], found: tuple[int, ...]
+    ) -> None:
         super().__init__(message)
         self.tensor = tensor
         self.expected = expected

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from rvec.checkpoint.index import SAFETENSORS_DTYPES, TensorIndex, TensorInfo
 from rvec.errors import HubUnavailableError, SourceNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ WEIGHT_PATTERNS = ["*.safetensors"]
 PICKLE_PATTERNS = ["*.bin", "*.bin.index.json"]
 
 
-def snapshot(repo_id: str, *, revision: str | None, weights: bool, allow_pickle: bool = False) -> tuple[Path, str]:
+def snapshot(
+    repo_id: str, *, revision: str | None, weights: bool, allow_pickle: bool = False
+) -> tuple[Path, str]:
     """Download (or find in the cache) the needed files of ``repo_id`` and return ``(folder, commit)``.
 
     Raises:
@@ -52,11 +55,18 @@ def snapshot(repo_id: str, *, revision: str | None, weights: bool, allow_pickle:
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
     except GatedRepoError as err:
-        raise SourceNotFoundError(f"{label}: gated repository; accept its licence on the hub and log in (hf auth login)", source=label) from err
+        raise SourceNotFoundError(
+            f"{label}: gated repository; accept its licence on the hub and log in (hf auth login)",
+            source=label,
+        ) from err
     except RevisionNotFoundError as err:
-        raise SourceNotFoundError(f"{label}: revision '{revision}' not found on the hub", source=label) from err
+        raise SourceNotFoundError(
+            f"{label}: revision '{revision}' not found on the hub", source=label
+        ) from err
     except RepositoryNotFoundError as err:
-        raise SourceNotFoundError(f"{label}: not a local path and no such repository on the Hugging Face Hub", source=label) from err
+        raise SourceNotFoundError(
+            f"{label}: not a local path and no such repository on the Hugging Face Hub", source=label
+        ) from err
     except LocalEntryNotFoundError as err:
         raise HubUnavailableError(
             f"{label}: not a local path, the Hugging Face Hub is unreachable and the repository is not in the cache "
@@ -64,7 +74,39 @@ def snapshot(repo_id: str, *, revision: str | None, weights: bool, allow_pickle:
             source=label,
         ) from err
     except OSError as err:  # connection errors surface as OSError subclasses
-        raise HubUnavailableError(f"{label}: cannot reach the Hugging Face Hub ({err.__class__.__name__}); go online or use a local folder", source=label) from err
+        raise HubUnavailableError(
+            f"{label}: cannot reach the Hugging Face Hub ({err.__class__.__name__}); go online or use a local folder",
+            source=label,
+        ) from err
     if weights and not any(folder.glob("*.safetensors")) and not (allow_pickle and any(folder.glob("*.bin"))):
         logger.warning("%s: snapshot has no safetensors weights", label)
     return folder, folder.name
+
+
+def remote_index(repo_id: str, revision: str | None) -> TensorIndex:
+    """Tensor names, dtypes and shapes from the hub's safetensors headers, without downloading weights.
+
+    The returned entries point at files that are not on disk: they describe, they cannot be read.
+    """
+    from huggingface_hub import get_safetensors_metadata
+
+    try:
+        meta = get_safetensors_metadata(repo_id, revision=revision)
+    except OSError as err:
+        raise HubUnavailableError(
+            f"{repo_id}: cannot read safetensors headers from the hub ({err.__class__.__name__})",
+            source=repo_id,
+        ) from err
+    tensors: dict[str, TensorInfo] = {}
+    for filename, file_meta in meta.files_metadata.items():
+        for name, t in file_meta.tensors.items():
+            start, end = t.data_offsets
+            tensors[name] = TensorInfo(
+                name=name,
+                dtype=SAFETENSORS_DTYPES[t.dtype],
+                shape=tuple(t.shape),
+                file=Path(filename),
+                start=start,
+                end=end,
+            )
+    return TensorIndex(tensors=tensors, files=tuple(Path(f) for f in meta.files_metadata))

@@ -78,7 +78,9 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     with path.open("rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            raise CorruptCheckpointError(f"{path}: not a safetensors file (shorter than 8 bytes); re-download it", path=str(path))
+            raise CorruptCheckpointError(
+                f"{path}: not a safetensors file (shorter than 8 bytes); re-download it", path=str(path)
+            )
         (n,) = struct.unpack("<Q", head)
         if n > _MAX_HEADER_BYTES or 8 + n > size:
             raise CorruptCheckpointError(
@@ -89,9 +91,13 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptCheckpointError(f"{path}: corrupted safetensors header ({err.__class__.__name__}); re-download it", path=str(path)) from err
+        raise CorruptCheckpointError(
+            f"{path}: corrupted safetensors header ({err.__class__.__name__}); re-download it", path=str(path)
+        ) from err
     if not isinstance(header, dict):
-        raise CorruptCheckpointError(f"{path}: corrupted safetensors header (not a JSON object); re-download it", path=str(path))
+        raise CorruptCheckpointError(
+            f"{path}: corrupted safetensors header (not a JSON object); re-download it", path=str(path)
+        )
     metadata = header.pop("__metadata__", None) or {}
     base = 8 + n
     tensors: dict[str, TensorInfo] = {}
@@ -100,7 +106,8 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     data_end = max((t.end for t in tensors.values()), default=base)
     if data_end > size:
         raise CorruptCheckpointError(
-            f"{path}: truncated (header needs {data_end} bytes, file has {size}); re-download it", path=str(path)
+            f"{path}: truncated (header needs {data_end} bytes, file has {size}); re-download it",
+            path=str(path),
         )
     return tensors, metadata
 
@@ -111,7 +118,9 @@ def _tensor_info(path: Path, name: str, entry: object, base: int) -> TensorInfo:
         shape = tuple(int(d) for d in entry["shape"])  # type: ignore[index]
         start, end = (int(x) for x in entry["data_offsets"])  # type: ignore[index]
     except (KeyError, TypeError, ValueError) as err:
-        raise CorruptCheckpointError(f"{path}: corrupted header entry for tensor '{name}'; re-download it", path=str(path)) from err
+        raise CorruptCheckpointError(
+            f"{path}: corrupted header entry for tensor '{name}'; re-download it", path=str(path)
+        ) from err
     itemsize = torch.empty((), dtype=dtype).element_size()
     if end - start != math.prod(shape) * itemsize or start < 0:
         raise CorruptCheckpointError(

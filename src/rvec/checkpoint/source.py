@@ -64,17 +64,30 @@ class Checkpoint:
             return gguf_config(self.gguf_file)
         file = self.path / "config.json"
         if not file.is_file():
-            raise SourceNotFoundError(f"{self.source}: no config.json in {self.path}; is this a model folder?", source=self.source)
+            raise SourceNotFoundError(
+                f"{self.source}: no config.json in {self.path}; is this a model folder?", source=self.source
+            )
         try:
             return json.loads(file.read_text())
         except json.JSONDecodeError as err:
-            raise CorruptCheckpointError(f"{file}: invalid JSON ({err.msg} at line {err.lineno})", path=str(file)) from err
+            raise CorruptCheckpointError(
+                f"{file}: invalid JSON ({err.msg} at line {err.lineno})", path=str(file)
+            ) from err
 
     @property
     def display(self) -> str:
         return f"{self.repo_id}@{self.revision[:12]}" if self.kind == "hub" and self.revision else self.source
 
     # ---- tensors ---------------------------------------------------------------------------
+    @property
+    def has_local_weights(self) -> bool:
+        """Whether tensor data can be read (false for a hub checkpoint resolved headers-only)."""
+        if self.gguf_file is not None:
+            return True
+        return any(self.path.glob("*.safetensors")) or any(
+            p.suffix in _PICKLE_SUFFIXES for p in self.path.iterdir()
+        )
+
     @cached_property
     def weight_files(self) -> tuple[Path, ...]:
         """The weight files, in the order of the shard index when there is one."""
@@ -91,7 +104,9 @@ class Checkpoint:
                     "pass --allow-pickle if you trust this checkpoint, or convert it to safetensors"
                 )
             return tuple(pickled)
-        raise SourceNotFoundError(f"{self.source}: no weight files (*.safetensors) in {self.path}", source=self.source)
+        raise SourceNotFoundError(
+            f"{self.source}: no weight files (*.safetensors) in {self.path}", source=self.source
+        )
 
     @cached_property
     def index(self) -> TensorIndex:
@@ -100,6 +115,10 @@ class Checkpoint:
             raise UnsafeCheckpointError(
                 f"{self.source}: GGUF weights are quantized; convert first: rvec convert {self.gguf_file} -o FOLDER"
             )
+        if self.kind == "hub" and not self.has_local_weights:
+            from rvec.checkpoint.hub import remote_index
+
+            return remote_index(self.repo_id or self.source, self.revision)
         files = self.weight_files
         if files[0].suffix != ".safetensors":
             return self._pickle_index(files)
@@ -113,8 +132,12 @@ class Checkpoint:
             try:
                 weight_map = json.loads(index_file.read_text()).get("weight_map", {})
             except json.JSONDecodeError as err:
-                raise CorruptCheckpointError(f"{index_file}: invalid JSON; re-download it", path=str(index_file)) from err
-            missing_files = sorted({f for n, f in weight_map.items() if n not in index and not (self.path / f).exists()})
+                raise CorruptCheckpointError(
+                    f"{index_file}: invalid JSON; re-download it", path=str(index_file)
+                ) from err
+            missing_files = sorted(
+                {f for n, f in weight_map.items() if n not in index and not (self.path / f).exists()}
+            )
             if missing_files:
                 raise CorruptCheckpointError(
                     f"{self.source}: shard {missing_files[0]} listed in {index_file.name} is missing; re-download it",
@@ -129,7 +152,14 @@ class Checkpoint:
             state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
             for name, t in state.items():
                 tensors[name] = t
-                infos[name] = TensorInfo(name=name, dtype=t.dtype, shape=tuple(t.shape), file=file, start=0, end=t.numel() * t.element_size())
+                infos[name] = TensorInfo(
+                    name=name,
+                    dtype=t.dtype,
+                    shape=tuple(t.shape),
+                    file=file,
+                    start=0,
+                    end=t.numel() * t.element_size(),
+                )
         self._pickled = tensors
         return TensorIndex(tensors=infos, files=files)
 
@@ -155,7 +185,9 @@ class Checkpoint:
     def describe(self, *, hash_files: bool = True) -> dict[str, Any]:
         """Provenance record: source, kind, resolved revision, and sha256 of each weight file
         (``hash_files=False``: only hashes known without reading the files, e.g. hub blobs)."""
-        hashes = self.file_hashes() if hash_files else {f.name: hashing.known_sha256(f) for f in self.weight_files}
+        hashes = (
+            self.file_hashes() if hash_files else {f.name: hashing.known_sha256(f) for f in self.weight_files}
+        )
         return {
             "source": self.source,
             "kind": self.kind,
@@ -207,10 +239,17 @@ def resolve(
     if path.is_dir():
         return Checkpoint(source=str(source), kind="local", path=path.resolve(), allow_pickle=allow_pickle)
     if path.exists():
-        raise SourceNotFoundError(f"{source}: a file, but not a .gguf checkpoint; pass a model folder, a .gguf file or a hub id", source=str(source))
+        raise SourceNotFoundError(
+            f"{source}: a file, but not a .gguf checkpoint; pass a model folder, a .gguf file or a hub id",
+            source=str(source),
+        )
     if not _HUB_ID.match(text):
-        raise SourceNotFoundError(f"{source}: no such folder or file, and not a hub id (org/name[@revision])", source=str(source))
+        raise SourceNotFoundError(
+            f"{source}: no such folder or file, and not a hub id (org/name[@revision])", source=str(source)
+        )
     from rvec.checkpoint.hub import snapshot
 
     folder, commit = snapshot(text, revision=revision, weights=weights, allow_pickle=allow_pickle)
-    return Checkpoint(source=str(source), kind="hub", path=folder, repo_id=text, revision=commit, allow_pickle=allow_pickle)
+    return Checkpoint(
+        source=str(source), kind="hub", path=folder, repo_id=text, revision=commit, allow_pickle=allow_pickle
+    )

@@ -50,10 +50,19 @@ def parse_size(text: str | int) -> int:
     """``"2GB"``, ``"500MB"``, ``"1GiB"`` or an int → bytes."""
     if isinstance(text, int):
         return text
-    units = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+    units = {
+        "": 1,
+        "B": 1,
+        "KB": 1000,
+        "MB": 1000**2,
+        "GB": 1000**3,
+        "KIB": 1024,
+        "MIB": 1024**2,
+        "GIB": 1024**3,
+    }
     s = text.strip().upper()
     number = s.rstrip("KMGIB")
-    unit = s[len(number):]
+    unit = s[len(number) :]
     try:
         value = float(number) * units[unit]
     except (ValueError, KeyError) as err:
@@ -87,7 +96,11 @@ def _header_bytes(shard: Sequence[PlannedTensor], metadata: dict[str, str]) -> b
     header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
     offset = 0
     for t in shard:
-        header[t.name] = {"dtype": TORCH_TO_SAFETENSORS[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        header[t.name] = {
+            "dtype": TORCH_TO_SAFETENSORS[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + t.nbytes],
+        }
         offset += t.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the spec lets the header be padded with spaces to align data
@@ -149,7 +162,9 @@ class ShardedWriter:
             raise RvecError(f"writer: unexpected tensor '{name}' after all planned tensors")
         shard, planned = self._order[self._pos]
         if planned.name != name or block.dtype != planned.dtype:
-            raise RvecError(f"writer: got '{name}' ({block.dtype}), expected '{planned.name}' ({planned.dtype})")
+            raise RvecError(
+                f"writer: got '{name}' ({block.dtype}), expected '{planned.name}' ({planned.dtype})"
+            )
         if shard != self._shard:
             self._open(shard)
         data = block.contiguous().view(-1).view(torch.uint8).numpy()
@@ -184,7 +199,9 @@ class ShardedWriter:
             weight_map = {t.name: self.names[i] for i, t in self._order}
             total = sum(t.nbytes for _, t in self._order)
             index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-            (self.folder / f"{self.prefix}.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+            (self.folder / f"{self.prefix}.safetensors.index.json").write_text(
+                json.dumps(index, indent=2) + "\n"
+            )
         return list(self.names)
 
     def abort(self) -> None:
@@ -196,7 +213,9 @@ class ShardedWriter:
 def _ensure_space(parent: Path, needed: int) -> None:
     free = shutil.disk_usage(parent).free
     if needed > free:
-        raise RvecError(f"{parent}: needs {needed / 1e9:.2f} GB free, has {free / 1e9:.2f} GB; free space or choose another -o")
+        raise RvecError(
+            f"{parent}: needs {needed / 1e9:.2f} GB free, has {free / 1e9:.2f} GB; free space or choose another -o"
+        )
 
 
 @contextmanager
@@ -211,7 +230,9 @@ def atomic_output_dir(final: Path, *, overwrite: bool = False, needed_bytes: int
     """
     final = Path(final).absolute()
     if final.exists() and not overwrite:
-        raise OutputExistsError(f"{final}: already exists; pass --overwrite to replace it or choose another -o")
+        raise OutputExistsError(
+            f"{final}: already exists; pass --overwrite to replace it or choose another -o"
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     _ensure_space(final.parent, needed_bytes)
     tmp = final.parent / f".{final.name}.rvec-partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"

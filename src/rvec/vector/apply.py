@@ -100,7 +100,12 @@ class Survival:
         return sorted(rows, key=lambda r: -r["erased_fraction"])[:n]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"nonzero": self.nonzero, "erased": self.erased, "erased_fraction": self.erased_fraction, "worst": self.worst()}
+        return {
+            "nonzero": self.nonzero,
+            "erased": self.erased,
+            "erased_fraction": self.erased_fraction,
+            "worst": self.worst(),
+        }
 
 
 @dataclass
@@ -143,7 +148,9 @@ def check_sources(
         if isinstance(source, DonorPair):
             donors = check_donors(source.sft, source.rl, lineage=True, lineage_required=not skip_lineage)
             if donors.problems:
-                raise IncompatibleError(f"donors are incompatible: {donors.problems[0]}", problems=donors.problems)
+                raise IncompatibleError(
+                    f"donors are incompatible: {donors.problems[0]}", problems=donors.problems
+                )
         fam = family.family_fingerprint(source.config)
         report = check_target(
             vector_shapes=source.shapes,
@@ -154,7 +161,10 @@ def check_sources(
             lineage_required=not skip_lineage,
         )
         if report.problems:
-            raise IncompatibleError(f"{source.label} cannot be applied to {target.display}: {report.problems[0]}", problems=report.problems)
+            raise IncompatibleError(
+                f"{source.label} cannot be applied to {target.display}: {report.problems[0]}",
+                problems=report.problems,
+            )
         for w in report.warnings:
             logger.warning(w)
         reports.append(report)
@@ -175,9 +185,7 @@ def plan_outputs(
     num_layers = int(family.family_fingerprint(target.config).get("num_hidden_layers") or 0)
     names = [t.name for t in target.index]
     embed = family.embed_name(names)
-    untie = target_tied and any(
-        family.lm_head_name(set(s.shapes)) and not is_tied(s.config) for s in sources
-    )
+    untie = target_tied and any(family.lm_head_name(set(s.shapes)) and not is_tied(s.config) for s in sources)
     outputs: list[tuple[str, str]] = [(n, n) for n in names]
     if untie and embed:
         outputs.append(("lm_head.weight", embed))
@@ -275,13 +283,19 @@ def apply(
     if not sources:
         raise InvalidArgumentError("no vector given; pass a vector folder (rvec extract) or --sft/--rl")
     if len(alphas) != len(sources):
-        raise InvalidArgumentError(f"{len(sources)} vectors but {len(alphas)} --alpha values; give one α per vector, in order")
+        raise InvalidArgumentError(
+            f"{len(sources)} vectors but {len(alphas)} --alpha values; give one α per vector, in order"
+        )
     selection = selection or Selection()
     ckpt = target if isinstance(target, Checkpoint) else resolve(target, allow_pickle=allow_pickle)
     reports = check_sources(sources, ckpt, embeddings=embeddings, skip_lineage=skip_lineage)
-    plan, untie = plan_outputs(sources, ckpt, alphas=alphas, dtype=dtype, selection=selection, embeddings=embeddings)
+    plan, untie = plan_outputs(
+        sources, ckpt, alphas=alphas, dtype=dtype, selection=selection, embeddings=embeddings
+    )
     if not any(o.contributions for o in plan):
-        raise InvalidArgumentError("the selection (--include/--exclude/--layers) matches no tensor of the vector; nothing would change")
+        raise InvalidArgumentError(
+            "the selection (--include/--exclude/--layers) matches no tensor of the vector; nothing would change"
+        )
     planned = [PlannedTensor(o.name, o.dtype, o.shape) for o in plan]
     total = sum(p.nbytes for p in planned)
     survival = Survival()
@@ -300,11 +314,25 @@ def apply(
         except BaseException:
             writer.abort()
             raise
-        provenance = _provenance(ckpt, sources, alphas, dtype, selection, embeddings, untie, survival, reports, writer.sha256, files)
+        provenance = _provenance(
+            ckpt,
+            sources,
+            alphas,
+            dtype,
+            selection,
+            embeddings,
+            untie,
+            survival,
+            reports,
+            writer.sha256,
+            files,
+        )
         _copy_target_files(ckpt, tmp, dtype=dtype, untie=untie)
         (tmp / "rvec.json").write_text(json.dumps(provenance, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(provenance))
-    logger.info("wrote %s; %.4f%% of non-zero α·v entries erased by rounding", out, 100 * survival.erased_fraction)
+    logger.info(
+        "wrote %s; %.4f%% of non-zero α·v entries erased by rounding", out, 100 * survival.erased_fraction
+    )
     return ApplyResult(path=Path(out), survival=survival, checks=reports, provenance=provenance)
 
 
@@ -344,7 +372,8 @@ def _combine_block(
             total[: hi - start].add_(delta)
     if not bool(torch.isfinite(acc).all()):
         raise NonFiniteError(
-            f"{o.name}: target + α·v is NaN or Inf; check the target and vector with rvec inspect/stats", tensor=o.name
+            f"{o.name}: target + α·v is NaN or Inf; check the target and vector with rvec inspect/stats",
+            tensor=o.name,
         )
     result = acc.to(o.dtype)
     if total is not None:

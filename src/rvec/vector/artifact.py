@@ -61,7 +61,9 @@ class ReasoningVector:
     def index(self) -> TensorIndex:
         files = sorted(self.path.glob(f"{VECTOR_PREFIX}*.safetensors"))
         if not files:
-            raise VectorFormatError(f"{self.path}: no {VECTOR_PREFIX}*.safetensors files; re-run rvec extract")
+            raise VectorFormatError(
+                f"{self.path}: no {VECTOR_PREFIX}*.safetensors files; re-run rvec extract"
+            )
         index = TensorIndex.from_files(files)
         expected = set(self.manifest["tensors"])
         if set(index.names) != expected:
@@ -101,7 +103,12 @@ class ReasoningVector:
         return self._reader.read(info)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "vector", "path": str(self.path), "hash": self.content_hash, "sources": self.manifest.get("sources")}
+        return {
+            "kind": "vector",
+            "path": str(self.path),
+            "hash": self.content_hash,
+            "sources": self.manifest.get("sources"),
+        }
 
     def close(self) -> None:
         self._reader.close()
@@ -116,15 +123,21 @@ def read_vector(path: str | Path) -> ReasoningVector:
     path = Path(path)
     file = path / MANIFEST
     if not file.is_file():
-        raise VectorFormatError(f"{path}: not an rvec vector folder (no {MANIFEST}); create one with rvec extract")
+        raise VectorFormatError(
+            f"{path}: not an rvec vector folder (no {MANIFEST}); create one with rvec extract"
+        )
     try:
         manifest = json.loads(file.read_text())
     except json.JSONDecodeError as err:
         raise VectorFormatError(f"{file}: invalid JSON ({err.msg}); re-run rvec extract") from err
     if manifest.get("kind") != "reasoning-vector" or "tensors" not in manifest:
-        raise VectorFormatError(f"{file}: not a reasoning-vector manifest; is this a model folder? (rvec apply takes vectors)")
+        raise VectorFormatError(
+            f"{file}: not a reasoning-vector manifest; is this a model folder? (rvec apply takes vectors)"
+        )
     if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise VectorFormatError(f"{file}: format version {manifest['format_version']} is newer than this rvec supports; upgrade rvec")
+        raise VectorFormatError(
+            f"{file}: format version {manifest['format_version']} is newer than this rvec supports; upgrade rvec"
+        )
     return ReasoningVector(path=path, manifest=manifest)
 
 
@@ -155,4 +168,8 @@ class DonorPair:
 
     def describe(self) -> dict[str, Any]:
         # Donor files are not re-hashed here: apply must not pay a full read for provenance.
-        return {"kind": "donor-pair", "sft": self.sft.describe(hash_files=False), "rl": self.rl.describe(hash_files=False)}
+        return {
+            "kind": "donor-pair",
+            "sft": self.sft.describe(hash_files=False),
+            "rl": self.rl.describe(hash_files=False),
+        }

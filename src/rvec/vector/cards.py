@@ -33,7 +33,7 @@ tags:
 | RL donor | {_source_line(rl)} |
 | family | {fam.get("architecture")}, hidden {fam.get("hidden_size")}, {fam.get("num_hidden_layers")} layers, vocab {fam.get("vocab_size")}, tied embeddings {fam.get("tie_word_embeddings")} |
 | tensors | {len(tensors)} (float32) |
-| ‖v‖ | {total_sq ** 0.5:.6g} |
+| ‖v‖ | {total_sq**0.5:.6g} |
 
 Per-tensor shapes, norms, relative norms and zero fractions are in `rvec.json`; sha256 of every
 source weight file and of every shard too.

@@ -69,14 +69,18 @@ class CheckReport:
         }
 
 
-def compare_configs(report: CheckReport, a_name: str, a: dict[str, Any], b_name: str, b: dict[str, Any]) -> None:
+def compare_configs(
+    report: CheckReport, a_name: str, a: dict[str, Any], b_name: str, b: dict[str, Any]
+) -> None:
     """Record every architecture field on which two fingerprints differ (vocab and tying excepted)."""
     for key in _STRICT_KEYS:
         if a.get(key) != b.get(key):
             report.problems.append(f"{key}: {a_name} has {a.get(key)!r}, {b_name} has {b.get(key)!r}")
 
 
-def compare_donor_tensors(report: CheckReport, sft: dict[str, tuple[int, ...]], rl: dict[str, tuple[int, ...]]) -> None:
+def compare_donor_tensors(
+    report: CheckReport, sft: dict[str, tuple[int, ...]], rl: dict[str, tuple[int, ...]]
+) -> None:
     """SFT and RL must hold exactly the same tensors with the same shapes."""
     only_sft, only_rl = sorted(set(sft) - set(rl)), sorted(set(rl) - set(sft))
     if only_sft:
@@ -85,7 +89,9 @@ def compare_donor_tensors(report: CheckReport, sft: dict[str, tuple[int, ...]], 
         report.problems.append(f"missing in SFT donor: {_names(only_rl)}")
     for name in sorted(set(sft) & set(rl)):
         if sft[name] != rl[name]:
-            report.problems.append(f"{name}: shape {sft[name]} in SFT ≠ {rl[name]} in RL; the donors are not one model")
+            report.problems.append(
+                f"{name}: shape {sft[name]} in SFT ≠ {rl[name]} in RL; the donors are not one model"
+            )
 
 
 def compare_target_tensors(
@@ -112,7 +118,9 @@ def compare_target_tensors(
             "(target embedding + α·v) and tie_word_embeddings=false"
         )
     if vector_tied and head_t and not target_tied:
-        report.policies.append(f"tied delta: the donors tie lm_head to {embed}; its delta is applied to both {embed} and {head_t} of the target")
+        report.policies.append(
+            f"tied delta: the donors tie lm_head to {embed}; its delta is applied to both {embed} and {head_t} of the target"
+        )
     mismatched: list[str] = []
     for name in sorted(set(vector) & set(target)):
         if vector[name] == target[name]:
@@ -128,7 +136,9 @@ def compare_target_tensors(
                 f"{mismatched[0]}: vocabulary differs ({rows}); pass --embeddings overlap (apply to the common rows) or --embeddings skip"
             )
         else:
-            report.policies.append(f"embeddings {policy}: vocabulary differs ({rows}) in {', '.join(mismatched)}")
+            report.policies.append(
+                f"embeddings {policy}: vocabulary differs ({rows}) in {', '.join(mismatched)}"
+            )
     elif policy == "skip":
         report.policies.append("embeddings skip: embedding and lm_head deltas are not applied")
 
@@ -175,7 +185,9 @@ def judge_lineage(report: CheckReport, probes: list[LineageProbe], *, required: 
             )
             (report.problems if required else report.warnings).append(message)
         elif worst.cosine < LINEAGE_SAME:
-            report.warnings.append(f"lineage: {pair} are distant relatives (cosine {worst.cosine:.3f} on {worst.tensor} < {LINEAGE_SAME})")
+            report.warnings.append(
+                f"lineage: {pair} are distant relatives (cosine {worst.cosine:.3f} on {worst.tensor} < {LINEAGE_SAME})"
+            )
 
 
 def _names(names: list[str], shown: int = 3) -> str:
@@ -191,7 +203,9 @@ def float_shapes(ckpt: Checkpoint) -> dict[str, tuple[int, ...]]:
     return {t.name: t.shape for t in ckpt.index if t.dtype.is_floating_point}
 
 
-def check_donors(sft: Checkpoint, rl: Checkpoint, *, lineage: bool = True, lineage_required: bool = True) -> CheckReport:
+def check_donors(
+    sft: Checkpoint, rl: Checkpoint, *, lineage: bool = True, lineage_required: bool = True
+) -> CheckReport:
     """Can ``v = RL − SFT`` be formed? Same architecture, same tensors and shapes, one lineage."""
     report = CheckReport()
     fp_sft, fp_rl = family.family_fingerprint(sft.config), family.family_fingerprint(rl.config)
@@ -199,11 +213,22 @@ def check_donors(sft: Checkpoint, rl: Checkpoint, *, lineage: bool = True, linea
     compare_configs(report, "SFT", fp_sft, "RL", fp_rl)
     for key in ("vocab_size", "tie_word_embeddings"):
         if fp_sft[key] != fp_rl[key]:
-            report.problems.append(f"{key}: SFT has {fp_sft[key]!r}, RL has {fp_rl[key]!r}; the donors must be one model")
+            report.problems.append(
+                f"{key}: SFT has {fp_sft[key]!r}, RL has {fp_rl[key]!r}; the donors must be one model"
+            )
     shapes_sft, shapes_rl = float_shapes(sft), float_shapes(rl)
     compare_donor_tensors(report, shapes_sft, shapes_rl)
     if lineage and not report.problems:
-        judge_lineage(report, lineage_probe("RL vs SFT", sft, rl, probe_names(shapes_sft)), required=lineage_required)
+        if sft.has_local_weights and rl.has_local_weights:
+            judge_lineage(
+                report,
+                lineage_probe("RL vs SFT", sft, rl, probe_names(shapes_sft)),
+                required=lineage_required,
+            )
+        else:
+            report.warnings.append(
+                "lineage: donor weights are not downloaded; the lineage test runs in extract/apply"
+            )
     return report
 
 
@@ -263,7 +288,9 @@ def check(
         return report
     shapes = float_shapes(sft)
     probe = None
-    if lineage and not report.problems:
+    if lineage and not report.problems and not (sft.has_local_weights and target.has_local_weights):
+        report.warnings.append("lineage: weights are not downloaded; the target lineage test runs in apply")
+    elif lineage and not report.problems:
         names = [n for n in probe_names(shapes) if n in target.index]
         probe = {n: sft.read_range(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)) for n in names}
     target_report = check_target(

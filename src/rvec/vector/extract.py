@@ -143,8 +143,13 @@ def extract(
 def _raise_non_finite(name: str, sft: Checkpoint, rl: Checkpoint) -> None:
     for role, ckpt in (("SFT", sft), ("RL", rl)):
         if not bool(torch.isfinite(ckpt.read(name).to(torch.float32)).all()):
-            raise NonFiniteError(f"{name}: the {role} donor {ckpt.display} contains NaN or Inf values; the checkpoint is damaged", tensor=name)
-    raise NonFiniteError(f"{name}: RL − SFT overflows float32; the donors are not fine-tunes of one model", tensor=name)
+            raise NonFiniteError(
+                f"{name}: the {role} donor {ckpt.display} contains NaN or Inf values; the checkpoint is damaged",
+                tensor=name,
+            )
+    raise NonFiniteError(
+        f"{name}: RL − SFT overflows float32; the donors are not fine-tunes of one model", tensor=name
+    )
 
 
 def _write_lineage_probe(folder: Path, sft: Checkpoint) -> None:
@@ -152,8 +157,15 @@ def _write_lineage_probe(folder: Path, sft: Checkpoint) -> None:
     from rvec.vector.compat import PROBE_ELEMENTS
 
     shapes = {t.name: t.shape for t in sft.index if t.dtype.is_floating_point}
-    probe = {n: sft.read_range(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)).to(torch.float32) for n in probe_names(shapes)}
-    save_file(probe, str(folder / LINEAGE_FILE), metadata={"what": "first elements of SFT weights, for lineage checks"})
+    probe = {
+        n: sft.read_range(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)).to(torch.float32)
+        for n in probe_names(shapes)
+    }
+    save_file(
+        probe,
+        str(folder / LINEAGE_FILE),
+        metadata={"what": "first elements of SFT weights, for lineage checks"},
+    )
 
 
 def _manifest(

@@ -45,7 +45,9 @@ class Schedule:
         return self.start + (self.end - self.start) * layer / (num_layers - 1)
 
     def describe(self) -> str:
-        return f"constant:{self.start:g}" if self.kind == "constant" else f"linear:{self.start:g}:{self.end:g}"
+        return (
+            f"constant:{self.start:g}" if self.kind == "constant" else f"linear:{self.start:g}:{self.end:g}"
+        )
 
 
 def parse_schedule(text: str | None) -> Schedule:
@@ -55,13 +57,15 @@ def parse_schedule(text: str | None) -> Schedule:
     parts = text.split(":")
     outside = 1.0
     if parts[-1].startswith("outside="):
-        outside = _float(text, parts.pop()[len("outside="):])
+        outside = _float(text, parts.pop()[len("outside=") :])
     if parts[0] == "linear" and len(parts) == 3:
         return Schedule("linear", _float(text, parts[1]), _float(text, parts[2]), outside)
     if parts[0] == "constant" and len(parts) == 2:
         value = _float(text, parts[1])
         return Schedule("constant", value, value, outside)
-    raise InvalidArgumentError(f"--schedule {text}: expected linear:START:END or constant:C (optionally :outside=X)")
+    raise InvalidArgumentError(
+        f"--schedule {text}: expected linear:START:END or constant:C (optionally :outside=X)"
+    )
 
 
 def _float(text: str, value: str) -> float:

@@ -1,0 +1,123 @@
+"""GGUF checkpoints: header inspection and conversion to a Hugging Face folder (dequantized).
+
+transformers can load a GGUF model but keeps the packed weights and refuses ``save_pretrained``;
+what works is to build the model on the ``meta`` device and let
+``load_gguf_checkpoint(..., return_tensors=True, model_to_load=meta_model)`` dequantize every tensor
+under its Hugging Face name. Tied models come back without ``lm_head.weight`` and stay tied.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
+from rvec.errors import CorruptCheckpointError
+
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=8)
+def _config_json(path: Path) -> str:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as err:  # transformers raises bare ValueError/KeyError/OSError for bad files
+        raise CorruptCheckpointError(
+            f"{path}: cannot read GGUF metadata ({err.__class__.__name__}: {err}); is it a complete GGUF file?",
+            path=str(path),
+        ) from err
+    return config.to_json_string()
+
+
+def gguf_config(path: Path) -> dict[str, Any]:
+    """The Hugging Face config transformers derives from the GGUF metadata."""
+    return json.loads(_config_json(Path(path)))
+
+
+def gguf_tensors(path: Path) -> list[dict[str, Any]]:
+    """GGUF tensor table from the header: name (GGUF naming), quantization type and shape."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as err:
+        raise CorruptCheckpointError(
+            f"{path}: not a readable GGUF file ({err.__class__.__name__}); re-download it", path=str(path)
+        ) from err
+    return [
+        {
+            "name": t.name,
+            "dtype": t.tensor_type.name,
+            "shape": [int(d) for d in reversed(t.shape.tolist())],
+            "numel": int(t.n_elements),
+        }
+        for t in reader.tensors
+    ]
+
+
+def convert(
+    gguf_file: str | Path,
+    out: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> Path:
+    """Dequantize a GGUF checkpoint into a Hugging Face folder (safetensors, config, tokenizer, chat template).
+
+    Args:
+        gguf_file: the ``.gguf`` file.
+        out: output folder, written atomically.
+        dtype: dtype of the written weights (dequantization itself is float32).
+        overwrite: replace ``out`` if it exists.
+        max_shard_bytes: shard size limit.
+
+    Returns:
+        The output folder.
+
+    Raises:
+        CorruptCheckpointError: the file is not a readable GGUF checkpoint.
+        OutputExistsError: ``out`` exists and ``overwrite`` is false.
+
+    Example:
+        >>> convert("SmolLM2-135M-Instruct.Q4_1.gguf", "smol/")  # doctest: +SKIP
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    path = Path(gguf_file).resolve()
+    gguf_config(path)  # validates the file with a clear error
+    config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    with torch.device("meta"):
+        meta_model = AutoModelForCausalLM.from_config(config)
+    loaded = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=meta_model)
+    tensors: dict[str, torch.Tensor] = loaded["tensors"]
+    expected = {
+        k for k in meta_model.state_dict() if not (config.tie_word_embeddings and k == "lm_head.weight")
+    }
+    missing = sorted(expected - set(tensors))
+    if missing:
+        raise CorruptCheckpointError(
+            f"{path}: GGUF lacks {len(missing)} tensors the model needs (e.g. {missing[0]})", path=str(path)
+        )
+    names = [k for k in meta_model.state_dict() if k in tensors]
+    plan = [PlannedTensor(n, dtype, tuple(tensors[n].shape)) for n in names]
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=sum(p.nbytes for p in plan)) as tmp:
+        writer = ShardedWriter(tmp, plan, prefix="model", max_shard_bytes=max_shard_bytes)
+        for n in names:
+            writer.write(n, tensors[n].to(dtype).reshape(-1))
+        writer.finish()
+        config.dtype = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+        config.save_pretrained(tmp)
+        GenerationConfig.from_model_config(config).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    logger.info("converted %s → %s (%d tensors)", path.name, out, len(names))
+    return Path(out)

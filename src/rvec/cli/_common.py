@@ -1,0 +1,48 @@
+"""Shared CLI pieces: consoles, progress bars, JSON output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout (plain print: rich would wrap long lines)."""
+    print(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def byte_progress(description: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A transfer-style progress bar on stderr, driven by ``(done, total)`` byte callbacks."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,73 @@
+"""The ``rvec`` command group: registers one module per subcommand; turns rvec errors into one line."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from typer.core import TyperGroup
+
+from rvec import __version__
+from rvec.errors import RvecError
+
+EXIT_USER_ERROR = 1
+
+
+class RvecGroup(TyperGroup):
+    """Turns any :class:`RvecError` into one line on stderr and exit code 1 — once, here."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RvecError as err:
+            typer.echo(f"rvec: error: {err}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+app = typer.Typer(
+    cls=RvecGroup,
+    help=(
+        "rvec — reasoning vectors. Extract v = θ_RL − θ_SFT from two checkpoints of one family, add α·v to "
+        "other models of that family, and measure whether chain-of-thought transferred.\n\n"
+        "First try: rvec inspect MODEL; then rvec check --sft A --rl B --to T."
+    ),
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rvec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="rvec: %(levelname)s: %(message)s"
+    )
+    for noisy in ("transformers", "huggingface_hub", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _register() -> None:
+    from rvec.cli import apply_cmd, check_cmd, convert_cmd, extract_cmd, inspect_cmd, stats_cmd
+
+    for module in (inspect_cmd, check_cmd, extract_cmd, apply_cmd, stats_cmd, convert_cmd):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,188 @@
+"""Add ``Σ αᵢ·vᵢ`` to a live ``transformers`` model and restore it bit-exactly, so an evaluation
+can sweep α without writing a checkpoint per value.
+
+The arithmetic is the one ``apply`` writes to disk — ``cast(θ.float() + (α·f)·v)``, float32, one
+cast — so a model changed in memory generates exactly what the written folder would. Originals are
+kept as a copy on the parameter's device; ``restore`` copies them back (bit-exact by construction).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rvec.errors import IncompatibleError, InvalidArgumentError
+from rvec.vector import family
+from rvec.vector.artifact import DeltaSource, ReasoningVector, read_vector
+from rvec.vector.compat import is_tied
+from rvec.vector.embeddings import EmbeddingPolicy
+from rvec.vector.masks import Selection
+
+logger = logging.getLogger(__name__)
+
+# Elementwise work in chunks that stay in cache: 3 passes over L2-sized pieces instead of 3 passes
+# over memory is what keeps an α switch on a 0.5B model well under a second on a CPU.
+_CHUNK = 1 << 18
+
+
+@dataclass
+class _Slot:
+    """One parameter touched by the vectors: its original values and each vector's delta."""
+
+    param: torch.nn.Parameter
+    original: torch.Tensor
+    deltas: list[tuple[int, torch.Tensor, float]]  # (vector index, float32 delta rows, mask factor)
+
+
+class InMemoryVectors:
+    """Holds vectors next to a model and sets its parameters to ``θ₀ + Σ αᵢ·fᵢ·vᵢ`` on demand.
+
+    Example:
+        >>> iv = InMemoryVectors(model, ["vec/"])      # doctest: +SKIP
+        >>> iv.set_alphas([0.5]); ...; iv.set_alphas([1.0]); ...; iv.restore()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        vectors: Sequence[DeltaSource | str | Path],
+        *,
+        selection: Selection | None = None,
+        embeddings: EmbeddingPolicy | None = None,
+    ) -> None:
+        self.model = model
+        self.sources = [read_vector(v) if isinstance(v, (str, Path)) else v for v in vectors]
+        self.selection = selection or Selection()
+        self._slots: list[_Slot] = []
+        self.alphas: list[float] = [0.0] * len(self.sources)
+        self._build(embeddings)
+
+    def _build(self, embeddings: EmbeddingPolicy | None) -> None:
+        params = dict(self.model.named_parameters())  # tied lm_head is listed once, as the embedding
+        config = self.model.config.to_dict() if hasattr(self.model, "config") else {}
+        model_tied = (
+            bool(config.get("tie_word_embeddings", True)) and family.lm_head_name(set(params)) is None
+        )
+        num_layers = int(family.family_fingerprint(config).get("num_hidden_layers") or 0)
+        slots: dict[str, _Slot] = {}
+        for i, source in enumerate(self.sources):
+            shapes = source.shapes
+            src_tied = is_tied(source.config)
+            head = family.lm_head_name(set(shapes))
+            if model_tied and head and not src_tied:
+                raise IncompatibleError(
+                    f"{source.label}: the donors have a separate {head} but the model ties it to its embedding; "
+                    "in-memory application cannot untie — write the model with rvec apply instead"
+                )
+            for name, param in params.items():
+                delta_name = name
+                if name not in shapes and family.is_embedding(name) and src_tied:
+                    delta_name = family.embed_name(set(shapes)) or name
+                if delta_name not in shapes:
+                    continue
+                factor = self.selection.factor(name, num_layers)
+                if factor == 0.0 or (family.is_embedding(name) and embeddings == "skip"):
+                    continue
+                delta = self._load_delta(source, delta_name, tuple(param.shape), embeddings, param.device)
+                slot = slots.get(name)
+                if slot is None:
+                    slot = slots[name] = _Slot(param=param, original=param.detach().clone(), deltas=[])
+                slot.deltas.append((i, delta, factor))
+        self._slots = list(slots.values())
+        if not self._slots:
+            raise InvalidArgumentError(
+                "no parameter of the model matches the vector(s); are they of this model family?"
+            )
+
+    @staticmethod
+    def _load_delta(
+        source: DeltaSource,
+        name: str,
+        shape: tuple[int, ...],
+        embeddings: EmbeddingPolicy | None,
+        device: torch.device,
+    ) -> torch.Tensor:
+        vshape = source.shapes[name]
+        if vshape != shape and not (
+            family.is_embedding(name) and embeddings == "overlap" and vshape[1:] == shape[1:]
+        ):
+            raise IncompatibleError(
+                f"{name}: shape {vshape} in {source.label} ≠ {shape} in the model; pass --embeddings overlap or skip"
+                if family.is_embedding(name)
+                else f"{name}: shape {vshape} in {source.label} ≠ {shape} in the model"
+            )
+        numel = math.prod(shape) if vshape == shape else min(vshape[0], shape[0]) * math.prod(shape[1:])
+        flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32
+        return flat.to(device)
+
+    def set_alphas(self, alphas: Sequence[float]) -> None:
+        """Set parameters to ``cast(θ₀.float() + Σ (αᵢ·fᵢ)·vᵢ)`` (from the originals, never cumulatively)."""
+        if len(alphas) != len(self.sources):
+            raise InvalidArgumentError(f"{len(self.sources)} vectors but {len(alphas)} α values")
+        with torch.no_grad():
+            for slot in self._slots:
+                _combine_into(slot, alphas)
+        self.alphas = list(alphas)
+
+    def restore(self) -> None:
+        """Put back the original parameters, bit for bit."""
+        with torch.no_grad():
+            for slot in self._slots:
+                slot.param.copy_(slot.original)
+        self.alphas = [0.0] * len(self.sources)
+
+    @property
+    def touched(self) -> list[str]:
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        return [names[id(s.param)] for s in self._slots]
+
+
+def _combine_into(slot: _Slot, alphas: Sequence[float]) -> None:
+    target = slot.param.data.view(-1)
+    original = slot.original.view(-1)
+    active = [(alphas[i] * f, d) for i, d, f in slot.deltas if alphas[i] * f != 0.0]
+    if not active:
+        target.copy_(original)
+        return
+    buf = torch.empty(min(_CHUNK, target.numel()), dtype=torch.float32, device=target.device)
+    tmp = torch.empty_like(buf)
+    for start in range(0, target.numel(), _CHUNK):
+        stop = min(start + _CHUNK, target.numel())
+        n = stop - start
+        acc = buf[:n]
+        acc.copy_(original[start:stop])
+        for scale, delta in active:
+            hi = min(stop, delta.numel())  # overlap policy: delta covers leading rows only
+            if hi <= start:
+                continue
+            torch.mul(delta[start:hi], scale, out=tmp[: hi - start])
+            acc[: hi - start].add_(tmp[: hi - start])
+        target[start:stop].copy_(acc)
+
+
+@contextmanager
+def applied(
+    model: torch.nn.Module,
+    pairs: Sequence[tuple[ReasoningVector | DeltaSource | str | Path, float]],
+    *,
+    selection: Selection | None = None,
+    embeddings: EmbeddingPolicy | None = None,
+) -> Iterator[torch.nn.Module]:
+    """Context manager: the model with ``Σ αᵢ·vᵢ`` added inside, bit-exactly restored on exit.
+
+    Example:
+        >>> with applied(model, [("vec/", 1.0)]):   # doctest: +SKIP
+        ...     model.generate(...)
+    """
+    iv = InMemoryVectors(model, [v for v, _ in pairs], selection=selection, embeddings=embeddings)
+    try:
+        iv.set_alphas([a for _, a in pairs])
+        yield model
+    finally:
+        iv.restore()

@@ -1,0 +1,129 @@
+"""Vector statistics: per-tensor, per-layer and per-module norms, cosine between vectors, a plot."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rvec.checkpoint.reader import blocks
+from rvec.vector.artifact import ReasoningVector
+
+
+@dataclass
+class VectorStats:
+    """Norms of one vector, aggregated as root-sum-of-squares."""
+
+    total_norm: float
+    per_tensor: dict[str, dict[str, Any]]
+    per_layer: dict[int, float]
+    per_module: dict[str, float]
+    per_layer_module: dict[int, dict[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total_norm": self.total_norm,
+            "per_layer": {str(k): v for k, v in sorted(self.per_layer.items())},
+            "per_module": self.per_module,
+            "per_layer_module": {str(k): v for k, v in sorted(self.per_layer_module.items())},
+            "per_tensor": self.per_tensor,
+        }
+
+
+def vector_stats(vector: ReasoningVector) -> VectorStats:
+    """Aggregate the per-tensor norms recorded in ``rvec.json`` (no tensor data is read)."""
+    layer_sq: dict[int, float] = defaultdict(float)
+    module_sq: dict[str, float] = defaultdict(float)
+    layer_module_sq: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    total_sq = 0.0
+    for rec in vector.manifest["tensors"].values():
+        sq = rec["norm"] ** 2
+        total_sq += sq
+        module_sq[rec["module"]] += sq
+        if rec["layer"] is not None:
+            layer_sq[rec["layer"]] += sq
+            layer_module_sq[rec["layer"]][rec["module"]] += sq
+    return VectorStats(
+        total_norm=math.sqrt(total_sq),
+        per_tensor=vector.manifest["tensors"],
+        per_layer={k: math.sqrt(v) for k, v in layer_sq.items()},
+        per_module={k: math.sqrt(v) for k, v in module_sq.items()},
+        per_layer_module={k: {m: math.sqrt(s) for m, s in v.items()} for k, v in layer_module_sq.items()},
+    )
+
+
+def cosine(a: ReasoningVector, b: ReasoningVector) -> dict[str, Any]:
+    """Cosine similarity of two vectors over their shared tensors: overall, per layer, per tensor.
+
+    Streams both vectors block by block (float64 accumulation); tensors present in only one vector
+    or with different shapes are listed, not compared.
+    """
+    shared = [n for n in a.shapes if n in b.shapes and a.shapes[n] == b.shapes[n]]
+    dot_t: dict[str, float] = {}
+    na_t: dict[str, float] = {}
+    nb_t: dict[str, float] = {}
+    for name in shared:
+        dot = na = nb = 0.0
+        for start, stop in blocks(math.prod(a.shapes[name])):
+            x = a.read_delta(name, start, stop).to(torch.float64)
+            y = b.read_delta(name, start, stop).to(torch.float64)
+            dot += float(x.dot(y))
+            na += float(x.dot(x))
+            nb += float(y.dot(y))
+        dot_t[name], na_t[name], nb_t[name] = dot, na, nb
+    per_layer: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for name in shared:
+        layer = a.manifest["tensors"][name]["layer"]
+        if layer is not None:
+            acc = per_layer[layer]
+            acc[0] += dot_t[name]
+            acc[1] += na_t[name]
+            acc[2] += nb_t[name]
+    return {
+        "overall": _cos(sum(dot_t.values()), sum(na_t.values()), sum(nb_t.values())),
+        "per_layer": {str(k): _cos(*v) for k, v in sorted(per_layer.items())},
+        "per_tensor": {n: _cos(dot_t[n], na_t[n], nb_t[n]) for n in shared},
+        "only_in_first": sorted(set(a.shapes) - set(shared)),
+        "only_in_second": sorted(set(b.shapes) - set(shared)),
+    }
+
+
+def _cos(dot: float, na: float, nb: float) -> float:
+    return dot / math.sqrt(na * nb) if na > 0 and nb > 0 else 0.0
+
+
+def plot_norms(stats: list[tuple[str, VectorStats]], path: str | Path) -> Path:
+    """PNG: per-layer norm, total and by module type (one panel per vector)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(stats), 1, figsize=(9, 3.2 * len(stats)), squeeze=False)
+    for ax, (label, s) in zip(axes[:, 0], stats):
+        layers = sorted(s.per_layer_module)
+        modules = sorted({m for v in s.per_layer_module.values() for m in v})
+        ax.plot(
+            layers, [s.per_layer[layer] for layer in layers], color="black", linewidth=2, label="layer total"
+        )
+        for module in modules:
+            ax.plot(
+                layers,
+                [s.per_layer_module[layer].get(module, 0.0) for layer in layers],
+                marker="o",
+                markersize=3,
+                label=module,
+            )
+        ax.set_title(f"{label}: ‖v‖ = {s.total_norm:.4g}")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("‖v‖")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
