@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import Family
@@ -14,7 +15,7 @@ from rvec.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["inspect", "check", "extract", "apply", "stats", "convert"])
+@pytest.mark.parametrize("command", ["inspect", "check", "extract", "apply", "stats", "control", "convert"])
 def test_every_command_has_help_with_an_example(command: str) -> None:
     result = runner.invoke(app, [command, "-h"])
     assert result.exit_code == 0
@@ -123,3 +124,53 @@ def test_extract_apply_stats_round_trip(qwen_untied: Family, tmp_path: Path) -> 
     )
     assert applied.exit_code == 0, applied.output
     assert json.loads(applied.stdout)["delta_survival"]["erased"] == 0
+
+
+def test_norm_matched_random_control_has_v_norms_per_tensor(qwen_untied: Family, tmp_path: Path) -> None:
+    from engine.helpers import load_folder
+
+    vec, rnd = tmp_path / "vec", tmp_path / "rnd"
+    assert (
+        runner.invoke(
+            app,
+            [
+                "extract",
+                "--sft",
+                str(qwen_untied.sft),
+                "--rl",
+                str(qwen_untied.rl),
+                "-o",
+                str(vec),
+                "--no-progress",
+            ],
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(app, ["control", str(vec), "-o", str(rnd), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    v, r = load_folder(vec), load_folder(rnd)
+    assert set(v) == set(r)
+    for name in v:
+        assert float(r[name].double().norm()) == pytest.approx(float(v[name].double().norm()), rel=1e-5)
+    cos = json.loads(runner.invoke(app, ["stats", str(vec), "--compare", str(rnd), "--json"]).stdout)[
+        "cosine"
+    ]["overall"]
+    assert abs(cos) < 0.2
+    again = tmp_path / "rnd2"
+    assert runner.invoke(app, ["control", str(vec), "-o", str(again), "--seed", "3"]).exit_code == 0
+    assert all(torch.equal(r[k], load_folder(again)[k]) for k in r)
+    applied = runner.invoke(
+        app,
+        [
+            "apply",
+            str(rnd),
+            "--to",
+            str(qwen_untied.target),
+            "-a",
+            "1",
+            "-o",
+            str(tmp_path / "m"),
+            "--no-progress",
+        ],
+    )
+    assert applied.exit_code == 0, applied.output

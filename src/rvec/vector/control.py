@@ -1,0 +1,175 @@
+"""Random control vectors: a seeded Gaussian direction per tensor, rescaled to a chosen norm.
+
+The norm-matched control answers "is it the *direction* of v that helps, or just perturbing the
+weights by that much?": per tensor, ``r = g·‖v‖/‖g‖`` with ``g ~ N(0, 1)`` seeded by (seed, tensor
+name), so ``‖r‖ = ‖v‖`` tensor by tensor while the direction is random. The same module builds a
+control when no real donor pair exists (``relative_to``: ``‖r‖ = ρ·‖θ_model‖`` per tensor).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from rvec import __version__
+from rvec.checkpoint.reader import blocks
+from rvec.checkpoint.source import Checkpoint, resolve
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
+from rvec.vector import family
+from rvec.vector.artifact import FORMAT_VERSION, MANIFEST, VECTOR_PREFIX, ReasoningVector, read_vector
+from rvec.vector.compat import PROBE_ELEMENTS, probe_names
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    # Seed per tensor (not one stream for all), so a tensor's noise does not depend on the others.
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def _gaussian(name: str, numel: int, seed: int) -> torch.Tensor:
+    return torch.randn(numel, generator=_generator(seed, name), dtype=torch.float32)
+
+
+def _write(
+    out: Path,
+    *,
+    shapes: dict[str, tuple[int, ...]],
+    norms: dict[str, float],
+    rel_norms: dict[str, float | None],
+    seed: int,
+    config: dict[str, Any],
+    sources: dict[str, Any],
+    formula: str,
+    probe_source: Checkpoint | ReasoningVector | None,
+    overwrite: bool,
+) -> ReasoningVector:
+    plan = [PlannedTensor(n, torch.float32, s) for n, s in shapes.items()]
+    records: dict[str, Any] = {}
+    with atomic_output_dir(out, overwrite=overwrite, needed_bytes=sum(p.nbytes for p in plan)) as tmp:
+        writer = ShardedWriter(tmp, plan, prefix=VECTOR_PREFIX, max_shard_bytes=DEFAULT_MAX_SHARD_BYTES)
+        for name, shape in shapes.items():
+            numel = math.prod(shape)
+            g = _gaussian(name, numel, seed)  # (numel,) float32
+            g_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
+            scale = norms[name] / g_norm if g_norm > 0 else 0.0
+            r = g.mul_(scale)
+            writer.write(name, r)
+            records[name] = {
+                "shape": list(shape),
+                "norm": float(torch.linalg.vector_norm(r, dtype=torch.float64)),
+                "rel_norm": rel_norms[name],
+                "zero_fraction": float((r == 0).double().mean()) if numel else 1.0,
+                "module": family.module_type(name),
+                "layer": family.layer_of(name),
+            }
+        files = writer.finish()
+        if probe_source is not None:
+            _copy_probe(tmp, probe_source, shapes)
+        manifest = {
+            "kind": "reasoning-vector",
+            "format_version": FORMAT_VERSION,
+            "formula": formula,
+            "control": {"kind": "random", "seed": seed},
+            "dtype": "float32",
+            "rvec_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "sources": sources,
+            "family": family.family_fingerprint(config),
+            "config": config,
+            "check": None,
+            "skipped_non_float": [],
+            "files": {f: writer.sha256[f] for f in files},
+            "tensors": records,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / "README.md").write_text(
+            f"---\ntags:\n- rvec\n- random-control\n---\n\n# Random control vector\n\n`{formula}`, seed {seed}.\n"
+            "This is **not** a reasoning vector: it is a control with a random direction.\n"
+        )
+    return read_vector(out)
+
+
+def _copy_probe(
+    folder: Path, source: Checkpoint | ReasoningVector, shapes: dict[str, tuple[int, ...]]
+) -> None:
+    """Keep lineage checks working for the control: the same probe as the model/vector it copies."""
+    if isinstance(source, ReasoningVector):
+        probe_file = source.path / "lineage.safetensors"
+        if probe_file.is_file():
+            (folder / "lineage.safetensors").write_bytes(probe_file.read_bytes())
+        return
+    probe = {
+        n: source.read_range(n, 0, min(PROBE_ELEMENTS, source.index[n].numel)).to(torch.float32)
+        for n in probe_names(shapes)
+    }
+    save_file(probe, str(folder / "lineage.safetensors"))
+
+
+def norm_matched_random(
+    vector: ReasoningVector | str | Path, out: str | Path, *, seed: int = 0, overwrite: bool = False
+) -> ReasoningVector:
+    """A random vector with ``‖r[t]‖ = ‖v[t]‖`` for every tensor ``t`` of ``vector``.
+
+    Example:
+        >>> norm_matched_random("vec/", "vec-random/", seed=0)  # doctest: +SKIP
+    """
+    v = read_vector(vector) if isinstance(vector, (str, Path)) else vector
+    norms = {n: float(rec["norm"]) for n, rec in v.manifest["tensors"].items()}
+    return _write(
+        Path(out),
+        shapes=v.shapes,
+        norms=norms,
+        rel_norms={n: rec.get("rel_norm") for n, rec in v.manifest["tensors"].items()},
+        seed=seed,
+        config=v.config,
+        sources={"matched_to": v.describe()},
+        formula="r[t] = g[t]·‖v[t]‖/‖g[t]‖, g ~ N(0, I) seeded per tensor",
+        probe_source=v,
+        overwrite=overwrite,
+    )
+
+
+def relative_random(
+    model: str | Path | Checkpoint,
+    out: str | Path,
+    *,
+    rel_norm: float,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> ReasoningVector:
+    """A random vector for ``model``'s family with ``‖r[t]‖ = rel_norm·‖θ[t]‖`` per tensor.
+
+    Used where no real donor pair exists for a model (the offline demo): clearly a control.
+    """
+    ckpt = model if isinstance(model, Checkpoint) else resolve(model)
+    shapes = {t.name: t.shape for t in ckpt.index if t.dtype.is_floating_point}
+    norms = {}
+    for name in shapes:
+        sq = 0.0
+        for start, stop in blocks(ckpt.index[name].numel):
+            sq += float(
+                torch.linalg.vector_norm(
+                    ckpt.read_range(name, start, stop).to(torch.float32), dtype=torch.float64
+                )
+                ** 2
+            )
+        norms[name] = rel_norm * math.sqrt(sq)
+    return _write(
+        Path(out),
+        shapes=shapes,
+        norms=norms,
+        rel_norms=dict.fromkeys(shapes, rel_norm),
+        seed=seed,
+        config=ckpt.config,
+        sources={"relative_to": ckpt.describe(hash_files=False), "rel_norm": rel_norm},
+        formula=f"r[t] = g[t]·{rel_norm:g}·‖θ[t]‖/‖g[t]‖, g ~ N(0, I) seeded per tensor",
+        probe_source=ckpt,
+        overwrite=overwrite,
+    )
