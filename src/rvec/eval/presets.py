@@ -82,6 +82,8 @@ class TaskSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     output_type: Literal["generate", "loglikelihood"]
+    layout: Literal["paper", "lm-eval"] = "lm-eval"
+    """``paper``: instruction-style turns and extracted answers; ``lm-eval``: lm-eval's exact layout."""
     template: str
     """User turn (chat) or ``doc_to_text`` (raw), before any condition instruction."""
     max_new_tokens: int = 0
@@ -174,12 +176,14 @@ def paper() -> Preset:
         tasks={
             "gsm8k": TaskSettings(
                 output_type="generate",
+                layout="paper",
                 template="{question}",
                 max_new_tokens=1024,
                 primary_metric="acc,last-number",
             ),
             "humaneval": TaskSettings(
                 output_type="generate",
+                layout="paper",
                 template="{instruction}\n\n```python\n{prompt}```",
                 instruction=(
                     "Complete the following Python function. Return the complete function, with its "
@@ -190,6 +194,7 @@ def paper() -> Preset:
             ),
             "sciq": TaskSettings(
                 output_type="generate",
+                layout="paper",
                 template="{support}Question: {question}\n\n{options}\n\n{instruction}",
                 instruction="Answer with the letter (A, B, C or D) of the correct option.",
                 max_new_tokens=1024,
@@ -197,6 +202,7 @@ def paper() -> Preset:
             ),
             "bbh": TaskSettings(
                 output_type="generate",
+                layout="paper",
                 template="Q: {input}",
                 shots=3,
                 max_new_tokens=1024,

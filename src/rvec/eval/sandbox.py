@@ -19,10 +19,12 @@ timeout. A launcher that runs in the child before the program sets:
 
 What this does NOT prevent, honestly: the effective uid stays 0 when we run as root (a uid-dropped
 child could not read the Python install under ``/root``), so file permissions protect nothing and
-the guard is the only barrier against writes outside the temporary directory; the guard is Python
-level and a determined program can get around it (``_io.FileIO``, objects found through ``gc``).
-The limits, the timeout, the process-group and uid kills, the network namespace and the scrubbed
-environment do not depend on the guard. This is containment for benchmark code, not a security
+the guard is the only barrier against writes outside the temporary directory, reading other
+processes' ``/proc`` entries and signalling them; the guard is Python level and a determined program
+can get around it (``_io.FileIO``, objects found through ``gc``). The namespace and uid steps are
+best effort: without ``CAP_SYS_ADMIN``/``CAP_SETUID`` they are skipped (logged once as a warning), and then
+only the guard blocks sockets and (for root) forks. The limits, the timeout, the process-group and
+uid kills and the scrubbed environment do not depend on the guard. This is containment for benchmark code, not a security
 boundary for adversarial code; run untrusted models in a container or VM.
 
 Example:
@@ -44,6 +46,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,10 +76,11 @@ root = os.path.realpath(cfg["dir"])
 for name, value in cfg["limits"].items():
     resource.setrlimit(getattr(resource, name), (value, value))
 
+isolation = {"netns": False, "nproc": os.geteuid() != 0}
 if os.geteuid() == 0:
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.unshare(0x40000000)  # CLONE_NEWNET: a namespace with no interface up
+    isolation["netns"] = libc.unshare(0x40000000) == 0  # CLONE_NEWNET: no interface up
     try:
         os.setresuid(cfg["uid"], 0, 0)  # RLIMIT_NPROC counts the real uid's processes and threads
     except OSError:
@@ -91,8 +95,10 @@ if os.geteuid() == 0:
             libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
             data[cap // 32].eff &= ~(1 << (cap % 32))
             data[cap // 32].perm &= ~(1 << (cap % 32))
-        libc.capset(ctypes.byref(hdr), data)
+        isolation["nproc"] = libc.capset(ctypes.byref(hdr), data) == 0 and os.getuid() == cfg["uid"]
     del libc, hdr, data, _Hdr, _Data, ctypes
+with open(os.path.join(root, "isolation.json"), "w") as fh:
+    json.dump(isolation, fh)
 
 _exit, _open, _os_open, _realpath, _fspath = os._exit, builtins.open, os.open, os.path.realpath, os.fspath
 _own_proc = ("/proc/self", "/proc/thread-self", "/proc/%d" % os.getpid())
@@ -231,9 +237,6 @@ class Sandbox:
         self.max_processes = max_processes
         self.max_file_mb = max_file_mb
         self.max_workers = max(1, min(max_workers, _UID_BLOCK))
-        self._uids: queue.Queue[int] = queue.Queue()
-        for uid in _pick_uids(self.max_workers):
-            self._uids.put(uid)
 
     def run(self, program: str) -> ExecutionResult:
         """Run one program to completion or timeout.
@@ -248,11 +251,12 @@ class Sandbox:
             CodeExecutionNotAllowedError: ``allow`` is False.
         """
         self._check_allowed()
-        uid = self._uids.get()
+        pool = _uid_pool()
+        uid = pool.get()  # blocks while every slot of this process is busy
         try:
             return self._run_in_dir(program, uid)
         finally:
-            self._uids.put(uid)
+            pool.put(uid)
 
     def run_many(self, programs: Sequence[str]) -> list[ExecutionResult]:
         """Run programs ``max_workers`` at a time; results keep the input order.
@@ -330,6 +334,7 @@ class Sandbox:
                 proc.wait()
         duration = time.monotonic() - start
         stderr_tail = _tail(workdir / "stderr")
+        _warn_if_degraded(workdir / "isolation.json")
         code = None if timed_out else proc.returncode
         status: Literal["passed", "failed", "timeout"] = (
             "timeout" if timed_out else "passed" if code == 0 else "failed"
@@ -337,17 +342,45 @@ class Sandbox:
         return ExecutionResult(status == "passed", status, code, stderr_tail, duration)
 
 
-def _pick_uids(n: int) -> list[int]:
-    block = _UID_BASE + (os.getpid() % 1000) * _UID_BLOCK
-    uids = []
-    for uid in range(block, block + _UID_BLOCK):
-        try:
-            pwd.getpwuid(uid)  # a real account: never borrow it, we kill everything it runs
-        except KeyError:
-            uids.append(uid)
-    if len(uids) < n:
-        raise RuntimeError(f"no free sandbox uids in {block}..{block + _UID_BLOCK - 1}")
-    return uids[:n]
+_POOL: queue.Queue[int] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _uid_pool() -> queue.Queue[int]:
+    """One pool per process, shared by every Sandbox: a uid is never lent to two runs at once,
+    because after a run every process with that uid is killed."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = queue.Queue()
+            block = _UID_BASE + (os.getpid() % 1000) * _UID_BLOCK
+            for uid in range(block, block + _UID_BLOCK):
+                try:
+                    pwd.getpwuid(uid)  # a real account: never borrow it, we kill everything it runs
+                except KeyError:
+                    _POOL.put(uid)
+            if _POOL.empty():  # otherwise every run would wait forever for a slot
+                raise RuntimeError(
+                    f"sandbox uids {block}..{block + _UID_BLOCK - 1} all belong to real accounts"
+                )
+        return _POOL
+
+
+_WARNED = threading.Event()
+
+
+def _warn_if_degraded(path: Path) -> None:
+    # Said once per process: which protections the child could not set up on this machine.
+    if _WARNED.is_set():
+        return
+    with contextlib.suppress(OSError, ValueError):
+        isolation = json.loads(path.read_text())
+        missing = [name for name, active in isolation.items() if not active]
+        if missing:
+            _WARNED.set()
+            logger.warning(
+                "sandbox runs without %s on this machine; only the Python guard covers it", missing
+            )
 
 
 def _kill_group(pgid: int) -> None:

@@ -1,0 +1,75 @@
+"""Presets: registry, immutability, serialisation, and the lm-eval facts they pin."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from rvec.errors import ConfigError, InvalidArgumentError, UnknownNameError
+from rvec.eval.presets import LM_EVAL_GSM8K_FEWSHOT, PRESETS, _build_registry, get_preset, paper
+
+
+def test_registry_and_lookup() -> None:
+    assert sorted(PRESETS) == ["lm-eval", "lm-eval-chat", "paper"]
+    assert get_preset("paper").conditions == {"plain": "", "think": "Think step by step."}
+    with pytest.raises(UnknownNameError) as err:
+        get_preset("harness")
+    assert str(err.value) == "unknown preset 'harness'; valid: lm-eval, lm-eval-chat, paper"
+    assert isinstance(err.value, KeyError)
+
+
+def test_duplicate_names_are_an_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        _build_registry([paper(), paper()])
+    assert err.value.errors == ["duplicate preset name 'paper'"]
+
+
+def test_presets_are_frozen_and_strict() -> None:
+    preset = get_preset("paper")
+    with pytest.raises(ValidationError):
+        preset.version = 2  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        preset.settings("gsm8k").model_validate(
+            {"output_type": "generate", "template": "", "primary_metric": "x", "oops": 1}
+        )
+
+
+def test_to_dict_is_json_and_round_trips() -> None:
+    for preset in PRESETS.values():
+        data = preset.to_dict()
+        assert json.loads(json.dumps(data)) == data
+        assert type(preset).model_validate(data) == preset
+        assert data["version"] >= 1 and data["name"] == preset.name
+
+
+def test_lm_eval_facts() -> None:
+    lm = get_preset("lm-eval")
+    assert not lm.chat_template and list(lm.conditions) == ["plain"]
+    gsm = lm.settings("gsm8k")
+    assert (gsm.shots, gsm.stop, gsm.max_new_tokens, gsm.template) == (
+        8,
+        ("Q:", "</s>", "<|im_end|>"),
+        256,
+        "Q: {question}\nA:",
+    )
+    assert len(LM_EVAL_GSM8K_FEWSHOT) == 8 and LM_EVAL_GSM8K_FEWSHOT[-1][1].endswith("The answer is 8.")
+    bbh = lm.settings("bbh")
+    assert (bbh.shots, bbh.stop, bbh.target_delimiter) == (3, ("</s>", "Q", "\n\n"), "")
+    assert lm.settings("humaneval").stop == ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+    assert lm.settings("sciq").output_type == "loglikelihood" and lm.settings("sciq").target_delimiter == " "
+    chat = get_preset("lm-eval-chat")
+    assert chat.chat_template and chat.fewshot_as_multiturn and chat.settings("sciq").target_delimiter == ""
+
+
+def test_condition_and_family_errors() -> None:
+    paper_preset = get_preset("paper")
+    assert (
+        paper_preset.condition_text(None) == ""
+        and paper_preset.condition_text("think") == "Think step by step."
+    )
+    with pytest.raises(InvalidArgumentError, match="use one of: plain, think"):
+        paper_preset.condition_text("cot")
+    with pytest.raises(UnknownNameError, match="valid: bbh, gsm8k, humaneval, sciq"):
+        paper_preset.settings("mmlu")
