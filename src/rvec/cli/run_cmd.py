@@ -1,0 +1,73 @@
+"""``rvec run``, ``rvec report``, ``rvec prefetch``: the study commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rvec.cli._common import err, out
+from rvec.study.config import load_study
+
+
+def run_command(
+    study: Path = typer.Argument(..., help="study.yaml (see studies/ for shipped ones)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Run folder (default: the study's `output`, else runs/<name>)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run; finished cells are not redone."
+    ),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Show progress over the whole matrix."
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        envvar="RVEC_DATA_DIR",
+        help="Local benchmark data (layout of shared/data); default: Hugging Face datasets.",
+    ),
+) -> None:
+    """Run a whole study — extract, apply in memory, evaluate every cell, report with statistics and plots.
+
+    The config is validated whole before any work; every cell is cached by content, so --resume after
+    Ctrl-C or a crash redoes nothing finished.
+
+    Example: rvec run studies/demo.yaml -o runs/demo/
+    """
+    from rvec.study.runner import run_study
+
+    config = load_study(study)
+    if data_dir is not None:
+        config = config.model_copy(update={"data_dir": str(data_dir)})
+    folder = output or Path(config.output or f"runs/{config.name}")
+    run = run_study(config, folder, config_text=study.read_text(), resume=resume, progress=progress)
+    err.print(f"{run.computed} cells computed, {run.cached} from cache; report: {folder / 'report.md'}")
+
+
+def report_command(run_dir: Path = typer.Argument(..., help="A run folder written by rvec run.")) -> None:
+    """Re-render report.md, results.json, results.csv and plots from a run folder's cached cells.
+
+    Example: rvec report runs/demo/
+    """
+    from rvec.study.reporting import render_run
+
+    written = render_run(run_dir)
+    err.print(f"wrote {', '.join(sorted(str(p) for p in written))}")
+
+
+def prefetch_command(study: Path = typer.Argument(..., help="study.yaml")) -> None:
+    """Download every model and dataset a study needs, for an offline run later.
+
+    Example: rvec prefetch studies/paper-qwen2.5-1.5b.yaml
+    """
+    from rvec.study.prefetch import prefetch
+
+    config = load_study(study)
+    prefetch(config, on_item=lambda item: out.print(f"fetched {item}"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
+    app.command("report")(report_command)
+    app.command("prefetch")(prefetch_command)

@@ -1,0 +1,312 @@
+"""Executes a study's matrix: prepares vectors once, loads each model once, switches α in memory,
+evaluates the cells that are not cached, and saves each as soon as it finishes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rvec import __version__
+from rvec.checkpoint.source import resolve
+from rvec.eval.data import DataSource, fingerprint
+from rvec.eval.presets import Preset, get_preset
+from rvec.eval.tasks.registry import get_task
+from rvec.study.config import StudyConfig
+from rvec.study.plan import PlannedCell, plan_cells
+from rvec.study.progress import MatrixProgress
+from rvec.study.runner import (
+    CellCallback,
+    StudyRun,
+    _timer,
+    _write_json,
+    cell_key,
+    cell_to_dict,
+    load_cell,
+    save_cell,
+)
+from rvec.study.types import CellResult
+from rvec.vector.artifact import ReasoningVector, read_vector
+
+logger = logging.getLogger(__name__)
+
+
+def resolved_preset(config: StudyConfig) -> Preset:
+    """The preset, with the study's ``max_new_tokens`` override applied to every task (recorded)."""
+    preset = get_preset(config.preset)
+    if config.max_new_tokens is None:
+        return preset
+    tasks = {
+        k: s.model_copy(update={"max_new_tokens": config.max_new_tokens})
+        if s.output_type == "generate"
+        else s
+        for k, s in preset.tasks.items()
+    }
+    return preset.model_copy(
+        update={"name": f"{preset.name}[max_new_tokens={config.max_new_tokens}]", "tasks": tasks}
+    )
+
+
+def pick_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(requested: str, device: str) -> torch.dtype:
+    from rvec.checkpoint.model import default_dtype
+
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    return default_dtype(device) if requested == "auto" else table[requested]
+
+
+class StudyExecutor:
+    """One run of a study; see :func:`rvec.study.runner.run_study`."""
+
+    def __init__(
+        self, config: StudyConfig, out_dir: Path, *, progress: bool, on_cell: CellCallback | None
+    ) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.cells_dir = out_dir / "cells"
+        self.on_cell = on_cell
+        self.preset = resolved_preset(config)
+        self.source = DataSource(Path(config.data_dir) if config.data_dir else None)
+        self.device = pick_device(config.backend.device)
+        self.dtype = pick_dtype(config.backend.dtype, self.device)
+        self.run_state = StudyRun(out_dir=out_dir, cells=[])
+        self.progress = MatrixProgress(enabled=progress)
+        self._data_fp: dict[str, str] = {}
+        self._local: dict[str, str] = {}
+
+    def local(self, source: str) -> str:
+        """A source the engine can stream: GGUF checkpoints are dequantized once into ``RUN/models/``."""
+        if source not in self._local:
+            ckpt = resolve(source)
+            if ckpt.gguf_file is None:
+                self._local[source] = source
+            else:
+                from rvec.checkpoint.gguf import convert
+
+                folder = self.out_dir / "models" / ckpt.gguf_file.stem
+                if not (folder / "config.json").is_file():
+                    with _timer(self.run_state.timings, "convert"):
+                        convert(ckpt.gguf_file, folder, overwrite=True)
+                self._local[source] = str(folder)
+        return self._local[source]
+
+    # ---- vectors ---------------------------------------------------------------------------
+    def prepare_vectors(self) -> dict[str, ReasoningVector]:
+        """``v`` (extracted once, reused on resume) and the random controls, by slot label."""
+        from rvec.vector.control import norm_matched_random, relative_random
+        from rvec.vector.extract import extract
+
+        c = self.config
+        folder = self.out_dir / "vectors"
+        with _timer(self.run_state.timings, "extract"):
+            if c.donors is not None:
+                v_dir = folder / "v"
+                v = (
+                    read_vector(v_dir)
+                    if (v_dir / "rvec.json").is_file()
+                    else extract(c.donors.sft, c.donors.rl, v_dir)
+                )
+            elif c.vector is not None:
+                v = read_vector(c.vector)
+            else:
+                v_dir = folder / f"random-as-v-{c.seed}"
+                rel = float(c.random_in_place_of_v or 0.0)
+                v = (
+                    read_vector(v_dir)
+                    if (v_dir / "rvec.json").is_file()
+                    else relative_random(self.local(c.targets[0]), v_dir, rel_norm=rel, seed=c.seed)
+                )
+                self.run_state.notes.append(
+                    f"No real SFT/RL donor pair exists for this target: 'v' is a random control with per-tensor norm {rel:g}·‖θ‖ "
+                    f"(seed {c.seed}), labelled 'random-as-v'. Differences measure sensitivity to a random perturbation, not reasoning transfer."
+                )
+            vectors = {"v": v}
+            for seed in c.controls.random_seeds:
+                r_dir = folder / f"random-{seed}"
+                vectors[f"random:{seed}"] = (
+                    read_vector(r_dir)
+                    if (r_dir / "rvec.json").is_file()
+                    else norm_matched_random(v, r_dir, seed=seed)
+                )
+        return vectors
+
+    # ---- keys --------------------------------------------------------------------------------
+    def data_fingerprint(self, task: str) -> str:
+        if task not in self._data_fp:
+            self._data_fp[task] = fingerprint(get_task(task).docs(self.source, limit=self.config.limit))
+        return self._data_fp[task]
+
+    def key_of(self, cell: PlannedCell, model_fp: str, vectors: dict[str, ReasoningVector]) -> str:
+        v = cell.variant
+        return cell_key(
+            {
+                "model": model_fp,
+                "vector": vectors[v.vector].content_hash if v.vector else None,
+                "alpha": v.alpha,
+                "preset": self.preset.to_dict(),
+                "condition": cell.condition,
+                "task": cell.base_task,
+                "perturbation": cell.perturbation,
+                "data": self.data_fingerprint(cell.base_task),
+                "limit": self.config.limit,
+                "seed": self.config.seed,
+                "dtype": str(self.dtype),
+                "rvec": __version__,
+            }
+        )
+
+    # ---- run ---------------------------------------------------------------------------------
+    def run(self) -> StudyRun:
+        c = self.config
+        vectors = self.prepare_vectors()
+        rl = c.donors.rl if c.donors is not None and c.controls.rl_donor_think is not False else None
+        plan: list[dict[str, Any]] = []
+        groups: list[tuple[str, list[tuple[PlannedCell, str]], bool]] = []
+        for target in c.targets:
+            cells = plan_cells(c, target, rl_donor=rl)
+            fps = {m: resolve(self.local(m)).fingerprint() for m in {cell.variant.model for cell in cells}}
+            keyed = [(cell, self.key_of(cell, fps[cell.variant.model], vectors)) for cell in cells]
+            plan += [
+                {
+                    "target": target,
+                    "key": k,
+                    "variant": cell.variant.name,
+                    "condition": cell.condition,
+                    "task": cell.task,
+                }
+                for cell, k in keyed
+            ]
+            groups.append((target, [kc for kc in keyed if kc[0].variant.model == target], True))
+            if rl is not None:
+                groups.append((rl, [kc for kc in keyed if kc[0].variant.model == rl], False))
+        _write_json(
+            self.out_dir / "study.json",
+            {
+                "rvec_version": __version__,
+                "title": c.title,
+                "seed": c.seed,
+                "bootstrap_resamples": c.bootstrap_resamples,
+                "preset": self.preset.to_dict(),
+                "notes": self.run_state.notes,
+                "cells": plan,
+            },
+        )
+        self.progress.start(total=len(plan))
+        try:
+            for model, keyed, with_vectors in groups:
+                self._run_model(model, keyed, vectors if with_vectors else {})
+        finally:
+            self.progress.stop()
+        return self.run_state
+
+    def _run_model(
+        self, model_source: str, keyed: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+    ) -> None:
+        todo = []
+        for cell, key in keyed:
+            cached = load_cell(self.cells_dir, key)
+            if cached is not None:
+                self._finish(cached, cached=True)
+            else:
+                todo.append((cell, key))
+        if not todo:
+            return
+        from rvec.eval.backends.hf import HFBackend
+
+        from rvec.checkpoint.model import load_causal_lm
+        from rvec.vector.inmemory import InMemoryVectors
+
+        with _timer(self.run_state.timings, "load"):
+            model, tokenizer, fp = load_causal_lm(
+                self.local(model_source), dtype=self.dtype, device=self.device
+            )
+        lm = HFBackend(
+            model, tokenizer, fingerprint=fp, batch_size=self.config.backend.batch_size, progress=False
+        )
+        labels = list(vectors)
+        applier = InMemoryVectors(model, [vectors[k] for k in labels]) if vectors else None
+        try:
+            current: tuple[str | None, float | None] = (None, None)
+            for cell, key in todo:
+                state = (cell.variant.vector, cell.variant.alpha)
+                if applier is not None and state != current:
+                    with _timer(self.run_state.timings, "apply"):
+                        applier.set_alphas(
+                            [cell.variant.alpha if label == cell.variant.vector else 0.0 for label in labels]
+                        )
+                    current = state
+                self._finish(self._evaluate(lm, cell, key), cached=False)
+        finally:
+            if applier is not None:
+                applier.restore()
+            del model, lm
+
+    def _evaluate(self, lm: Any, cell: PlannedCell, key: str) -> CellResult:
+        from rvec.eval.runner import evaluate_task
+
+        self.progress.describe(f"{cell.variant.name} · {cell.condition} · {cell.task}")
+        start = time.perf_counter()
+        with _timer(self.run_state.timings, "evaluate"):
+            outcome = evaluate_task(
+                lm,
+                task=cell.base_task,
+                preset=self.preset,
+                condition=cell.condition,
+                perturbation=cell.perturbation,
+                source=self.source,
+                limit=self.config.limit,
+                seed=self.config.seed,
+                allow_code_execution=self.config.allow_code_execution,
+            )
+        samples = [s if isinstance(s, dict) else dict(vars(s)) for s in outcome.samples]
+        per_item = {str(s["doc_id"]): bool(s["correct"]) for s in samples}
+        if cell.clean_task != cell.base_task:
+            per_item = self._paired(cell.base_task, per_item)
+        result = CellResult(
+            variant=cell.variant,
+            condition=cell.condition,
+            task=cell.task,
+            primary=outcome.primary,
+            scores=dict(outcome.scores),
+            per_item=per_item,
+            clean_task=cell.clean_task,
+            cache_key=key,
+            seconds=time.perf_counter() - start,
+            generated_tokens=outcome.generated_tokens,
+        )
+        save_cell(self.cells_dir, result, samples)
+        return result
+
+    def _paired(self, task_name: str, per_item: dict[str, bool]) -> dict[str, bool]:
+        """Key an adversarial cell by the id of the clean item it came from (GSM-Symbolic rows name
+        their template instance; the pairing is by the GSM8K original), when that is one-to-one."""
+        task = get_task(task_name)
+        mapping = {
+            d.doc_id: task.paired_doc_id(d) or d.doc_id
+            for d in task.docs(self.source, limit=self.config.limit)
+        }
+        paired = [mapping.get(k, k) for k in per_item]
+        if len(set(paired)) != len(paired):
+            return per_item
+        return {mapping.get(k, k): v for k, v in per_item.items()}
+
+    def _finish(self, cell: CellResult, *, cached: bool) -> None:
+        self.run_state.cells.append(cell)
+        if cached:
+            self.run_state.cached += 1
+        else:
+            self.run_state.computed += 1
+        self.progress.advance(cell.seconds if not cached else 0.0)
+        if self.on_cell is not None:
+            self.on_cell(cell, cached)
+
+
+__all__ = ["StudyExecutor", "cell_to_dict", "resolved_preset"]

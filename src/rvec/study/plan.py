@@ -1,0 +1,103 @@
+"""The study matrix: which model variants are evaluated on which task, under which condition.
+
+Variants per target: the target itself (baseline), ``target + α·v`` for every α (``alphas`` and the
+α sweep), ``target − α₀·v`` (subtraction), ``target + α₀·r`` for each random control seed; and the
+RL donor under ``think`` (the paper's "G+T"). Tasks: every clean task, its perturbed copies
+(``task+perturbation``), every adversarial task and the clean task its items pair with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rvec.eval.perturb import parse_perturbations
+from rvec.eval.tasks.registry import expand_task_names
+from rvec.study.config import StudyConfig
+from rvec.study.types import Variant
+
+# Adversarial task → the clean task whose items (by doc_id) it pairs with.
+CLEAN_OF_ADVERSARIAL = {"gsm-symbolic": "gsm-symbolic:original"}
+
+
+def clean_task_of(name: str) -> str:
+    """``gsm-plus:<type>`` → ``gsm-plus:seed``; ``gsm-symbolic`` → ``gsm-symbolic:original``; else itself."""
+    if name.startswith("gsm-plus:") and name != "gsm-plus:seed":
+        return "gsm-plus:seed"
+    return CLEAN_OF_ADVERSARIAL.get(name, name)
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """One cell to evaluate: ``task`` is the key in results (``gsm8k+typo:0.05``), ``base_task``
+    the registry task, ``perturbation`` the programmatic perturbation or ``None``."""
+
+    variant: Variant
+    condition: str
+    task: str
+    base_task: str
+    perturbation: str | None
+    clean_task: str
+
+
+@dataclass(frozen=True)
+class VectorSlot:
+    """A vector held in memory next to the target: index in the applier and a label."""
+
+    label: str  # "v" or "random:<seed>"
+
+
+def short_name(model: str) -> str:
+    return model.rstrip("/").split("/")[-1].removesuffix(".gguf")
+
+
+def variants_for(config: StudyConfig, target: str) -> list[Variant]:
+    """Variants of one target in report order (baseline first)."""
+    label = short_name(target) if len(config.targets) > 1 else "target"
+    v_name = "random-as-v" if config.random_in_place_of_v is not None else "v"
+    first = config.alphas[0]
+    out = [Variant(label, "baseline", target)]
+    for alpha in [*config.alphas, *[a for a in config.controls.alpha_sweep if a not in config.alphas]]:
+        if alpha == 0:
+            continue
+        kind = "vector" if alpha > 0 else "subtraction"
+        sign = "+" if alpha > 0 else "−"
+        out.append(Variant(f"{label} {sign} {abs(alpha):g}·{v_name}", kind, target, "v", alpha))
+    if config.controls.subtraction and -first not in [v.alpha for v in out]:
+        out.append(Variant(f"{label} − {first:g}·{v_name}", "subtraction", target, "v", -first))
+    for seed in config.controls.random_seeds:
+        out.append(
+            Variant(f"{label} + {first:g}·random({seed})", "random-control", target, f"random:{seed}", first)
+        )
+    return out
+
+
+def tasks_for(config: StudyConfig) -> list[tuple[str, str, str | None, str]]:
+    """``(task key, base task, perturbation, clean task)`` for every evaluated task, clean first."""
+    clean = expand_task_names(config.tasks)
+    rows: list[tuple[str, str, str | None, str]] = [(t, t, None, t) for t in clean]
+    perturbations = [p for spec in config.perturbations for p in parse_perturbations(spec)]
+    for t in clean:
+        for p in perturbations:
+            rows.append((f"{t}+{p.name}", t, p.name, t))
+    for adv in expand_task_names(config.adversarial) if config.adversarial else []:
+        partner = clean_task_of(adv)
+        if partner not in [r[0] for r in rows]:
+            rows.append((partner, partner, None, partner))
+        if adv != partner:
+            rows.append((adv, adv, None, partner))
+    return rows
+
+
+def plan_cells(config: StudyConfig, target: str, *, rl_donor: str | None) -> list[PlannedCell]:
+    """Every cell of one target (plus the RL donor's ``think`` cells), grouped by variant."""
+    tasks = tasks_for(config)
+    cells = []
+    for variant in variants_for(config, target):
+        for condition in config.conditions:
+            for key, base, pert, clean in tasks:
+                cells.append(PlannedCell(variant, condition, key, base, pert, clean))
+    if rl_donor is not None and "think" in config.conditions:
+        donor = Variant("RL donor", "donor", rl_donor)
+        for key, base, pert, clean in tasks:
+            cells.append(PlannedCell(donor, "think", key, base, pert, clean))
+    return cells

@@ -1,0 +1,70 @@
+"""Re-render a run folder's report from its cached cells (``rvec report``; also the last step of ``rvec run``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rvec.errors import RvecError
+from rvec.study.plan import short_name
+from rvec.study.report import render_report
+from rvec.study.runner import load_cell
+
+
+def render_run(run_dir: str | Path) -> list[Path]:
+    """Render ``report.md``, ``results.json``, ``results.csv`` and ``plots/`` for every target of a run.
+
+    One target: files at the top of the run folder. Several: one sub-folder per target.
+
+    Raises:
+        RvecError: not a run folder, or no finished cell to report.
+    """
+    run_dir = Path(run_dir)
+    plan_file = run_dir / "study.json"
+    if not plan_file.is_file():
+        raise RvecError(
+            f"{run_dir}: not a run folder (no study.json); create one with rvec run STUDY.yaml -o {run_dir}"
+        )
+    plan = json.loads(plan_file.read_text())
+    config_text = (run_dir / "study.yaml").read_text() if (run_dir / "study.yaml").is_file() else None
+    targets = list(dict.fromkeys(entry["target"] for entry in plan["cells"]))
+    written: list[Path] = []
+    for target in targets:
+        cells = [
+            c
+            for e in plan["cells"]
+            if e["target"] == target and (c := load_cell(run_dir / "cells", e["key"])) is not None
+        ]
+        if not cells:
+            raise RvecError(f"{run_dir}: no finished cell for {target}; run rvec run --resume first")
+        missing = sum(e["target"] == target for e in plan["cells"]) - len(cells)
+        notes = list(plan.get("notes", []))
+        if missing:
+            notes.append(
+                f"{missing} planned cells are not finished yet (interrupted run); resume with rvec run --resume."
+            )
+        out = run_dir if len(targets) == 1 else run_dir / short_name(target)
+        baseline = next(c.variant.name for c in cells if c.variant.kind == "baseline")
+        result = render_report(
+            cells,
+            out_dir=out,
+            baseline=baseline,
+            title=plan.get("title") or f"rvec study — {short_name(target)}",
+            notes=notes,
+            vector_stats=_vector_stats(run_dir),
+            config_text=config_text,
+            resamples=int(plan.get("bootstrap_resamples", 10_000)),
+            seed=int(plan.get("seed", 0)),
+        )
+        written += [result["report"], result["results_json"], result["results_csv"], *result["plots"]]
+    return written
+
+
+def _vector_stats(run_dir: Path) -> dict | None:
+    from rvec.vector.artifact import read_vector
+    from rvec.vector.stats import vector_stats
+
+    vectors = run_dir / "vectors"
+    candidates = [vectors / "v", *sorted(vectors.glob("random-as-v-*"))]  # the study's v, real or stand-in
+    folders = [p for p in candidates if (p / "rvec.json").is_file()]
+    return vector_stats(read_vector(folders[0])).to_dict() if folders else None

@@ -1,0 +1,55 @@
+"""What a study produces, cell by cell: the contract between the runner, the statistics and the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+VariantKind = Literal["baseline", "vector", "subtraction", "random-control", "donor", "other"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model state evaluated in a study.
+
+    ``name`` is unique in the study and human readable (``"target"``, ``"target + 1.0·v"``,
+    ``"target − 1.0·v"``, ``"target + 1.0·random"``, ``"RL donor"``); ``model`` is the target or
+    donor it starts from; ``vector``/``alpha`` say what was added in memory (``None`` for none).
+    """
+
+    name: str
+    kind: VariantKind
+    model: str
+    vector: str | None = None
+    alpha: float | None = None
+
+
+@dataclass
+class CellResult:
+    """One evaluated cell: a variant under a condition on a task (``task`` is a task key, e.g.
+    ``"gsm8k"``, ``"bbh:navigate"``, ``"gsm8k+typo:0.05"``, ``"gsm-plus:critical-thinking"``).
+
+    ``per_item`` maps each doc_id to whether the primary metric was correct; ``scores`` holds every
+    metric's mean (lm-eval style keys). ``clean_task`` names the clean task whose items pair with
+    this one (the same task for a clean cell).
+    """
+
+    variant: Variant
+    condition: str
+    task: str
+    primary: str
+    scores: dict[str, float]
+    per_item: dict[str, bool]
+    clean_task: str
+    cache_key: str = ""
+    seconds: float = 0.0
+    generated_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.per_item.values()) / len(self.per_item) if self.per_item else float("nan")
+
+    @property
+    def n(self) -> int:
+        return len(self.per_item)
