@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,13 +18,30 @@ import torch
 from rvec.checkpoint.index import TensorInfo
 from rvec.errors import CorruptCheckpointError
 
-# Elementwise work runs on flat blocks of at most this many elements (64 MiB of float32): big
-# enough to amortise per-call overhead, small enough that embeddings never load whole.
-DEFAULT_BLOCK_ELEMENTS = 16 * 1024 * 1024
+# Elementwise work runs on flat blocks of at most this many elements (4 MiB of float32): small
+# enough that the several passes over a block hit the CPU cache, big enough that Python's
+# per-call overhead stays a few percent; embeddings never load whole.
+DEFAULT_BLOCK_ELEMENTS = 1024 * 1024
+
+
+class Workspace:
+    """Reusable block buffers by (role, dtype), so streaming loops allocate once, not per block."""
+
+    def __init__(self, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> None:
+        self.block_elements = block_elements
+        self._buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    def get(self, role: str, dtype: torch.dtype, n: int) -> torch.Tensor:
+        """A 1-D buffer of ``n`` elements (contents undefined), the same memory on every call."""
+        buf = self._buffers.get((role, dtype))
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(max(n, self.block_elements), dtype=dtype)
+            self._buffers[(role, dtype)] = buf
+        return buf[:n]
 
 
 def element_size(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+    return dtype.itemsize
 
 
 class FileReader:
@@ -40,9 +58,18 @@ class FileReader:
         return fd
 
     def read_range(self, info: TensorInfo, start: int, stop: int) -> torch.Tensor:
-        """Elements ``[start, stop)`` of ``info`` in row-major order, as a 1-D tensor of its dtype."""
+        """Elements ``[start, stop)`` of ``info`` in row-major order, as a new 1-D tensor of its dtype."""
+        return self.read_into(info, start, torch.empty(stop - start, dtype=info.dtype))
+
+    def read_into(self, info: TensorInfo, start: int, out: torch.Tensor) -> torch.Tensor:
+        """Fill the 1-D tensor ``out`` (dtype of ``info``) with elements ``[start, start + len(out))``.
+
+        Reusing ``out`` across blocks is what keeps streaming fast: a fresh 64 MB tensor per block
+        costs a page fault per 4 KiB, more than the copy itself.
+        """
+        if out.dtype != info.dtype:
+            raise ValueError(f"read_into: buffer dtype {out.dtype} ≠ tensor dtype {info.dtype}")
         size = element_size(info.dtype)
-        out = torch.empty(stop - start, dtype=info.dtype)
         view = memoryview(out.view(torch.uint8).numpy()) if out.numel() else memoryview(b"")
         offset = info.start + start * size
         fd = self._fd(info.file)
@@ -79,3 +106,19 @@ def blocks(numel: int, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> Iterator
         return
     for start in range(0, numel, block_elements):
         yield start, min(numel, start + block_elements)
+
+
+@contextmanager
+def single_threaded_torch() -> Iterator[None]:
+    """Run torch ops on one thread inside streaming loops.
+
+    On blocks of ~1M elements, intra-op parallelism gains little and its thread barriers collapse
+    when the machine is busy (measured: 5× slower under load on 2 cores); the other core is used
+    by the writer thread instead (file writes and sha256 release the GIL).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -165,11 +165,15 @@ class Checkpoint:
         return TensorIndex(tensors=infos, files=files)
 
     def read_range(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Flat elements ``[start, stop)`` of tensor ``name`` in its stored dtype."""
+        """Flat elements ``[start, stop)`` of tensor ``name`` in its stored dtype (a new tensor)."""
+        return self.read_into(name, start, torch.empty(stop - start, dtype=self.index[name].dtype))
+
+    def read_into(self, name: str, start: int, out: torch.Tensor) -> torch.Tensor:
+        """Fill the 1-D buffer ``out`` with flat elements ``[start, start + len(out))`` of ``name``."""
         info = self.index[name]
         if self._pickled is not None:
-            return self._pickled[name].reshape(-1)[start:stop].clone()
-        return self._reader.read_range(info, start, stop)
+            return out.copy_(self._pickled[name].reshape(-1)[start : start + out.numel()])
+        return self._reader.read_into(info, start, out)
 
     def read(self, name: str) -> torch.Tensor:
         return self.read_range(name, 0, self.index[name].numel).view(self.index[name].shape)

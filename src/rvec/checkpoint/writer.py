@@ -9,14 +9,17 @@ blocks are produced, so memory stays at one block whatever the size of the embed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
+import queue
 import shutil
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +110,43 @@ def _header_bytes(shard: Sequence[PlannedTensor], metadata: dict[str, str]) -> b
     return len(raw).to_bytes(8, "little") + raw
 
 
+class _BackgroundSink:
+    """Runs file writes and hashing, in order, on one thread beside the compute loop.
+
+    Both release the GIL, so on a 2-core machine the disk and sha256 work overlaps the float32
+    arithmetic instead of adding to it. Errors surface at the next :meth:`submit` or at :meth:`drain`.
+    """
+
+    def __init__(self, depth: int = 8) -> None:
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="rvec-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as err:  # re-raised in the caller's thread
+                    self._error = err
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._raise()
+        self._queue.put(job)
+
+    def drain(self) -> None:
+        """Wait for every submitted job; stop the thread; re-raise its error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
 class ShardedWriter:
     """Streams planned tensors into shards. Call :meth:`write` with consecutive flat blocks of each
     tensor, tensors in plan order; :meth:`finish` checks that every byte arrived and writes the index.
@@ -134,26 +174,38 @@ class ShardedWriter:
         self._order = [(i, t) for i, shard in enumerate(self.shards) for t in shard]
         self._pos = 0  # index into _order of the tensor being written
         self._written = 0  # bytes written of that tensor
-        self._file: BinaryIO | None = None
+        self._file: bool | None = None
         self._shard = -1
-        self._hashes: dict[str, hashlib._Hash] = {}
         self.sha256: dict[str, str] = {}
+        self._sink = _BackgroundSink()
+        self._open_shard: tuple[BinaryIO, hashlib._Hash, str] | None = None  # touched by the sink thread only
 
     def _open(self, shard: int) -> None:
         self._close_file()
         self._shard = shard
         name = self.names[shard]
-        self._file = (self.folder / name).open("wb")
-        self._hashes[name] = hashlib.sha256()
         head = _header_bytes(self.shards[shard], self.metadata)
-        self._file.write(head)
-        self._hashes[name].update(head)
+
+        def job() -> None:
+            file = (self.folder / name).open("wb")
+            digest = hashlib.sha256(head)
+            file.write(head)
+            self._open_shard = (file, digest, name)
+
+        self._sink.submit(job)
+        self._file = True  # a shard is open (in the sink)
 
     def _close_file(self) -> None:
         if self._file is not None:
-            self._file.close()
-            name = self.names[self._shard]
-            self.sha256[name] = self._hashes[name].hexdigest()
+
+            def job() -> None:
+                assert self._open_shard is not None
+                file, digest, name = self._open_shard
+                file.close()
+                self.sha256[name] = digest.hexdigest()
+                self._open_shard = None
+
+            self._sink.submit(job)
             self._file = None
 
     def write(self, name: str, block: torch.Tensor) -> None:
@@ -167,10 +219,16 @@ class ShardedWriter:
             )
         if shard != self._shard:
             self._open(shard)
-        data = block.contiguous().view(-1).view(torch.uint8).numpy()
-        assert self._file is not None
-        self._file.write(data)
-        self._hashes[self.names[shard]].update(data)
+        # A copy: the caller reuses its block buffer while the sink thread is still writing this one.
+        data = block.contiguous().view(-1).view(torch.uint8).numpy().copy()
+
+        def job() -> None:
+            assert self._open_shard is not None
+            file, digest, _ = self._open_shard
+            file.write(data)
+            digest.update(data)
+
+        self._sink.submit(job)
         self._written += data.nbytes
         if self._written > planned.nbytes:
             raise RvecError(f"writer: '{name}' received {self._written} bytes, planned {planned.nbytes}")
@@ -195,6 +253,7 @@ class ShardedWriter:
             if i > self._shard:  # shards holding only empty tensors
                 self._open(i)
         self._close_file()
+        self._sink.drain()
         if len(self.shards) > 1:
             weight_map = {t.name: self.names[i] for i, t in self._order}
             total = sum(t.nbytes for _, t in self._order)
@@ -205,9 +264,13 @@ class ShardedWriter:
         return list(self.names)
 
     def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Stop writing after a failure; the partial files are left to the atomic folder's cleanup."""
+        self._file = None
+        with contextlib.suppress(BaseException):  # the original error is the one that propagates
+            self._sink.drain()
+        if self._open_shard is not None:
+            self._open_shard[0].close()
+            self._open_shard = None
 
 
 def _ensure_space(parent: Path, needed: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from rvec import __version__
-from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, blocks
+from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, Workspace, blocks, single_threaded_torch
 from rvec.checkpoint.source import METADATA_FILES, Checkpoint, resolve
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
 from rvec.errors import IncompatibleError, InvalidArgumentError, NonFiniteError
@@ -303,13 +304,15 @@ def apply(
     with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=total) as tmp:
         writer = ShardedWriter(tmp, planned, prefix="model", max_shard_bytes=max_shard_bytes)
         try:
-            for o in plan:
-                for start, stop in blocks(_numel(o.shape), block_elements):
-                    block = _combine_block(o, ckpt, sources, start, stop, survival)
-                    writer.write(o.name, block)
-                    done += block.numel() * block.element_size()
-                    if on_progress:
-                        on_progress(done, total)
+            ws = Workspace(block_elements)
+            with single_threaded_torch():
+                for o in plan:
+                    for start, stop in blocks(_numel(o.shape), block_elements):
+                        block = _combine_block(o, ckpt, sources, start, stop, survival, ws)
+                        writer.write(o.name, block)
+                        done += block.numel() * block.element_size()
+                        if on_progress:
+                            on_progress(done, total)
             files = writer.finish()
         except BaseException:
             writer.abort()
@@ -350,37 +353,66 @@ def _combine_block(
     start: int,
     stop: int,
     survival: Survival,
+    ws: Workspace,
 ) -> torch.Tensor:
-    """One flat block of the output: cast(target + Σ factor·v) and its survival counts."""
-    base = target.read_range(o.target_name, start, stop)
+    """One flat block of the output: cast(target + Σ factor·v), and its survival counts.
+
+    Every intermediate lives in ``ws`` buffers reused from block to block. The returned tensor is
+    one of them: write it before computing the next block.
+    """
+    n = stop - start
+    base = target.read_into(o.target_name, start, ws.get("target", target.index[o.target_name].dtype, n))
     if not o.contributions:
-        return base if base.dtype == o.dtype else base.to(o.dtype)
-    acc = base.to(torch.float32, copy=True)  # (n,) float32 accumulator
+        return base if base.dtype == o.dtype else ws.get("out", o.dtype, n).copy_(base)
+    acc = ws.get("acc", torch.float32, n).copy_(base)  # (n,) float32 accumulator
     total: torch.Tensor | None = None  # (n,) float32 Σ factor·v, for survival
     for c in o.contributions:
         hi = min(stop, c.limit)
         if hi <= start:
             continue
-        delta = sources[c.source].read_delta(c.delta_name, start, hi)
+        delta = sources[c.source].read_delta_into(
+            c.delta_name, start, ws.get("delta", torch.float32, hi - start), ws
+        )
         delta.mul_(c.factor)
         acc[: hi - start].add_(delta)
-        if total is None and hi == stop:
+        if total is None and hi == stop and len(o.contributions) == 1:
             total = delta  # the common case: one vector covering the block; no extra buffer
         else:
             if total is None:
-                total = torch.zeros_like(acc)
+                total = ws.get("total", torch.float32, n).zero_()
             total[: hi - start].add_(delta)
-    if not bool(torch.isfinite(acc).all()):
+    if not _all_finite(acc):
         raise NonFiniteError(
             f"{o.name}: target + α·v is NaN or Inf; check the target and vector with rvec inspect/stats",
             tensor=o.name,
         )
-    result = acc.to(o.dtype)
+    result = acc if o.dtype == torch.float32 else ws.get("out", o.dtype, n).copy_(acc)
     if total is not None:
-        nonzero = total != 0
-        unchanged = result == (base if base.dtype == o.dtype else base.to(o.dtype))
-        survival.add(o.name, int(nonzero.sum()), int((nonzero & unchanged).sum()))
+        base_cast = base if base.dtype == o.dtype else ws.get("base_cast", o.dtype, n).copy_(base)
+        nonzero = torch.ne(total, 0, out=ws.get("nonzero", torch.bool, n))
+        # Bitwise comparison (an integer view): exact for finite values and several times faster
+        # than a bf16 comparison on CPU; it only differs from == on ±0, which counts as changed.
+        as_int = _SAME_WIDTH_INT[o.dtype]
+        changed = torch.ne(result.view(as_int), base_cast.view(as_int), out=ws.get("changed", torch.bool, n))
+        nz = int(torch.count_nonzero(nonzero))
+        # An entry whose delta is zero cannot change (θ + 0 = θ), so changed ⊆ nonzero and
+        # erased = nonzero − changed; with several vectors, deltas can cancel to zero yet move θ
+        # through intermediate rounding, so there the mask is intersected first.
+        if len(o.contributions) > 1:
+            changed.logical_and_(nonzero)
+        survival.add(o.name, nz, nz - int(torch.count_nonzero(changed)))
     return result
+
+
+_SAME_WIDTH_INT = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """One reduction instead of an ``isfinite`` mask: min/max are NaN or ±Inf iff some element is."""
+    if x.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(x)
+    return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
 def _copy_target_files(target: Checkpoint, folder: Path, *, dtype: torch.dtype | None, untie: bool) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from rvec.checkpoint.hashing import sha256_text
 from rvec.checkpoint.index import TensorIndex
-from rvec.checkpoint.reader import FileReader
+from rvec.checkpoint.reader import FileReader, Workspace
 from rvec.checkpoint.source import Checkpoint
 from rvec.errors import VectorFormatError
 
@@ -40,7 +40,11 @@ class DeltaSource(Protocol):
     def config(self) -> dict[str, Any]: ...
 
     def read_delta(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Flat float32 elements ``[start, stop)`` of ``v[name]``."""
+        """Flat float32 elements ``[start, stop)`` of ``v[name]`` (a new tensor)."""
+        ...
+
+    def read_delta_into(self, name: str, start: int, out: torch.Tensor, workspace: Workspace) -> torch.Tensor:
+        """Fill the float32 buffer ``out`` with ``v[name]`` from flat element ``start``."""
         ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -96,6 +100,10 @@ class ReasoningVector:
 
     def read_delta(self, name: str, start: int, stop: int) -> torch.Tensor:
         return self._reader.read_range(self.index[name], start, stop)
+
+    def read_delta_into(self, name: str, start: int, out: torch.Tensor, workspace: Workspace) -> torch.Tensor:
+        del workspace  # stored as float32: read straight into the buffer
+        return self._reader.read_into(self.index[name], start, out)
 
     def read(self, name: str) -> torch.Tensor:
         """The whole ``v[name]`` as float32 in its shape."""
@@ -161,10 +169,34 @@ class DonorPair:
         return self.sft.config
 
     def read_delta(self, name: str, start: int, stop: int) -> torch.Tensor:
+        return self.read_delta_into(
+            name, start, torch.empty(stop - start, dtype=torch.float32), Workspace(stop - start)
+        )
+
+    def read_delta_into(self, name: str, start: int, out: torch.Tensor, workspace: Workspace) -> torch.Tensor:
         # (n,) float32 = RL − SFT, both upcast first so bf16 donors subtract without rounding.
-        delta = self.rl.read_range(name, start, stop).to(torch.float32)
-        delta.sub_(self.sft.read_range(name, start, stop).to(torch.float32))
-        return delta
+        n = out.numel()
+        info = self.rl.index[name]
+        rl = (
+            out
+            if info.dtype == torch.float32
+            else self.rl.read_into(name, start, workspace.get("rl", info.dtype, n))
+        )
+        if rl is out:
+            self.rl.read_into(name, start, out)
+        else:
+            out.copy_(rl)
+        sft_dtype = self.sft.index[name].dtype
+        sft = self.sft.read_into(name, start, workspace.get("sft", sft_dtype, n))
+        if sft_dtype != torch.float32:
+            sft = workspace.get("sft32", torch.float32, n).copy_(sft)
+        return out.sub_(sft)
+
+    def sft_block_f32(self, name: str, n: int, workspace: Workspace) -> torch.Tensor:
+        """The float32 SFT block the last :meth:`read_delta_into` of ``name`` subtracted (for norms)."""
+        if self.sft.index[name].dtype == torch.float32:
+            return workspace.get("sft", torch.float32, n)
+        return workspace.get("sft32", torch.float32, n)
 
     def describe(self) -> dict[str, Any]:
         # Donor files are not re-hashed here: apply must not pay a full read for provenance.

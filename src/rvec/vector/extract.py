@@ -16,12 +16,19 @@ import torch
 from safetensors.torch import save_file
 
 from rvec import __version__
-from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, blocks
+from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, Workspace, blocks, single_threaded_torch
 from rvec.checkpoint.source import Checkpoint, resolve
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
 from rvec.errors import IncompatibleError, NonFiniteError
 from rvec.vector import family
-from rvec.vector.artifact import FORMAT_VERSION, MANIFEST, VECTOR_PREFIX, ReasoningVector, read_vector
+from rvec.vector.artifact import (
+    FORMAT_VERSION,
+    MANIFEST,
+    VECTOR_PREFIX,
+    DonorPair,
+    ReasoningVector,
+    read_vector,
+)
 from rvec.vector.cards import vector_card
 from rvec.vector.compat import CheckReport, check_donors, probe_names
 
@@ -43,7 +50,7 @@ class _TensorStats:
         # float64 accumulation: a float32 sum of squares over 10⁸ elements loses digits.
         self.sum_sq_delta += float(torch.linalg.vector_norm(delta, dtype=torch.float64) ** 2)
         self.sum_sq_sft += float(torch.linalg.vector_norm(sft, dtype=torch.float64) ** 2)
-        self.zeros += int((delta == 0).sum())
+        self.zeros += delta.numel() - int(torch.count_nonzero(delta))
 
     def record(self, shape: tuple[int, ...], name: str, num_layers: int) -> dict[str, Any]:
         norm = math.sqrt(self.sum_sq_delta)
@@ -112,22 +119,25 @@ def extract(
     done = 0
     with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=total) as tmp:
         writer = ShardedWriter(tmp, plan, prefix=VECTOR_PREFIX, max_shard_bytes=max_shard_bytes)
+        pair = DonorPair(sft=sft_ckpt, rl=rl_ckpt)
+        ws = Workspace(block_elements)
         try:
-            for info in floats:
-                stats = _TensorStats()
-                for start, stop in blocks(info.numel, block_elements):
-                    base = sft_ckpt.read_range(info.name, start, stop).to(torch.float32)
-                    # (n,) float32: RL − SFT, upcast first so bf16 donors subtract exactly.
-                    delta = rl_ckpt.read_range(info.name, start, stop).to(torch.float32)
-                    delta.sub_(base)
-                    if not bool(torch.isfinite(delta).all()):
-                        _raise_non_finite(info.name, sft_ckpt, rl_ckpt)
-                    stats.update(delta, base)
-                    writer.write(info.name, delta)
-                    done += delta.numel() * 4
-                    if on_progress:
-                        on_progress(done, total)
-                records[info.name] = stats.record(info.shape, info.name, num_layers)
+            with single_threaded_torch():
+                for info in floats:
+                    stats = _TensorStats()
+                    for start, stop in blocks(info.numel, block_elements):
+                        n = stop - start
+                        # (n,) float32 RL − SFT; the SFT block, upcast, stays in the workspace for its norm.
+                        delta = pair.read_delta_into(info.name, start, ws.get("delta", torch.float32, n), ws)
+                        base = pair.sft_block_f32(info.name, n, ws)
+                        if not _all_finite(delta):
+                            _raise_non_finite(info.name, sft_ckpt, rl_ckpt)
+                        stats.update(delta, base)
+                        writer.write(info.name, delta)
+                        done += n * 4
+                        if on_progress:
+                            on_progress(done, total)
+                    records[info.name] = stats.record(info.shape, info.name, num_layers)
             files = writer.finish()
         except BaseException:
             writer.abort()
@@ -138,6 +148,14 @@ def extract(
         (tmp / "README.md").write_text(vector_card(manifest))
     logger.info("wrote vector %s (%d tensors)", out, len(records))
     return read_vector(out)
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """min/max are NaN or ±Inf iff some element is: one reduction, no mask."""
+    if x.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(x)
+    return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
 def _raise_non_finite(name: str, sft: Checkpoint, rl: Checkpoint) -> None:
