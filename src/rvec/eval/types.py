@@ -89,6 +89,8 @@ class SampleRecord:
     correct: bool
     metrics: Mapping[str, float]
     perturbation: str | None = None
+    primary: str | None = None
+    """The metric ``correct`` reflects (tasks may differ per item type, e.g. GSM-Plus critical thinking)."""
 
 
 @dataclass

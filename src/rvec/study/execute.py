@@ -12,6 +12,7 @@ import torch
 
 from rvec import __version__
 from rvec.checkpoint.source import resolve
+from rvec.errors import RvecError
 from rvec.eval.data import DataSource, fingerprint
 from rvec.eval.presets import Preset, get_preset
 from rvec.eval.tasks.registry import get_task
@@ -24,7 +25,6 @@ from rvec.study.runner import (
     _timer,
     _write_json,
     cell_key,
-    cell_to_dict,
     load_cell,
     save_cell,
 )
@@ -144,6 +144,32 @@ class StudyExecutor:
             self._data_fp[task] = fingerprint(get_task(task).docs(self.source, limit=self.config.limit))
         return self._data_fp[task]
 
+    def applicable(self, cell: PlannedCell) -> bool:
+        """Whether the cell's perturbation can change its task's items (e.g. no option shuffle on
+        GSM8K); inapplicable pairs are dropped from the matrix once, with a note in the report."""
+        if cell.perturbation is None:
+            return True
+        from rvec.errors import PerturbationNotApplicableError
+        from rvec.eval.perturb import parse_perturbations, perturb
+
+        task = get_task(cell.base_task)
+        docs = task.docs(self.source, limit=1)
+        try:
+            perturb(
+                task,
+                docs[0],
+                self.preset,
+                parse_perturbations(cell.perturbation)[0],
+                seed=self.config.seed,
+                condition=cell.condition,
+            )
+        except PerturbationNotApplicableError as err:
+            note = f"{cell.task} skipped: {err}"
+            if note not in self.run_state.notes:
+                self.run_state.notes.append(note)
+            return False
+        return True
+
     def key_of(self, cell: PlannedCell, model_fp: str, vectors: dict[str, ReasoningVector]) -> str:
         v = cell.variant
         return cell_key(
@@ -171,7 +197,7 @@ class StudyExecutor:
         plan: list[dict[str, Any]] = []
         groups: list[tuple[str, list[tuple[PlannedCell, str]], bool]] = []
         for target in c.targets:
-            cells = plan_cells(c, target, rl_donor=rl)
+            cells = [cell for cell in plan_cells(c, target, rl_donor=rl) if self.applicable(cell)]
             fps = {m: resolve(self.local(m)).fingerprint() for m in {cell.variant.model for cell in cells}}
             keyed = [(cell, self.key_of(cell, fps[cell.variant.model], vectors)) for cell in cells]
             plan += [
@@ -219,9 +245,8 @@ class StudyExecutor:
                 todo.append((cell, key))
         if not todo:
             return
-        from rvec.eval.backends.hf import HFBackend
-
         from rvec.checkpoint.model import load_causal_lm
+        from rvec.eval.backends.hf import HFBackend
         from rvec.vector.inmemory import InMemoryVectors
 
         with _timer(self.run_state.timings, "load"):
@@ -234,53 +259,98 @@ class StudyExecutor:
         labels = list(vectors)
         applier = InMemoryVectors(model, [vectors[k] for k in labels]) if vectors else None
         try:
-            current: tuple[str | None, float | None] = (None, None)
+            by_state: dict[tuple[str, float | None, str | None, str], list[tuple[PlannedCell, str]]] = {}
             for cell, key in todo:
-                state = (cell.variant.vector, cell.variant.alpha)
-                if applier is not None and state != current:
+                v = cell.variant
+                by_state.setdefault((v.name, v.alpha, v.vector, cell.condition), []).append((cell, key))
+            current: tuple[str | None, float | None] | None = None
+            for (_, alpha, vector, condition), group in by_state.items():
+                if applier is not None and (vector, alpha) != current:
                     with _timer(self.run_state.timings, "apply"):
-                        applier.set_alphas(
-                            [cell.variant.alpha if label == cell.variant.vector else 0.0 for label in labels]
-                        )
-                    current = state
-                self._finish(self._evaluate(lm, cell, key), cached=False)
+                        applier.set_alphas([alpha if label == vector else 0.0 for label in labels])
+                    current = (vector, alpha)
+                self._evaluate_group(lm, condition, group)
         finally:
             if applier is not None:
-                applier.restore()
+                with _timer(self.run_state.timings, "apply"):
+                    applier.restore()
             del model, lm
 
-    def _evaluate(self, lm: Any, cell: PlannedCell, key: str) -> CellResult:
-        from rvec.eval.runner import evaluate_task
+    def _evaluate_group(self, lm: Any, condition: str, group: list[tuple[PlannedCell, str]]) -> None:
+        """All todo cells of one model state and condition in batched evaluations, then one cached
+        cell per task key (a crash loses at most this group's unsaved cells; the response cache
+        keeps what was generated)."""
+        variant = group[0][0].variant
+        self.progress.describe(f"{variant.name} · {condition} · {len(group)} cells")
+        # Perturbations apply to the study's clean tasks only: tasks without one are evaluated in a
+        # call of their own, so no perturbed copy is generated that no cell asked for.
+        plain = [(c, k) for c, k in group if not self._perturbed_tasks(c.base_task)]
+        perturbed = [(c, k) for c, k in group if self._perturbed_tasks(c.base_task)]
+        for part, perturbations in ((plain, []), (perturbed, self._perturbations())):
+            if part:
+                self._evaluate_part(lm, condition, part, perturbations)
 
-        self.progress.describe(f"{cell.variant.name} · {cell.condition} · {cell.task}")
+    def _perturbations(self) -> list[str]:
+        from rvec.eval.perturb import parse_perturbations
+
+        return [p.name for spec in self.config.perturbations for p in parse_perturbations(spec)]
+
+    def _perturbed_tasks(self, base_task: str) -> bool:
+        from rvec.eval.tasks.registry import expand_task_names
+
+        return bool(self.config.perturbations) and base_task in expand_task_names(self.config.tasks)
+
+    def _evaluate_part(
+        self, lm: Any, condition: str, part: list[tuple[PlannedCell, str]], perturbations: list[str]
+    ) -> None:
+        from rvec.eval.runner import evaluate
+
         start = time.perf_counter()
         with _timer(self.run_state.timings, "evaluate"):
-            outcome = evaluate_task(
+            result = evaluate(
                 lm,
-                task=cell.base_task,
+                tasks=list(dict.fromkeys(cell.base_task for cell, _ in part)),
                 preset=self.preset,
-                condition=cell.condition,
-                perturbation=cell.perturbation,
-                source=self.source,
+                condition=condition,
+                perturbations=perturbations,
                 limit=self.config.limit,
-                seed=self.config.seed,
+                data_dir=Path(self.config.data_dir) if self.config.data_dir else None,
                 allow_code_execution=self.config.allow_code_execution,
+                seed=self.config.seed,
+                progress=False,
+                cache_dir=self.out_dir / "responses",
             )
-        samples = [s if isinstance(s, dict) else dict(vars(s)) for s in outcome.samples]
+        seconds = (time.perf_counter() - start) / len(part)
+        tokens = result.generated_tokens // len(part)
+        for cell, key in part:
+            records = result.samples.get(cell.task)
+            if records is None:
+                raise RvecError(
+                    f"{cell.task}: the evaluation returned no samples (is the perturbation applicable to this task?)"
+                )
+            self._finish(
+                self._cell(cell, key, [dict(vars(r)) for r in records], seconds, tokens), cached=False
+            )
+
+    def _cell(
+        self, cell: PlannedCell, key: str, samples: list[dict[str, Any]], seconds: float, tokens: int
+    ) -> CellResult:
         per_item = {str(s["doc_id"]): bool(s["correct"]) for s in samples}
         if cell.clean_task != cell.base_task:
             per_item = self._paired(cell.base_task, per_item)
+        metrics = list(dict.fromkeys(k for s in samples for k in s["metrics"]))
+        scores = {k: sum(float(s["metrics"].get(k, 0.0)) for s in samples) / len(samples) for k in metrics}
         result = CellResult(
             variant=cell.variant,
             condition=cell.condition,
             task=cell.task,
-            primary=outcome.primary,
-            scores=dict(outcome.scores),
+            primary=samples[0].get("primary") or get_task(cell.base_task)._primary(self.preset),
+            scores=scores,
             per_item=per_item,
             clean_task=cell.clean_task,
             cache_key=key,
-            seconds=time.perf_counter() - start,
-            generated_tokens=outcome.generated_tokens,
+            seconds=seconds,
+            generated_tokens=tokens,
         )
         save_cell(self.cells_dir, result, samples)
         return result
@@ -309,4 +379,4 @@ class StudyExecutor:
             self.on_cell(cell, cached)
 
 
-__all__ = ["StudyExecutor", "cell_to_dict", "resolved_preset"]
+__all__ = ["StudyExecutor", "resolved_preset"]
