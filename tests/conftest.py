@@ -4,6 +4,7 @@ safetensors with a tokenizer) and the path of the real SmolLM2-135M-Instruct GGU
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,3 +167,19 @@ def smollm2(smollm2_gguf: Path):
     from rvec.checkpoint.model import load_causal_lm
 
     return load_causal_lm(smollm2_gguf)
+
+
+DATA_ENV = "RVEC_TEST_DATA_DIR"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared benchmark data, found only through ``$RVEC_TEST_DATA_DIR`` (set by .ci/run):
+    skip when the variable is unset, fail when it points nowhere."""
+    value = os.environ.get(DATA_ENV)
+    if not value:
+        pytest.skip(f"{DATA_ENV} is not set; point it at shared/data to run data tests")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.fail(f"{DATA_ENV}={value} is set but that folder does not exist")
+    return path
