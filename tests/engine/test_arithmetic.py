@@ -42,9 +42,10 @@ def test_extract_writes_sharded_float32_vector_with_manifest(vec_untied: Path, q
         assert t.dtype == torch.float32 and torch.equal(t, expected)
         rec = manifest["tensors"][name]
         assert rec["shape"] == list(t.shape)
-        assert rec["norm"] == pytest.approx(float(expected.double().norm()), rel=1e-9)
+        # float32 dot products per block, accumulated in float64: ~1e-6 relative (extract.py).
+        assert rec["norm"] == pytest.approx(float(expected.double().norm()), rel=1e-5)
         assert rec["rel_norm"] == pytest.approx(
-            float(expected.double().norm() / sft[name].double().norm()), rel=1e-9
+            float(expected.double().norm() / sft[name].double().norm()), rel=1e-5
         )
         assert rec["zero_fraction"] == pytest.approx(float((expected == 0).double().mean()))
     sha = manifest["sources"]["sft"]["sha256"]

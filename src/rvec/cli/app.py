@@ -56,6 +56,10 @@ def _root(
     )
     for noisy in ("transformers", "huggingface_hub", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # rvec shows its own progress; the libraries' tqdm bars would interleave with it.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _register() -> None:

@@ -395,11 +395,9 @@ def _combine_block(
         as_int = _SAME_WIDTH_INT[o.dtype]
         changed = torch.ne(result.view(as_int), base_cast.view(as_int), out=ws.get("changed", torch.bool, n))
         nz = int(torch.count_nonzero(nonzero))
-        # An entry whose delta is zero cannot change (θ + 0 = θ), so changed ⊆ nonzero and
-        # erased = nonzero − changed; with several vectors, deltas can cancel to zero yet move θ
-        # through intermediate rounding, so there the mask is intersected first.
-        if len(o.contributions) > 1:
-            changed.logical_and_(nonzero)
+        # Only entries with a non-zero delta count: a zero delta can still flip −0.0 to +0.0 (a
+        # bit change, no value change), and several deltas can cancel yet move θ by rounding.
+        changed.logical_and_(nonzero)
         survival.add(o.name, nz, nz - int(torch.count_nonzero(changed)))
     return result
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from rvec.checkpoint.reader import single_threaded_torch
 from rvec.errors import IncompatibleError, InvalidArgumentError
 from rvec.vector import family
 from rvec.vector.artifact import DeltaSource, ReasoningVector, read_vector
@@ -26,8 +27,9 @@ from rvec.vector.masks import Selection
 
 logger = logging.getLogger(__name__)
 
-# Elementwise work in chunks that stay in cache: 3 passes over L2-sized pieces instead of 3 passes
-# over memory is what keeps an α switch on a 0.5B model well under a second on a CPU.
+# Elementwise work in chunks that stay in cache: 3 passes over cache-sized pieces instead of 3
+# passes over memory is what keeps an α switch on a 0.5B model under a second on a CPU. One torch
+# thread (see single_threaded_torch): thousands of small ops stall on thread barriers otherwise.
 _CHUNK = 1 << 18
 
 
@@ -92,7 +94,12 @@ class InMemoryVectors:
                 delta = self._load_delta(source, delta_name, tuple(param.shape), embeddings, param.device)
                 slot = slots.get(name)
                 if slot is None:
-                    slot = slots[name] = _Slot(param=param, original=param.detach().clone(), deltas=[])
+                    # The parameter gets a fresh copy and the loaded tensor becomes the original:
+                    # transformers may leave weights memory-mapped from the checkpoint, and writing
+                    # into mapped pages costs a copy-on-write fault per page on the first α switch.
+                    original = param.data
+                    param.data = original.clone()
+                    slot = slots[name] = _Slot(param=param, original=original, deltas=[])
                 slot.deltas.append((i, delta, factor))
         self._slots = list(slots.values())
         if not self._slots:
@@ -125,14 +132,14 @@ class InMemoryVectors:
         """Set parameters to ``cast(θ₀.float() + Σ (αᵢ·fᵢ)·vᵢ)`` (from the originals, never cumulatively)."""
         if len(alphas) != len(self.sources):
             raise InvalidArgumentError(f"{len(self.sources)} vectors but {len(alphas)} α values")
-        with torch.no_grad():
+        with torch.no_grad(), single_threaded_torch():
             for slot in self._slots:
                 _combine_into(slot, alphas)
         self.alphas = list(alphas)
 
     def restore(self) -> None:
         """Put back the original parameters, bit for bit."""
-        with torch.no_grad():
+        with torch.no_grad(), single_threaded_torch():
             for slot in self._slots:
                 slot.param.copy_(slot.original)
         self.alphas = [0.0] * len(self.sources)
