@@ -68,6 +68,7 @@ def _register() -> None:
         check_cmd,
         control_cmd,
         convert_cmd,
+        eval_cmd,
         extract_cmd,
         inspect_cmd,
         run_cmd,
@@ -82,6 +83,7 @@ def _register() -> None:
         stats_cmd,
         control_cmd,
         convert_cmd,
+        eval_cmd,
         run_cmd,
     ):
         module.register(app)

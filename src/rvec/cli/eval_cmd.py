@@ -1,0 +1,97 @@
+"""``rvec eval``: one model (optionally + α·v in memory) on the benchmarks, under a pinned preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from rvec.cli._common import err, out
+
+
+def eval_command(
+    model: str = typer.Argument(..., help="Model folder, hub id[@rev], or .gguf file."),
+    tasks: str = typer.Option(
+        ...,
+        "--tasks",
+        "-t",
+        help="Comma-separated: gsm8k, humaneval, sciq, bbh, bbh:<subtask>, gsm-plus[:type], gsm-symbolic.",
+    ),
+    preset: str = typer.Option(
+        "paper", "--preset", help="paper | lm-eval | lm-eval-chat (see docs/eval-protocol.md)."
+    ),
+    condition: str | None = typer.Option(
+        None, "--condition", help="paper preset: plain or think (default: the preset's first)."
+    ),
+    vector: list[Path] = typer.Option(
+        None, "--vector", help="Vector folder added in memory (repeatable; one --alpha each)."
+    ),
+    alpha: list[float] = typer.Option(None, "--alpha", "-a", help="α for each --vector, in order."),
+    perturb: str | None = typer.Option(
+        None, "--perturb", help="Seeded perturbations, e.g. distractor,hint,shuffle,typo:0.05,system:alt."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", help="First N items of each task (BBH: of each subtask)."
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        envvar="RVEC_DATA_DIR",
+        help="Local data (layout of shared/data); default: Hugging Face datasets.",
+    ),
+    allow_code_execution: bool = typer.Option(
+        False, "--allow-code-execution", help="Let HumanEval run model-written code (sandboxed subprocesses)."
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Folder for results.json, samples/ and the resume cache."
+    ),
+    batch_size: int = typer.Option(16, "--batch-size", help="Sequences per batch."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1… (auto: cuda when available)."),
+    seed: int = typer.Option(1234, "--seed", help="Seed of the perturbations."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Evaluate a model on GSM8K, HumanEval, SciQ, BIG-Bench Hard and adversarial variants.
+
+    Writes results.json (lm-evaluation-harness layout), samples/<task>.jsonl and a cache: a rerun
+    with the same -o resumes without redoing finished items. --vector/--alpha add α·v in memory
+    (no checkpoint written).
+
+    Examples:
+      rvec eval MODEL --tasks gsm8k,humaneval,sciq,bbh --preset paper --condition think --limit 50 -o runs/x/ --allow-code-execution
+      rvec eval MODEL --tasks gsm8k --preset lm-eval
+      rvec eval MODEL --vector vec/ --alpha 1.0 --tasks gsm8k
+      rvec eval MODEL --tasks gsm8k --perturb distractor,hint,typo:0.05
+    """
+    from rvec.checkpoint.model import pick_device
+    from rvec.eval.command import eval_command as run
+
+    result = run(
+        model,
+        vectors=[str(v) for v in vector or []],
+        alphas=list(alpha or []),
+        tasks=[t.strip() for t in tasks.split(",") if t.strip()],
+        preset=preset,
+        condition=condition,
+        perturb=[p.strip() for p in perturb.split(",")] if perturb else [],
+        limit=limit,
+        data_dir=data_dir,
+        allow_code_execution=allow_code_execution,
+        out_dir=output,
+        batch_size=batch_size,
+        device=pick_device(device),
+        seed=seed,
+        progress=progress,
+    )
+    table = Table("task", "metric", "value", "n")
+    for task, metrics in result.scores.items():
+        n = len(result.samples.get(task, []))
+        for metric, value in metrics.items():
+            table.add_row(task, metric, f"{value:.4f}", str(n))
+    out.print(table)
+    if output:
+        err.print(f"wrote {output / 'results.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
