@@ -15,6 +15,13 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32 if device == "cpu" else torch.bfloat16
 
 
+def pick_device(requested: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; anything else as given."""
+    if requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_causal_lm(
     source: str | Path,
     *,

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from rvec import __version__
+from rvec.checkpoint.model import pick_device
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
 from rvec.eval.data import DataSource, fingerprint
@@ -48,12 +49,6 @@ def resolved_preset(config: StudyConfig) -> Preset:
     return preset.model_copy(
         update={"name": f"{preset.name}[max_new_tokens={config.max_new_tokens}]", "tasks": tasks}
     )
-
-
-def pick_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def pick_dtype(requested: str, device: str) -> torch.dtype:
