@@ -8,6 +8,7 @@ the size of the blocks in flight, which is what lets ``extract``/``apply`` stay 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,3 +123,12 @@ def single_threaded_torch() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether every element is finite, in one reduction instead of an ``isfinite`` mask: the
+    minimum and maximum are NaN or ±Inf iff some element is."""
+    if x.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(x)
+    return math.isfinite(float(lo)) and math.isfinite(float(hi))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,13 @@ from typing import Any
 import torch
 
 from rvec import __version__
-from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, Workspace, blocks, single_threaded_torch
+from rvec.checkpoint.reader import (
+    DEFAULT_BLOCK_ELEMENTS,
+    Workspace,
+    all_finite,
+    blocks,
+    single_threaded_torch,
+)
 from rvec.checkpoint.source import METADATA_FILES, Checkpoint, resolve
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
 from rvec.errors import IncompatibleError, InvalidArgumentError, NonFiniteError
@@ -381,7 +386,7 @@ def _combine_block(
             if total is None:
                 total = ws.get("total", torch.float32, n).zero_()
             total[: hi - start].add_(delta)
-    if not _all_finite(acc):
+    if not all_finite(acc):
         raise NonFiniteError(
             f"{o.name}: target + α·v is NaN or Inf; check the target and vector with rvec inspect/stats",
             tensor=o.name,
@@ -403,14 +408,6 @@ def _combine_block(
 
 
 _SAME_WIDTH_INT = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
-
-
-def _all_finite(x: torch.Tensor) -> bool:
-    """One reduction instead of an ``isfinite`` mask: min/max are NaN or ±Inf iff some element is."""
-    if x.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(x)
-    return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
 def _copy_target_files(target: Checkpoint, folder: Path, *, dtype: torch.dtype | None, untie: bool) -> None:

@@ -16,7 +16,13 @@ import torch
 from safetensors.torch import save_file
 
 from rvec import __version__
-from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, Workspace, blocks, single_threaded_torch
+from rvec.checkpoint.reader import (
+    DEFAULT_BLOCK_ELEMENTS,
+    Workspace,
+    all_finite,
+    blocks,
+    single_threaded_torch,
+)
 from rvec.checkpoint.source import Checkpoint, resolve
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
 from rvec.errors import IncompatibleError, NonFiniteError
@@ -131,7 +137,7 @@ def extract(
                         # (n,) float32 RL − SFT; the SFT block, upcast, stays in the workspace for its norm.
                         delta = pair.read_delta_into(info.name, start, ws.get("delta", torch.float32, n), ws)
                         base = pair.sft_block_f32(info.name, n, ws)
-                        if not _all_finite(delta):
+                        if not all_finite(delta):
                             _raise_non_finite(info.name, sft_ckpt, rl_ckpt)
                         stats.update(delta, base)
                         writer.write(info.name, delta)
@@ -149,14 +155,6 @@ def extract(
         (tmp / "README.md").write_text(vector_card(manifest))
     logger.info("wrote vector %s (%d tensors)", out, len(records))
     return read_vector(out)
-
-
-def _all_finite(x: torch.Tensor) -> bool:
-    """min/max are NaN or ±Inf iff some element is: one reduction, no mask."""
-    if x.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(x)
-    return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
 def _raise_non_finite(name: str, sft: Checkpoint, rl: Checkpoint) -> None:
