@@ -196,3 +196,22 @@ def test_cached_cell_round_trips(finished: tuple[Path, dict]) -> None:
     out, info = finished
     cell = info["run"].cells[0]
     assert load_cell(out / "cells", cell.cache_key) == cell
+
+
+def test_each_alpha_state_gets_its_own_responses(finished: tuple[Path, dict]) -> None:
+    """The response cache is keyed by the weights' fingerprint: +v must not reuse the baseline's answers."""
+    out, info = finished
+
+    def responses(variant: str) -> list[str]:
+        cell = next(
+            c
+            for c in info["run"].cells
+            if c.variant.name == variant and c.condition == "plain" and c.task == "gsm8k"
+        )
+        return [
+            s["response"]
+            for s in json.loads((out / "cells" / f"{cell.cache_key}.json").read_text())["samples"]
+        ]
+
+    assert responses("target") != responses("target + 1·v")
+    assert responses("target + 1·v") != responses("target − 1·v")

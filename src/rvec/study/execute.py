@@ -242,6 +242,7 @@ class StudyExecutor:
             return
         from rvec.checkpoint.model import load_causal_lm
         from rvec.eval.backends.hf import HFBackend
+        from rvec.eval.command import vector_fingerprint
         from rvec.vector.inmemory import InMemoryVectors
 
         with _timer(self.run_state.timings, "load"):
@@ -263,6 +264,9 @@ class StudyExecutor:
                 if applier is not None and (vector, alpha) != current:
                     with _timer(self.run_state.timings, "apply"):
                         applier.set_alphas([alpha if label == vector else 0.0 for label in labels])
+                    # The response cache is keyed by the weights' fingerprint: give each α state its own.
+                    applied = [(vectors[vector].content_hash, alpha)] if vector is not None and alpha else []
+                    lm.fingerprint = vector_fingerprint(fp, applied)
                     current = (vector, alpha)
                 self._evaluate_group(lm, condition, group)
         finally:
