@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import Family, perturb, random_state, save_model, tiny_config
 from engine.helpers import load_folder
+from fixtures import Family, perturb, random_state, save_model, tiny_config
 from rvec.checkpoint.source import resolve
 from rvec.vector.apply import apply
 from rvec.vector.artifact import DonorPair, read_vector

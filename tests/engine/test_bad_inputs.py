@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from conftest import Family, perturb, random_state, save_model, tiny_config
+from fixtures import Family, perturb, random_state, save_model, tiny_config
 from rvec.cli import app
 
 runner = CliRunner()

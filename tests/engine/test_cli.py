@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import Family
+from fixtures import Family
 from rvec.cli import app
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from conftest import Family
+from fixtures import Family
 from rvec.checkpoint.source import resolve
 from rvec.cli import app
 from rvec.vector.extract import extract

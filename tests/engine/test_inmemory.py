@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conftest import Family
+from fixtures import Family
 from rvec.errors import IncompatibleError
 from rvec.vector.apply import apply
 from rvec.vector.extract import extract

@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import Family
 from engine.helpers import load_folder
+from fixtures import Family
 from rvec.cli import app
 from rvec.study.config import parse_study
 from rvec.study.runner import load_cell, run_study
