@@ -163,7 +163,8 @@ for mod in (os, posix):
                     ("makedirs", 1), ("mkfifo", 1), ("mknod", 1), ("utime", 1)):
         if hasattr(mod, name):
             setattr(mod, name, _inside_only(name, getattr(mod, name), n))
-    for name in ("fork", "forkpty", "register_at_fork", "system", "popen", "execv", "execve", "execl",
+    # register_at_fork stays allowed: `random` and `threading` call it on import, and fork itself is blocked.
+    for name in ("fork", "forkpty", "system", "popen", "execv", "execve", "execl",
                  "execle", "execlp", "execlpe", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp",
                  "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp",
                  "kill", "killpg", "pidfd_open", "setsid", "setpgid", "setpgrp", "setuid", "seteuid",
