@@ -224,15 +224,19 @@ def rvec_revision() -> dict[str, Any]:
 
     def git(*cmd: str) -> str:
         done = subprocess.run(["git", "-C", str(root), *cmd], capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else "unknown"
+        return (
+            done.stdout.rstrip() if done.returncode == 0 else "unknown"
+        )  # porcelain lines start with a space
 
     # Only the engine's files matter here; other parts of src/ change under other work.
     engine = ("src/rvec/vector", "src/rvec/checkpoint")
     changed = git("status", "--porcelain", "--untracked-files=no", "--", *engine)
     return {
         "version": rvec.__version__,
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "engine_commit": git("log", "-1", "--format=%h", "--", *engine),  # last commit touching the engine
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "engine_commit": git(
+            "log", "-1", "--format=%h", "--", *engine
+        ).strip(),  # last commit touching the engine
         "engine_dirty": [line[3:] for line in changed.splitlines()] if changed != "unknown" else "unknown",
     }
 

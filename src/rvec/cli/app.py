@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 from typer.core import TyperGroup
@@ -56,10 +57,16 @@ def _root(
     )
     for noisy in ("transformers", "huggingface_hub", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    # rvec shows its own progress; the libraries' tqdm bars would interleave with it.
-    from transformers.utils import logging as hf_logging
+    # rvec shows its own progress; the libraries' tqdm bars would interleave with it. transformers
+    # copies this switch from huggingface_hub when it is imported, so it is not imported here:
+    # that import alone took 0.9 s of every command, most of which never need transformers.
+    from huggingface_hub.utils import disable_progress_bars
 
-    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def _register() -> None:

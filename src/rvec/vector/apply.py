@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rvec import __version__
@@ -394,16 +395,20 @@ def _combine_block(
     result = acc if o.dtype == torch.float32 else ws.get("out", o.dtype, n).copy_(acc)
     if total is not None:
         base_cast = base if base.dtype == o.dtype else ws.get("base_cast", o.dtype, n).copy_(base)
-        nonzero = torch.ne(total, 0, out=ws.get("nonzero", torch.bool, n))
-        # Bitwise comparison (an integer view): exact for finite values and several times faster
-        # than a bf16 comparison on CPU; it only differs from == on ±0, which counts as changed.
+        # numpy on views of the same memory: its SIMD comparisons and boolean counts are about 3x
+        # faster than torch's on CPU (0.57 vs 1.84 ms per million elements, one thread), and this
+        # was the largest cost of a fused apply. Bitwise comparison (an integer view) is exact for
+        # finite values; it only differs from == on ±0, which counts as changed.
         as_int = _SAME_WIDTH_INT[o.dtype]
-        changed = torch.ne(result.view(as_int), base_cast.view(as_int), out=ws.get("changed", torch.bool, n))
-        nz = int(torch.count_nonzero(nonzero))
+        nonzero = ws.get("nonzero", torch.bool, n).numpy()
+        changed = ws.get("changed", torch.bool, n).numpy()
+        np.not_equal(total.numpy(), 0, out=nonzero)
+        np.not_equal(result.view(as_int).numpy(), base_cast.view(as_int).numpy(), out=changed)
+        nz = int(np.count_nonzero(nonzero))
         # Only entries with a non-zero delta count: a zero delta can still flip −0.0 to +0.0 (a
         # bit change, no value change), and several deltas can cancel yet move θ by rounding.
-        changed.logical_and_(nonzero)
-        survival.add(o.name, nz, nz - int(torch.count_nonzero(changed)))
+        np.logical_and(changed, nonzero, out=changed)
+        survival.add(o.name, nz, nz - int(np.count_nonzero(changed)))
     return result
 
 
