@@ -149,40 +149,55 @@ def _write_lm_eval_tasks(
 
 
 def _run_lm_eval(args: argparse.Namespace, model_dir: Path, tasks: dict, out: Path) -> tuple[float, Path]:
+    """One lm-eval process per task, each with lm-eval's own response cache (``--use_cache``): on a
+    shared machine a long run can be killed, and a rerun then resumes instead of starting over.
+    Returns the summed wall time of the finished tasks (a resumed task counts its last attempt)."""
     folder = out / "lmeval"
-    timing = folder / "wall_s.txt"
-    if args.skip_lm_eval and timing.exists():
-        return float(timing.read_text()), folder
     _write_lm_eval_tasks(out / "lmeval-tasks", tasks, args.data_dir, args.lm_eval)
-    command = [
-        args.lm_eval,
-        "--model",
-        "hf",
-        "--model_args",
-        f"pretrained={model_dir},dtype=float32",
-        "--device",
-        "cpu",
-        "--tasks",
-        ",".join(spec["lm_eval"] for spec in tasks.values()),
-        "--include_path",
-        str(out / "lmeval-tasks"),
-        "--limit",
-        str(args.limit),
-        "--batch_size",
-        str(args.batch_size),
-        "--log_samples",
-        "--output_path",
-        str(folder),
-    ]
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    logger.info("lm-eval: %s", " ".join(command))
-    start, load = time.perf_counter(), os.getloadavg()[0]
-    subprocess.run(command, check=True, env=env)
-    elapsed = time.perf_counter() - start
-    timing.write_text(str(elapsed))
+    total, load = 0.0, os.getloadavg()[0]
+    for spec in tasks.values():
+        name = spec["lm_eval"]
+        task_dir = folder / name
+        timing = task_dir / "wall_s.txt"
+        if args.skip_lm_eval and timing.exists():
+            total += float(timing.read_text())
+            continue
+        task_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            args.lm_eval,
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={model_dir},dtype=float32",
+            "--device",
+            "cpu",
+            "--tasks",
+            name,
+            "--include_path",
+            str(out / "lmeval-tasks"),
+            "--limit",
+            str(args.limit),
+            "--batch_size",
+            str(args.batch_size),
+            "--use_cache",
+            str(folder / "cache" / name),
+            "--log_samples",
+            "--output_path",
+            str(task_dir),
+        ]
+        resumed = (folder / "cache").exists() and any((folder / "cache").glob(f"{name}*"))
+        logger.info("lm-eval%s: %s", " (resuming)" if resumed else "", " ".join(command))
+        start = time.perf_counter()
+        subprocess.run(command, check=True, env=env)
+        elapsed = time.perf_counter() - start
+        timing.write_text(str(elapsed))
+        (task_dir / "command.txt").write_text(
+            " ".join(command) + ("\n# resumed from cache\n" if resumed else "\n")
+        )
+        total += elapsed
     _write_load(folder, load)
-    (folder / "command.txt").write_text(" ".join(command) + "\n")
-    return elapsed, folder
+    return total, folder
 
 
 def _run_rvec(args: argparse.Namespace, model_dir: Path, tasks: dict, out: Path) -> tuple[float, Path]:

@@ -18,14 +18,28 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rvec.eval.types import EvalResult, SampleRecord
+import rvec
+from rvec.eval.data import fingerprint as data_fingerprint
+from rvec.eval.perturb import Perturbation
+from rvec.eval.plan import Unit
+from rvec.eval.presets import Preset
+from rvec.eval.tasks.bbh import bbh_mean
+from rvec.eval.types import EvalResult, LanguageModel, LoglikelihoodRequest, SampleRecord, Scored
 
-__all__ = ["mean_stderr", "sample_filename", "write_json_atomic", "write_outputs"]
+__all__ = [
+    "mean_stderr",
+    "results_document",
+    "sample_extras",
+    "sample_filename",
+    "write_json_atomic",
+    "write_outputs",
+]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]")
 
@@ -107,3 +121,167 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return str(value)
+
+
+def sample_extras(unit: Unit) -> list[dict[str, Any]]:
+    """Per-sample fields beyond :class:`SampleRecord`: scores of continuations, token counts, pairs."""
+    out = []
+    for i, doc in enumerate(unit.docs):
+        response = unit.responses[i]
+        extra: dict[str, Any] = {"n_generated_tokens": response.n_generated_tokens if response else 0}
+        request = unit.requests[i]
+        if isinstance(request, LoglikelihoodRequest) and response is not None:
+            extra["continuations"] = list(request.continuations)
+            extra["loglikelihoods"] = list(response.loglikelihoods or ())
+        paired = unit.task.paired_doc_id(doc) if unit.perturbation is None else doc.doc_id
+        if unit.clean_key != unit.key and paired is not None:
+            extra["paired_doc_id"] = paired
+        out.append(extra)
+    return out
+
+
+def results_document(
+    lm: LanguageModel,
+    result: EvalResult,
+    *,
+    fingerprint: str,
+    units: Sequence[Unit],
+    scored: Mapping[str, list[Scored]],
+    preset: Preset,
+    condition: str,
+    perturbations: Sequence[Perturbation],
+    limit: int | None,
+    seed: int,
+    skipped: list[dict[str, str]],
+    requests: Mapping[str, int],
+) -> dict[str, Any]:
+    """The ``results.json`` content: lm-eval's keys, then rvec's under ``"rvec"``.
+
+    Args:
+        lm (LanguageModel): The backend (its name and, when it has one, ``describe()``).
+        result (EvalResult): Scores and samples per task key.
+        fingerprint (str): The weights' fingerprint the responses came from.
+        units (Sequence[Unit]): The evaluated task keys.
+        scored (Mapping): Per task key, the task's verdicts (for the primary metric names).
+        preset (Preset): The resolved preset.
+        condition (str): The prompt condition.
+        perturbations (Sequence[Perturbation]): The perturbations asked for.
+        limit (int | None): Items per task, as asked.
+        seed (int): Seed of the perturbations.
+        skipped (list[dict]): Perturbations dropped for tasks they cannot change, with the reason.
+        requests (Mapping[str, int]): Cache hits and requests sent, by kind.
+
+    Returns:
+        dict: JSON-ready; NaN standard errors are written ``"N/A"`` as lm-eval does.
+    """
+    primaries = {key: (s[0].primary if s else None) for key, s in scored.items()}
+    results, configs, versions, n_shot, higher, n_samples = {}, {}, {}, {}, {}, {}
+    for unit in units:
+        records = result.samples[unit.key]
+        entry: dict[str, Any] = {"alias": unit.key}
+        for metric, value in result.scores[unit.key].items():
+            name, _, filt = metric.partition(",")
+            entry[metric] = value
+            stderr = mean_stderr([float(r.metrics[metric]) for r in records if metric in r.metrics])
+            entry[f"{name}_stderr,{filt}"] = stderr if math.isfinite(stderr) else "N/A"
+        results[unit.key] = entry
+        settings = preset.settings(unit.task.family)
+        configs[unit.key] = {
+            "task": unit.task.name,
+            "reference_url": unit.task.reference_url,
+            "output_type": unit.task.output_type(preset),
+            "preset": f"{preset.name}@{preset.version}",
+            "condition": condition,
+            "perturbation": unit.perturbation.name if unit.perturbation is not None else None,
+            "clean_task": unit.clean_key,
+            "primary_metric": primaries[unit.key] or settings.primary_metric,
+            "settings": settings.model_dump(mode="json"),
+        }
+        versions[unit.key] = preset.version
+        n_shot[unit.key] = settings.shots
+        higher[unit.key] = {m: True for m in result.scores[unit.key]}
+        n_samples[unit.key] = {"original": unit.n_original, "effective": len(records)}
+    generate_s = result.timings.get("generate_s", 0.0)
+    return {
+        "results": results,
+        "groups": _groups(result.scores),
+        "configs": configs,
+        "versions": versions,
+        "n-shot": n_shot,
+        "higher_is_better": higher,
+        "n-samples": n_samples,
+        "config": {
+            "model": lm.name,
+            "model_fingerprint": fingerprint,
+            "batch_size": getattr(lm, "batch_size", None),
+            "limit": limit,
+            "random_seed": seed,
+        },
+        "date": time.time(),
+        "total_evaluation_time_seconds": str(result.timings.get("total_s", 0.0)),
+        "rvec": {
+            "version": rvec.__version__,
+            "preset": preset.to_dict(),
+            "condition": condition,
+            "perturbations": [p.name for p in perturbations],
+            "model_fingerprint": fingerprint,
+            "backend": _describe(lm),
+            "data_fingerprints": {u.key: data_fingerprint(u.docs) for u in units},
+            "samples_files": {u.key: f"samples/{sample_filename(u.key)}" for u in units},
+            "pairs": {u.key: _pairing(u, result, primaries) for u in units if u.clean_key != u.key},
+            "skipped": skipped,
+            "timings": result.timings,
+            "generated_tokens": result.generated_tokens,
+            "tokens_per_second": result.generated_tokens / generate_s if generate_s > 0 else None,
+            "requests": dict(requests),
+        },
+    }
+
+
+def _describe(lm: LanguageModel) -> dict[str, Any]:
+    describe = getattr(lm, "describe", None)
+    return describe() if callable(describe) else {"name": lm.name}
+
+
+def _groups(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Unweighted BBH means over the subtasks evaluated (per perturbation suffix)."""
+    groups: dict[str, Any] = {}
+    suffixes = {key.partition("+")[2] for key in scores if key.startswith("bbh:")}
+    for suffix in sorted(suffixes):
+        tail = f"+{suffix}" if suffix else ""
+        subset = {
+            k.removesuffix(tail): v for k, v in scores.items() if k.startswith("bbh:") and k.endswith(tail)
+        }
+        subset = {k: v for k, v in subset.items() if "+" not in k}
+        metrics = sorted({m for v in subset.values() for m in v})
+        group = {"alias": f"bbh{tail}", "n_subtasks": len(subset)}
+        group.update({m: bbh_mean(subset, m, require_all=False) for m in metrics})
+        groups[f"bbh{tail}"] = group
+    return groups
+
+
+def _pairing(unit: Unit, result: EvalResult, primaries: dict[str, str | None]) -> dict[str, Any]:
+    """The perturbed/adversarial key beside its clean key, on the items both have.
+
+    Only accuracies and flip counts: the difference needs its paired interval, which the study's
+    statistics compute from the samples.
+    """
+    clean = {r.doc_id: r for r in result.samples.get(unit.clean_key, [])}
+    pairs = []
+    for doc, record in zip(unit.docs, result.samples[unit.key], strict=True):
+        partner = doc.doc_id if unit.perturbation is not None else unit.task.paired_doc_id(doc)
+        if partner is not None and partner in clean:
+            pairs.append((clean[partner].correct, record.correct))
+    n = len(pairs)
+    return {
+        "clean_task": unit.clean_key,
+        "metric": primaries.get(unit.key),
+        "clean_metric": primaries.get(unit.clean_key),
+        "n_pairs": n,
+        "clean": sum(a for a, _ in pairs) / n if n else None,
+        "perturbed": sum(b for _, b in pairs) / n if n else None,
+        "both_correct": sum(a and b for a, b in pairs),
+        "clean_only": sum(a and not b for a, b in pairs),
+        "perturbed_only": sum(b and not a for a, b in pairs),
+        "neither": sum(not a and not b for a, b in pairs),
+    }

@@ -1,0 +1,168 @@
+"""Plan an evaluation: which task keys, which docs, which requests — before anything is generated.
+
+A *unit* is one task key: a task clean (``"gsm8k"``), or under one perturbation
+(``"gsm8k+typo:0.05"``, same doc_ids as the clean one). Adversarial tasks bring their clean
+counterpart along (``gsm-plus:<type>`` → ``gsm-plus:seed``, ``gsm-symbolic`` →
+``gsm-symbolic:original``) so every adversarial score has the clean score of the same items beside
+it. Tasks that run model-written code are refused here, before any work, unless allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rvec.errors import CodeExecutionNotAllowedError, InvalidArgumentError, PerturbationNotApplicableError
+from rvec.eval.data import DataSource
+from rvec.eval.perturb import Perturbation, perturb
+from rvec.eval.presets import Preset
+from rvec.eval.tasks import Task, expand_task_names, get_task
+from rvec.eval.types import Doc, LoglikelihoodRequest, Request, Response
+
+__all__ = [
+    "Unit",
+    "check_code_execution",
+    "clean_counterpart",
+    "plan_units",
+    "resolve_condition",
+    "with_counterparts",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Unit:
+    """One task key: a task, clean or under one perturbation, with its docs, requests and (once
+    answered) responses."""
+
+    key: str
+    task: Task
+    perturbation: Perturbation | None
+    clean_key: str
+    docs: list[Doc]
+    requests: list[Request]
+    n_original: int
+    aux: list[LoglikelihoodRequest] | None = None
+    """Extra log-likelihood requests (SciQ under a generating preset reports acc/acc_norm too)."""
+    responses: list[Response | None] = field(default_factory=list)
+    aux_responses: list[Response | None] = field(default_factory=list)
+
+
+def clean_counterpart(task_name: str) -> str | None:
+    """The clean task an adversarial task pairs with item by item, or ``None`` for a clean task.
+
+    Example:
+        >>> clean_counterpart("gsm-plus:digit-expansion")
+        'gsm-plus:seed'
+    """
+    if task_name.startswith("gsm-plus:") and task_name != "gsm-plus:seed":
+        return "gsm-plus:seed"
+    if task_name == "gsm-symbolic":
+        return "gsm-symbolic:original"
+    return None
+
+
+def resolve_condition(preset: Preset, condition: str | None) -> str:
+    """The condition's name (``None`` = the preset's first).
+
+    Raises:
+        InvalidArgumentError: the preset does not allow ``condition``.
+    """
+    preset.condition_text(condition)  # raises on a condition the preset does not allow
+    return condition if condition is not None else next(iter(preset.conditions))
+
+
+def with_counterparts(names: list[str]) -> list[str]:
+    """``names`` plus the clean counterpart of each adversarial task, once each, in order."""
+    out = list(names)
+    for name in names:
+        clean = clean_counterpart(name)
+        if clean is not None and clean not in out:
+            out.append(clean)
+    return out
+
+
+def check_code_execution(tasks: Sequence[str], *, allowed: bool) -> None:
+    """Refuse tasks that run model-written code (HumanEval) unless the user allowed it.
+
+    Raises:
+        CodeExecutionNotAllowedError: such a task is among ``tasks`` (names or groups) and not
+            ``allowed``; the one-line message names ``--allow-code-execution``.
+    """
+    runs_code = [n for n in expand_task_names(list(tasks)) if get_task(n).family == "humaneval"]
+    if runs_code and not allowed:
+        raise CodeExecutionNotAllowedError(
+            f"{', '.join(runs_code)} runs model-written code; pass --allow-code-execution to evaluate it"
+        )
+
+
+def plan_units(
+    tasks: Sequence[Task],
+    requested: Sequence[str],
+    preset: Preset,
+    condition: str,
+    perts: Sequence[Perturbation],
+    source: DataSource,
+    limit: int | None,
+    seed: int,
+) -> tuple[list[Unit], list[dict[str, str]]]:
+    """Load the docs and build every unit: each task clean, then once per perturbation.
+
+    Perturbations that cannot change a task's items are skipped and listed (``skipped``); added
+    clean counterparts (not in ``requested``) are never perturbed.
+
+    Raises:
+        InvalidArgumentError: a perturbation applies to none of the tasks.
+        DataNotFoundError: a dataset cannot be found.
+    """
+    units: list[Unit] = []
+    skipped: list[dict[str, str]] = []
+    applied = {p.name: 0 for p in perts}
+    for task in tasks:
+        docs = task.docs(source, limit=limit)
+        n_original = len(docs) if limit is None else len(task.docs(source))
+        clean = clean_counterpart(task.name) or task.name
+        requests = [task.request(d, preset, condition=condition) for d in docs]
+        units.append(_unit(task.name, task, None, clean, docs, requests, n_original, preset))
+        if task.name not in requested:
+            continue  # an added counterpart is evaluated clean only
+        for pert in perts:
+            try:
+                pairs = [perturb(task, d, preset, pert, seed=seed, condition=condition) for d in docs]
+            except PerturbationNotApplicableError as err:
+                logger.warning("skipping %s on %s: %s", pert.name, task.name, err)
+                skipped.append({"task": task.name, "perturbation": pert.name, "reason": str(err)})
+                continue
+            applied[pert.name] += 1
+            new_docs, new_requests = [d for d, _ in pairs], [r for _, r in pairs]
+            key = f"{task.name}+{pert.name}"
+            units.append(_unit(key, task, pert, task.name, new_docs, new_requests, n_original, preset))
+    useless = [name for name, count in applied.items() if count == 0]
+    if useless:
+        raise InvalidArgumentError(
+            f"perturbation {', '.join(useless)} applies to none of the tasks ({', '.join(requested)}); "
+            "drop it or add a task it applies to"
+        )
+    return units, skipped
+
+
+def _unit(
+    key: str,
+    task: Task,
+    pert: Perturbation | None,
+    clean_key: str,
+    docs: list[Doc],
+    requests: list[Request],
+    n_original: int,
+    preset: Preset,
+) -> Unit:
+    aux = None
+    extra = getattr(task, "loglikelihood_request", None)
+    if extra is not None and task.output_type(preset) == "generate":
+        aux = [extra(d, preset) for d in docs]
+    unit = Unit(key, task, pert, clean_key, docs, requests, n_original, aux)
+    unit.responses = [None] * len(docs)
+    unit.aux_responses = [None] * len(docs) if aux is not None else []
+    return unit
