@@ -63,6 +63,21 @@ def tiny_data(tmp_path: Path) -> Path:
     (root / "gsm8k" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GSM8K_ROWS))
     (root / "sciq").mkdir()
     (root / "sciq" / "test.json").write_text(json.dumps(SCIQ_ROWS))
+    plus = root / "adversarial" / "gsm-plus"
+    plus.mkdir(parents=True)
+    rows = [
+        {
+            "question": row["question"].replace("3", "30"),
+            "solution": "",
+            "answer": "50",
+            "perturbation_type": "digit expansion",
+            "seed_question": row["question"],
+            "seed_solution": row["answer"],
+            "seed_answer": row["answer"].split("####")[-1].strip(),
+        }
+        for row in GSM8K_ROWS[1:]  # seeds 1 and 2 only: the pairing must follow doc ids, not positions
+    ]
+    (plus / "gsmplus_testmini.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
 
 
@@ -147,6 +162,24 @@ def test_a_perturbation_that_applies_to_no_task_is_an_error(tiny_model, tiny_dat
 def test_eval_command_wants_one_alpha_per_vector() -> None:
     with pytest.raises(InvalidArgumentError, match="one --alpha per --vector"):
         eval_command("unused", vectors=["v"], alphas=[], tasks=["gsm8k"], preset="paper")
+
+
+def test_an_adversarial_task_is_reported_beside_its_clean_seeds(
+    tiny_model, tiny_data: Path, short_preset: str, tmp_path: Path
+) -> None:
+    result = evaluate(
+        counting(tiny_model),
+        tasks=["gsm-plus:digit-expansion"],
+        preset=short_preset,
+        data_dir=tiny_data,
+        out_dir=tmp_path,
+        progress=False,
+    )
+    assert set(result.scores) == {"gsm-plus:digit-expansion", "gsm-plus:seed"}
+    assert [r.doc_id for r in result.samples["gsm-plus:seed"]] == ["1", "2"]
+    pair = json.loads((tmp_path / "results.json").read_text())["rvec"]["pairs"]["gsm-plus:digit-expansion"]
+    assert pair["clean_task"] == "gsm-plus:seed" and pair["n_pairs"] == 2
+    assert pair["both_correct"] + pair["clean_only"] + pair["perturbed_only"] + pair["neither"] == 2
 
 
 # -------------------------------------------------------------------------------- resumption
@@ -238,6 +271,25 @@ def test_alpha_zero_gives_exactly_the_base_model(
     ]
     assert fingerprints[0] == fingerprints[1] != fingerprints[2]
     assert fingerprints[2] == vector_fingerprint(fingerprints[0], [(vector.content_hash, 1.0)])
+
+
+def test_eval_dtype_is_chosen_by_name_and_an_unknown_one_is_refused_before_loading(
+    llama_tied, tiny_data: Path, short_preset: str, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="unknown dtype 'int8'; use auto, float32"):
+        eval_command("no/such-model", tasks=["gsm8k"], preset=short_preset, dtype="int8")
+    eval_command(
+        str(llama_tied.target),
+        tasks=["gsm8k"],
+        preset=short_preset,
+        limit=1,
+        data_dir=tiny_data,
+        dtype="bfloat16",
+        out_dir=tmp_path / "bf16",
+        progress=False,
+    )
+    backend = json.loads((tmp_path / "bf16" / "results.json").read_text())["rvec"]["backend"]
+    assert backend["name"] == "hf/bfloat16" and backend["tie_margin"] == 0.0
 
 
 # -------------------------------------------------------------------------- real model, slow

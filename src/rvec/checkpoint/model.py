@@ -11,8 +11,31 @@ logger = logging.getLogger(__name__)
 
 
 def default_dtype(device: str) -> torch.dtype:
-    """float32 on CPU (bf16 matmuls are slow there and change results), bfloat16 on GPU."""
+    """float32 on CPU (bf16 matmuls are slow there and change results), bfloat16 on GPU.
+
+    bfloat16 halves the memory of a model and its in-memory vectors' originals, which is what lets
+    a 7B study fit one 80 GB GPU; the price is that greedy texts depend on the batch (see
+    :class:`~rvec.eval.backends.HFBackend`). Pass float32 where that matters and memory allows.
+    """
     return torch.float32 if device == "cpu" else torch.bfloat16
+
+
+EVAL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_dtype(requested: str, device: str) -> torch.dtype:
+    """``auto`` → :func:`default_dtype` for ``device``; else the named dtype.
+
+    Raises:
+        InvalidArgumentError: an unknown name.
+    """
+    if requested == "auto":
+        return default_dtype(device)
+    if requested not in EVAL_DTYPES:
+        from rvec.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"unknown dtype '{requested}'; use auto, {', '.join(EVAL_DTYPES)}")
+    return EVAL_DTYPES[requested]
 
 
 def pick_device(requested: str) -> str:

@@ -48,6 +48,12 @@ def eval_command(
     ),
     batch_size: int = typer.Option(16, "--batch-size", help="Sequences per batch."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1… (auto: cuda when available)."),
+    dtype: str = typer.Option(
+        "auto",
+        "--dtype",
+        help="float32 | bfloat16 | float16 (auto: float32 on CPU, bfloat16 on GPU). Only float32 gives "
+        "the same texts whatever the batch size and the other tasks of the run.",
+    ),
     seed: int = typer.Option(1234, "--seed", help="Seed of the perturbations."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -80,6 +86,7 @@ def eval_command(
         out_dir=output,
         batch_size=batch_size,
         device=pick_device(device),
+        dtype=dtype,
         seed=seed,
         progress=progress,
     )

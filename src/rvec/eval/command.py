@@ -39,6 +39,7 @@ def eval_command(
     out_dir: Path | None = None,
     batch_size: int = 16,
     device: str = "cpu",
+    dtype: str = "auto",
     seed: int = 1234,
     progress: bool = True,
 ) -> EvalResult:
@@ -61,6 +62,8 @@ def eval_command(
         out_dir (Path | None, default None): Where results, samples and the cache go.
         batch_size (int, default 16): Requests per forward batch.
         device (str, default "cpu"): Torch device.
+        dtype (str, default "auto"): ``float32``, ``bfloat16``, ``float16``; auto: float32 on CPU,
+            bfloat16 on GPU. Half precisions make greedy texts depend on the batch.
         seed (int, default 1234): Seed of the perturbations.
         progress (bool, default True): Show a progress bar.
 
@@ -81,9 +84,11 @@ def eval_command(
             f"{len(vectors)} vector(s) but {len(alphas)} alpha(s); pass one --alpha per --vector"
         )
     check_code_execution(tasks, allowed=allow_code_execution)  # before the (slow) model load
-    from rvec.checkpoint.model import load_causal_lm
+    from rvec.checkpoint.model import load_causal_lm, pick_dtype
 
-    model, tokenizer, fingerprint = load_causal_lm(model_source, device=device)
+    model, tokenizer, fingerprint = load_causal_lm(
+        model_source, device=device, dtype=pick_dtype(dtype, device)
+    )
     loaded = _read_vectors([(v, float(a)) for v, a in zip(vectors, alphas, strict=True)])
     fingerprint = vector_fingerprint(fingerprint, [(v.content_hash, a) for v, a in loaded])
     with _applied(model, loaded):

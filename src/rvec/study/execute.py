@@ -8,10 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rvec import __version__
-from rvec.checkpoint.model import pick_device
+from rvec.checkpoint.model import pick_device, pick_dtype
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
 from rvec.eval.data import DataSource, fingerprint
@@ -49,13 +47,6 @@ def resolved_preset(config: StudyConfig) -> Preset:
     return preset.model_copy(
         update={"name": f"{preset.name}[max_new_tokens={config.max_new_tokens}]", "tasks": tasks}
     )
-
-
-def pick_dtype(requested: str, device: str) -> torch.dtype:
-    from rvec.checkpoint.model import default_dtype
-
-    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    return default_dtype(device) if requested == "auto" else table[requested]
 
 
 class StudyExecutor:

@@ -57,9 +57,10 @@ DECODE_VERSION = 1
 """Version of the decoding rules below; part of :attr:`HFBackend.identity`, hence of cache keys."""
 
 # Top-two logit gap below which a greedy step is recomputed canonically, by parameter dtype. The
-# float32 value is 20x the largest batch-to-batch logit difference measured on SmolLM2 (5e-5);
-# half precisions differ by ~1e-1 between batches, where a guard would recompute a tenth of all
-# steps, so it is off there and texts may differ between batch sizes (never between reruns).
+# float32 value is 20x the largest batch-to-batch logit difference measured on SmolLM2 (5e-5).
+# Half precisions differ by ~1e-1 between batches, so the guard is off there and texts depend on
+# the batch. Measured on an H200 (docs/benchmarks.md), 64 GSM8K answers of SmolLM2, batch 64 vs 24:
+# bfloat16 42 differ (16 with a 0.25 margin); float32 0 differ, the guard recomputing 2-3 steps.
 _AUTO_TIE_MARGIN: dict[torch.dtype, float] = {torch.float32: 1e-3, torch.float64: 1e-6}
 
 ResultCallback = Callable[[int, Response], None]
@@ -119,6 +120,13 @@ class HFBackend:
         )
         margin = tie_margin if tie_margin is not None else _AUTO_TIE_MARGIN.get(self.dtype, 0.0)
         self.guard = TieGuard(model, margin=margin, device=self.device)
+        if margin == 0 and self.dtype in (torch.bfloat16, torch.float16):
+            logger.warning(
+                "%s: greedy texts can change with the batch size and with the other tasks of a run "
+                "(an H200 gave 42 of 64 GSM8K answers different between batch sizes 64 and 24); "
+                "use float32 (--dtype float32) for batch-invariant responses",
+                str(self.dtype).removeprefix("torch."),
+            )
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.name = f"hf/{str(self.dtype).removeprefix('torch.')}"
