@@ -93,6 +93,15 @@ def listener() -> socket.socket:
     server.close()
 
 
+def test_reaching_the_cpu_limit_counts_as_a_timeout() -> None:
+    # The CPU limit equals the timeout; whichever a busy loop reaches first, it is a timeout. The
+    # program raises SIGXCPU itself (what the kernel sends at the limit), so the outcome does not
+    # depend on the machine's load.
+    program = "import signal\nsignal.raise_signal(signal.SIGXCPU)\n"
+    result = Sandbox(allow=True, timeout_s=5).run(program)
+    assert (result.passed, result.status, result.returncode) == (False, "timeout", None)
+
+
 def test_hostile_programs_are_contained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listener: socket.socket
 ) -> None:

@@ -336,6 +336,9 @@ class Sandbox:
         duration = time.monotonic() - start
         stderr_tail = _tail(workdir / "stderr")
         _warn_if_degraded(workdir / "isolation.json")
+        # The CPU limit equals the timeout, so on an idle machine a busy loop can reach it first:
+        # the kernel's SIGXCPU is a timeout as well.
+        timed_out = timed_out or proc.returncode == -signal.SIGXCPU
         code = None if timed_out else proc.returncode
         status: Literal["passed", "failed", "timeout"] = (
             "timeout" if timed_out else "passed" if code == 0 else "failed"
