@@ -1,18 +1,9 @@
 #!/bin/bash
 # The prepared GPU check (one H100/H200 lease; figures in docs/benchmarks.md, "On a GPU").
-# Expects: /root/smol.part00 + .gpu/b/smol.part01 (the SmolLM2 GGUF, split to fit the 64 MiB
-# transfer), /root/data (gsm8k, sciq, bbh of shared/data), wheels installed in /tmp/site.
-set -u
-export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-export TOKENIZERS_PARALLELISM=false
-W=/root/w DATA=/root/data RVEC="python3 bench/gpu/rvec_cli.py"
-OUT=${OUT:-/root/out}
-mkdir -p "$W" "$OUT"
-cat /root/smol.part00 .gpu/b/smol.part01 >"$W/smol.gguf"
-echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $W/smol.gguf" | sha256sum -c || exit 1
+# What it expects on the machine: see setup.sh.
+source bench/gpu/setup.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-step() { local t0=$SECONDS; echo "== $1"; shift; "$@"; echo "== rc=$? in $((SECONDS - t0)) s"; }
 
 rm -rf "$W/smol" "$W/e_base" "$W/e_a0"
 step convert $RVEC convert "$W/smol.gguf" -o "$W/smol"

@@ -1,15 +1,7 @@
 #!/bin/bash
 # Second GPU check: with --dtype float32, are texts the same whatever the batch size and the other
-# tasks of the run, and does --alpha 0 give exactly the base model's texts? (Same setup as check.sh.)
-set -u
-export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-export TOKENIZERS_PARALLELISM=false
-W=/root/w DATA=/root/data RVEC="python3 bench/gpu/rvec_cli.py"
-OUT=${OUT:-/root/out}
-mkdir -p "$W" "$OUT"
-cat /root/smol.part00 .gpu/b/smol.part01 >"$W/smol.gguf"
-echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $W/smol.gguf" | sha256sum -c || exit 1
-step() { local t0=$SECONDS; echo "== $1"; shift; "$@"; echo "== rc=$? in $((SECONDS - t0)) s"; }
+# tasks of the run, and does --alpha 0 give exactly the base model's texts? (Setup: setup.sh.)
+source bench/gpu/setup.sh
 rm -rf "$W/smol" "$W/f_base" "$W/f_a0"
 step convert $RVEC convert "$W/smol.gguf" -o "$W/smol"
 step vector timeout 60 python3 bench/gpu/inmemory_gpu.py "$W/smol" "$W" "$OUT/inmemory_gpu.json"

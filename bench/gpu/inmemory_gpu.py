@@ -22,9 +22,8 @@ from rvec.checkpoint.model import load_causal_lm
 from rvec.vector.extract import extract
 from rvec.vector.inmemory import InMemoryVectors
 
-
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    return t.view(torch.int16) if t.element_size() == 2 else t.view(torch.int32)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the CPU benchmark's helpers
+from inmemory_alpha import bits
 
 
 def main() -> None:
@@ -65,7 +64,7 @@ def main() -> None:
     iv.restore()
     torch.cuda.synchronize()
     restore_s = time.perf_counter() - start
-    exact = all(_bits(p).equal(_bits(before[n])) for n, p in model.named_parameters())
+    exact = all(bits(p).equal(bits(before[n])) for n, p in model.named_parameters())
     report = {
         "device": torch.cuda.get_device_name(),
         "parameters": sum(p.numel() for p in model.parameters()),
