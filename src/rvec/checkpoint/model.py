@@ -20,7 +20,12 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32 if device == "cpu" else torch.bfloat16
 
 
-EVAL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+FLOAT_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+"""The canonical names of the float dtypes rvec reads, computes and writes."""
 
 
 def pick_dtype(requested: str, device: str) -> torch.dtype:
@@ -31,11 +36,11 @@ def pick_dtype(requested: str, device: str) -> torch.dtype:
     """
     if requested == "auto":
         return default_dtype(device)
-    if requested not in EVAL_DTYPES:
+    if requested not in FLOAT_DTYPES:
         from rvec.errors import InvalidArgumentError
 
-        raise InvalidArgumentError(f"unknown dtype '{requested}'; use auto, {', '.join(EVAL_DTYPES)}")
-    return EVAL_DTYPES[requested]
+        raise InvalidArgumentError(f"unknown dtype '{requested}'; use auto, {', '.join(FLOAT_DTYPES)}")
+    return FLOAT_DTYPES[requested]
 
 
 def pick_device(requested: str) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rvec import __version__
+from rvec.checkpoint.model import FLOAT_DTYPES
 from rvec.checkpoint.reader import (
     DEFAULT_BLOCK_ELEMENTS,
     Workspace,
@@ -42,14 +43,12 @@ from rvec.vector.masks import Selection
 logger = logging.getLogger(__name__)
 
 DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
+    **FLOAT_DTYPES,
     "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
-    "float16": torch.float16,
     "fp16": torch.float16,
 }
-_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+_DTYPE_NAMES = {dtype: name for name, dtype in FLOAT_DTYPES.items()}
 
 
 def parse_dtype(text: str | None) -> torch.dtype | None:

@@ -161,6 +161,7 @@ def _combine_into(slot: _Slot, alphas: Sequence[float]) -> None:
     # A float32 parameter accumulates in place, and its first delta is added while reading the
     # original: the same float32 operations in the same order as copy-then-add through a separate
     # accumulator, with two fewer passes over each chunk (measured: 1.17 → 0.74 s per α on 0.5B).
+    # Other dtypes go through a float32 buffer, copy then add: a mixed-dtype add is 2x slower.
     buf = None if target.dtype == torch.float32 else torch.empty_like(tmp)
     for start in range(0, target.numel(), _CHUNK):
         stop = min(start + _CHUNK, target.numel())
@@ -172,7 +173,7 @@ def _combine_into(slot: _Slot, alphas: Sequence[float]) -> None:
             if hi <= start:
                 continue
             torch.mul(delta[start:hi], scale, out=tmp[: hi - start])
-            if fresh and hi == stop and original.dtype == torch.float32:  # a mixed-dtype add is 2x slower
+            if fresh and hi == stop and buf is None:
                 torch.add(original[start:stop], tmp[:n], out=acc)
             else:
                 if fresh:
