@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -19,6 +20,16 @@ from rich.progress import (
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def data_dir_option() -> Any:
+    """``--data-dir`` (or ``$RVEC_DATA_DIR``), the same for every command that reads benchmark data."""
+    return typer.Option(
+        None,
+        "--data-dir",
+        envvar="RVEC_DATA_DIR",
+        help="Local benchmark data (layout of shared/data); default: Hugging Face datasets.",
+    )
 
 
 def print_json(data: Any) -> None:

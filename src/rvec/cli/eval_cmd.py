@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from rvec.cli._common import err, out
+from rvec.cli._common import data_dir_option, err, out
 
 
 def eval_command(
@@ -34,12 +34,7 @@ def eval_command(
     limit: int | None = typer.Option(
         None, "--limit", help="First N items of each task (BBH: of each subtask)."
     ),
-    data_dir: Path | None = typer.Option(
-        None,
-        "--data-dir",
-        envvar="RVEC_DATA_DIR",
-        help="Local data (layout of shared/data); default: Hugging Face datasets.",
-    ),
+    data_dir: Path | None = data_dir_option(),
     allow_code_execution: bool = typer.Option(
         False, "--allow-code-execution", help="Let HumanEval run model-written code (sandboxed subprocesses)."
     ),

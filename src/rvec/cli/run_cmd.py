@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rvec.cli._common import err, out
+from rvec.cli._common import data_dir_option, err, out
 from rvec.study.config import load_study
 
 
@@ -21,12 +21,7 @@ def run_command(
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Show progress over the whole matrix."
     ),
-    data_dir: Path | None = typer.Option(
-        None,
-        "--data-dir",
-        envvar="RVEC_DATA_DIR",
-        help="Local benchmark data (layout of shared/data); default: Hugging Face datasets.",
-    ),
+    data_dir: Path | None = data_dir_option(),
 ) -> None:
     """Run a whole study — extract, apply in memory, evaluate every cell, report with statistics and plots.
 
