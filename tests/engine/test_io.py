@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from rvec.checkpoint.dtypes import BF16, from_torch, to_torch
 from rvec.checkpoint.index import TensorIndex, read_header
 from rvec.checkpoint.reader import FileReader
 from rvec.checkpoint.writer import PlannedTensor, ShardedWriter, atomic_output_dir, parse_size, plan_shards
@@ -19,7 +20,7 @@ from rvec.errors import CorruptCheckpointError, InvalidArgumentError, OutputExis
 def test_writer_pins_exact_bytes_of_a_2x2_tensor(tmp_path: Path) -> None:
     plan = [PlannedTensor("w", torch.float32, (2, 2))]
     writer = ShardedWriter(tmp_path, plan, prefix="m", metadata={})
-    writer.write("w", torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    writer.write("w", from_torch(torch.tensor([1.0, 2.0, 3.0, 4.0])))
     assert writer.finish() == ["m.safetensors"]
     raw = (tmp_path / "m.safetensors").read_bytes()
     header = b'{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}'
@@ -34,8 +35,8 @@ def test_writer_streams_blocks_into_shards_readable_by_safetensors(tmp_path: Pat
     writer = ShardedWriter(tmp_path, plan, prefix="model", max_shard_bytes=300)
     for n, t in tensors.items():
         flat = t.reshape(-1)
-        writer.write(n, flat[:33])
-        writer.write(n, flat[33:])
+        writer.write(n, from_torch(flat[:33]))
+        writer.write(n, from_torch(flat[33:]))
     names = writer.finish()
     assert len(names) == 3 and names[0] == "model-00001-of-00003.safetensors"  # 140 B tensors, 300 B shards
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
@@ -59,11 +60,15 @@ def test_header_index_and_ranged_reads_match_safetensors(tmp_path: Path) -> None
     }
     save_file(tensors, tmp_path / "x.safetensors")
     index = TensorIndex.from_files([tmp_path / "x.safetensors"])
-    assert index["a"].shape == (3, 4) and index["b"].dtype == torch.bfloat16
+    assert (
+        index["a"].shape == (3, 4) and index["b"].dtype == BF16 and index["b"].dtype.torch == torch.bfloat16
+    )
     with FileReader() as reader:
-        assert torch.equal(reader.read(index["a"]), tensors["a"])
-        assert torch.equal(reader.read_range(index["a"], 5, 9), torch.arange(5, 9, dtype=torch.float32))
-        assert torch.equal(reader.read(index["b"]), tensors["b"])
+        assert torch.equal(torch.from_numpy(reader.read(index["a"])), tensors["a"])
+        assert torch.equal(
+            torch.from_numpy(reader.read_range(index["a"], 5, 9)), torch.arange(5, 9, dtype=torch.float32)
+        )
+        assert torch.equal(to_torch(reader.read(index["b"]), BF16), tensors["b"])
 
 
 def test_corrupted_header_is_detected(tmp_path: Path) -> None:

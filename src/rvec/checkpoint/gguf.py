@@ -14,8 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from rvec.checkpoint.dtypes import F32, DType, coerce, from_torch
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
 from rvec.errors import CorruptCheckpointError
 
@@ -66,7 +65,7 @@ def convert(
     gguf_file: str | Path,
     out: str | Path,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: DType | str | Any = F32,
     overwrite: bool = False,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
 ) -> Path:
@@ -75,7 +74,8 @@ def convert(
     Args:
         gguf_file: the ``.gguf`` file.
         out: output folder, written atomically.
-        dtype: dtype of the written weights (dequantization itself is float32).
+        dtype: dtype of the written weights (dequantization itself is float32): a
+            :class:`~rvec.checkpoint.dtypes.DType`, its name or a ``torch.dtype``.
         overwrite: replace ``out`` if it exists.
         max_shard_bytes: shard size limit.
 
@@ -89,8 +89,11 @@ def convert(
     Example:
         >>> convert("SmolLM2-135M-Instruct.Q4_1.gguf", "smol/")  # doctest: +SKIP
     """
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    dtype = coerce(dtype)
 
     path = Path(gguf_file).resolve()
     gguf_config(path)  # validates the file with a clear error
@@ -113,10 +116,10 @@ def convert(
     with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=sum(p.nbytes for p in plan)) as tmp:
         writer = ShardedWriter(tmp, plan, prefix="model", max_shard_bytes=max_shard_bytes)
         for n in names:
-            writer.write(n, tensors[n].to(dtype).reshape(-1))
+            writer.write(n, from_torch(tensors[n].to(dtype.torch).reshape(-1)))
         writer.finish()
         config.architectures = [type(meta_model).__name__]  # GGUF metadata has no architectures list
-        config.dtype = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+        config.dtype = dtype.torch_name
         config.save_pretrained(tmp)
         GenerationConfig.from_model_config(config).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -10,7 +10,8 @@ import logging
 import os
 from pathlib import Path
 
-from rvec.checkpoint.index import SAFETENSORS_DTYPES, TensorIndex, TensorInfo
+from rvec.checkpoint.dtypes import BY_NAME
+from rvec.checkpoint.index import TensorIndex, TensorInfo
 from rvec.errors import HubUnavailableError, SourceNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def remote_index(repo_id: str, revision: str | None) -> TensorIndex:
             start, end = t.data_offsets
             tensors[name] = TensorInfo(
                 name=name,
-                dtype=SAFETENSORS_DTYPES[t.dtype],
+                dtype=BY_NAME[t.dtype],
                 shape=tuple(t.shape),
                 file=Path(filename),
                 start=start,

@@ -14,26 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from rvec.checkpoint.dtypes import BY_NAME, DType
 from rvec.errors import CorruptCheckpointError
-
-# The one table of safetensors dtype names (as in the header) ↔ torch dtypes.
-SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-}
-TORCH_TO_SAFETENSORS: dict[torch.dtype, str] = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 
 # A header larger than this is not a real checkpoint (transformers' largest are a few MB).
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -44,7 +26,7 @@ class TensorInfo:
     """Where one tensor lives: file, dtype, shape and absolute byte range of its data."""
 
     name: str
-    dtype: torch.dtype
+    dtype: DType
     shape: tuple[int, ...]
     file: Path
     start: int  # absolute byte offset of the first data byte in ``file``
@@ -60,7 +42,7 @@ class TensorInfo:
 
     @property
     def dtype_name(self) -> str:
-        return TORCH_TO_SAFETENSORS[self.dtype]
+        return self.dtype.name
 
 
 def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
@@ -114,14 +96,14 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
 
 def _tensor_info(path: Path, name: str, entry: object, base: int) -> TensorInfo:
     try:
-        dtype = SAFETENSORS_DTYPES[entry["dtype"]]  # type: ignore[index]
+        dtype = BY_NAME[entry["dtype"]]  # type: ignore[index]
         shape = tuple(int(d) for d in entry["shape"])  # type: ignore[index]
         start, end = (int(x) for x in entry["data_offsets"])  # type: ignore[index]
     except (KeyError, TypeError, ValueError) as err:
         raise CorruptCheckpointError(
             f"{path}: corrupted header entry for tensor '{name}'; re-download it", path=str(path)
         ) from err
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     if end - start != math.prod(shape) * itemsize or start < 0:
         raise CorruptCheckpointError(
             f"{path}: tensor '{name}' declares {end - start} bytes for shape {shape}; the file is corrupted",

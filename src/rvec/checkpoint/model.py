@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from rvec.checkpoint.dtypes import FLOAT_NAMES
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,12 +22,8 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32 if device == "cpu" else torch.bfloat16
 
 
-FLOAT_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
-"""The canonical names of the float dtypes rvec reads, computes and writes."""
+FLOAT_DTYPES: dict[str, torch.dtype] = {name: dtype.torch for name, dtype in FLOAT_NAMES.items()}
+"""The float dtypes a live model may use, by canonical name (the same names ``apply --dtype`` takes)."""
 
 
 def pick_dtype(requested: str, device: str) -> torch.dtype:

@@ -2,19 +2,20 @@
 
 Why not ``safe_open``: it memory-maps the file, and every page touched stays in the process's
 resident set until the handle closes, so streaming a 1.2 GB checkpoint through one handle ends at
-1.2 GB RSS. Reading byte ranges with ``readinto`` into a fresh torch buffer keeps peak memory at
+1.2 GB RSS. Reading byte ranges with ``preadv`` into reused numpy buffers keeps peak memory at
 the size of the blocks in flight, which is what lets ``extract``/``apply`` stay at a few tensors.
+Buffers have the numpy dtype of each tensor (bfloat16 and float8 from ``ml_dtypes``: see :mod:`rvec.checkpoint.dtypes`).
 """
 
 from __future__ import annotations
 
-import math
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
 from rvec.checkpoint.index import TensorInfo
 from rvec.errors import CorruptCheckpointError
@@ -26,52 +27,55 @@ DEFAULT_BLOCK_ELEMENTS = 1024 * 1024
 
 
 class Workspace:
-    """Reusable block buffers by (role, dtype), so streaming loops allocate once, not per block."""
+    """Reusable 1-D numpy buffers by (role, dtype), so streaming loops allocate once, not per block."""
 
     def __init__(self, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> None:
         self.block_elements = block_elements
-        self._buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self._buffers: dict[tuple[str, np.dtype[Any]], np.ndarray] = {}
 
-    def get(self, role: str, dtype: torch.dtype, n: int) -> torch.Tensor:
-        """A 1-D buffer of ``n`` elements (contents undefined), the same memory on every call."""
-        buf = self._buffers.get((role, dtype))
-        if buf is None or buf.numel() < n:
-            buf = torch.empty(max(n, self.block_elements), dtype=dtype)
-            self._buffers[(role, dtype)] = buf
+    def get(self, role: str, dtype: np.dtype[Any] | type, n: int) -> np.ndarray:
+        """A buffer of ``n`` elements of the numpy ``dtype`` (contents undefined), the same memory on every call."""
+        key = (role, np.dtype(dtype))
+        buf = self._buffers.get(key)
+        if buf is None or buf.size < n:
+            buf = np.empty(max(n, self.block_elements), dtype=key[1])
+            self._buffers[key] = buf
         return buf[:n]
 
 
-def element_size(dtype: torch.dtype) -> int:
-    return dtype.itemsize
-
-
 class FileReader:
-    """Positional reads from a set of files, each opened once and shared by all tensors in it."""
+    """Positional reads from a set of files, each opened once and shared by all tensors in it.
+
+    Safe to use from several threads: ``preadv`` does not move a shared file position.
+    """
 
     def __init__(self) -> None:
         self._fds: dict[Path, int] = {}
+        self._lock = threading.Lock()
 
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
         if fd is None:
-            fd = os.open(path, os.O_RDONLY)
-            self._fds[path] = fd
+            with self._lock:
+                fd = self._fds.get(path)
+                if fd is None:
+                    fd = self._fds[path] = os.open(path, os.O_RDONLY)
         return fd
 
-    def read_range(self, info: TensorInfo, start: int, stop: int) -> torch.Tensor:
-        """Elements ``[start, stop)`` of ``info`` in row-major order, as a new 1-D tensor of its dtype."""
-        return self.read_into(info, start, torch.empty(stop - start, dtype=info.dtype))
+    def read_range(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        """Elements ``[start, stop)`` of ``info`` in row-major order: a new 1-D array of its raw storage."""
+        return self.read_into(info, start, np.empty(stop - start, dtype=info.dtype.numpy))
 
-    def read_into(self, info: TensorInfo, start: int, out: torch.Tensor) -> torch.Tensor:
-        """Fill the 1-D tensor ``out`` (dtype of ``info``) with elements ``[start, start + len(out))``.
+    def read_into(self, info: TensorInfo, start: int, out: np.ndarray) -> np.ndarray:
+        """Fill the 1-D array ``out`` (raw storage of ``info``'s dtype) with elements ``[start, start + len(out))``.
 
-        Reusing ``out`` across blocks is what keeps streaming fast: a fresh 64 MB tensor per block
+        Reusing ``out`` across blocks is what keeps streaming fast: a fresh 64 MB buffer per block
         costs a page fault per 4 KiB, more than the copy itself.
         """
-        if out.dtype != info.dtype:
-            raise ValueError(f"read_into: buffer dtype {out.dtype} ≠ tensor dtype {info.dtype}")
-        size = element_size(info.dtype)
-        view = memoryview(out.view(torch.uint8).numpy()) if out.numel() else memoryview(b"")
+        if out.dtype != info.dtype.numpy:
+            raise ValueError(f"read_into: buffer dtype {out.dtype} ≠ storage of {info.dtype}")
+        size = info.dtype.itemsize
+        view = memoryview(out.view(np.uint8)) if out.size else memoryview(b"")
         offset = info.start + start * size
         fd = self._fd(info.file)
         done = 0
@@ -84,14 +88,15 @@ class FileReader:
             done += n
         return out
 
-    def read(self, info: TensorInfo) -> torch.Tensor:
-        """The whole tensor in its stored dtype and shape."""
-        return self.read_range(info, 0, info.numel).view(info.shape)
+    def read(self, info: TensorInfo) -> np.ndarray:
+        """The whole tensor's raw storage in its shape."""
+        return self.read_range(info, 0, info.numel).reshape(info.shape)
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
     def __enter__(self) -> FileReader:
         return self
@@ -107,28 +112,3 @@ def blocks(numel: int, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> Iterator
         return
     for start in range(0, numel, block_elements):
         yield start, min(numel, start + block_elements)
-
-
-@contextmanager
-def single_threaded_torch() -> Iterator[None]:
-    """Run torch ops on one thread inside streaming loops.
-
-    On blocks of ~1M elements, intra-op parallelism gains little and its thread barriers collapse
-    when the machine is busy (measured: 5× slower under load on 2 cores); the other core is used
-    by the writer thread instead (file writes and sha256 release the GIL).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def all_finite(x: torch.Tensor) -> bool:
-    """Whether every element is finite, in one reduction instead of an ``isfinite`` mask: the
-    minimum and maximum are NaN or ±Inf iff some element is."""
-    if x.numel() == 0:
-        return True
-    lo, hi = torch.aminmax(x)
-    return math.isfinite(float(lo)) and math.isfinite(float(hi))

@@ -10,14 +10,18 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+import numpy as np
 
 from rvec.checkpoint import hashing
+from rvec.checkpoint.dtypes import F32, coerce, from_torch, to_float32
 from rvec.checkpoint.index import TensorIndex, TensorInfo
 from rvec.checkpoint.reader import FileReader
 from rvec.errors import CorruptCheckpointError, SourceNotFoundError, UnsafeCheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +151,8 @@ class Checkpoint:
 
     def _pickle_index(self, files: tuple[Path, ...]) -> TensorIndex:
         # weights_only=True refuses arbitrary objects; mmap avoids reading data until it is used.
+        import torch
+
         tensors: dict[str, torch.Tensor] = {}
         infos: dict[str, TensorInfo] = {}
         for file in files:
@@ -155,7 +161,7 @@ class Checkpoint:
                 tensors[name] = t
                 infos[name] = TensorInfo(
                     name=name,
-                    dtype=t.dtype,
+                    dtype=coerce(t.dtype),
                     shape=tuple(t.shape),
                     file=file,
                     start=0,
@@ -164,19 +170,28 @@ class Checkpoint:
         self._pickled = tensors
         return TensorIndex(tensors=infos, files=files)
 
-    def read_range(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Flat elements ``[start, stop)`` of tensor ``name`` in its stored dtype (a new tensor)."""
-        return self.read_into(name, start, torch.empty(stop - start, dtype=self.index[name].dtype))
+    def read_range(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Flat elements ``[start, stop)`` of tensor ``name`` in its own dtype (a new array;
+        :meth:`read_float32` for float32 values)."""
+        return self.read_into(name, start, np.empty(stop - start, dtype=self.index[name].dtype.numpy))
 
-    def read_into(self, name: str, start: int, out: torch.Tensor) -> torch.Tensor:
-        """Fill the 1-D buffer ``out`` with flat elements ``[start, start + len(out))`` of ``name``."""
+    def read_into(self, name: str, start: int, out: np.ndarray) -> np.ndarray:
+        """Fill the 1-D raw-storage buffer ``out`` with flat elements ``[start, start + len(out))`` of ``name``."""
         info = self.index[name]
         if self._pickled is not None:
-            return out.copy_(self._pickled[name].reshape(-1)[start : start + out.numel()])
+            np.copyto(out, from_torch(self._pickled[name].reshape(-1)[start : start + out.size]))
+            return out
         return self._reader.read_into(info, start, out)
 
-    def read(self, name: str) -> torch.Tensor:
-        return self.read_range(name, 0, self.index[name].numel).view(self.index[name].shape)
+    def read_float32(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Flat elements ``[start, stop)`` of float tensor ``name`` as float32 values (a new array)."""
+        dtype = self.index[name].dtype
+        raw = self.read_range(name, start, stop)
+        return raw if dtype == F32 else to_float32(raw, dtype, np.empty(raw.size, np.float32))
+
+    def read(self, name: str) -> np.ndarray:
+        """The whole tensor's raw storage in its shape."""
+        return self.read_range(name, 0, self.index[name].numel).reshape(self.index[name].shape)
 
     # ---- identity --------------------------------------------------------------------------
     def file_hashes(self) -> dict[str, str]:

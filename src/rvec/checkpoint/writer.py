@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import torch
+import numpy as np
 
-from rvec.checkpoint.index import TORCH_TO_SAFETENSORS
-from rvec.checkpoint.reader import element_size
+from rvec.checkpoint.dtypes import DType, coerce
 from rvec.errors import InvalidArgumentError, OutputExistsError, RvecError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SHARD_BYTES = 4 * 1024**3
+WRITE_QUEUE_DEPTH = 8  # blocks waiting for the writer thread; bounds memory when compute outruns the disk
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,15 @@ class PlannedTensor:
     """One output tensor, known before any data is computed."""
 
     name: str
-    dtype: torch.dtype
+    dtype: DType
     shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", coerce(self.dtype))  # a torch.dtype is accepted too
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * element_size(self.dtype)
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def parse_size(text: str | int) -> int:
@@ -100,7 +103,7 @@ def _header_bytes(shard: Sequence[PlannedTensor], metadata: dict[str, str]) -> b
     offset = 0
     for t in shard:
         header[t.name] = {
-            "dtype": TORCH_TO_SAFETENSORS[t.dtype],
+            "dtype": t.dtype.name,
             "shape": list(t.shape),
             "data_offsets": [offset, offset + t.nbytes],
         }
@@ -117,7 +120,7 @@ class _BackgroundSink:
     arithmetic instead of adding to it. Errors surface at the next :meth:`submit` or at :meth:`drain`.
     """
 
-    def __init__(self, depth: int = 8) -> None:
+    def __init__(self, depth: int = WRITE_QUEUE_DEPTH) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="rvec-writer", daemon=True)
@@ -208,25 +211,33 @@ class ShardedWriter:
             self._sink.submit(job)
             self._file = None
 
-    def write(self, name: str, block: torch.Tensor) -> None:
-        """Append the next flat block of tensor ``name`` (must match the planned dtype)."""
+    def write(self, name: str, block: np.ndarray, *, on_written: Callable[[], None] | None = None) -> None:
+        """Append the next flat block of tensor ``name``: raw storage of the planned dtype.
+
+        Without ``on_written`` the block is copied, so the caller may reuse its buffer at once.
+        With it, the writer thread uses ``block`` itself and calls ``on_written`` once the bytes are
+        in the file and the hash: the caller must not touch the buffer before.
+        """
         if self._pos >= len(self._order):
             raise RvecError(f"writer: unexpected tensor '{name}' after all planned tensors")
         shard, planned = self._order[self._pos]
-        if planned.name != name or block.dtype != planned.dtype:
+        if planned.name != name or block.dtype != planned.dtype.numpy:
             raise RvecError(
                 f"writer: got '{name}' ({block.dtype}), expected '{planned.name}' ({planned.dtype})"
             )
         if shard != self._shard:
             self._open(shard)
-        # A copy: the caller reuses its block buffer while the sink thread is still writing this one.
-        data = block.contiguous().view(-1).view(torch.uint8).numpy().copy()
+        data = np.ascontiguousarray(block).reshape(-1).view(np.uint8)
+        if on_written is None:
+            data = data.copy()
 
         def job() -> None:
             assert self._open_shard is not None
             file, digest, _ = self._open_shard
             file.write(data)
             digest.update(data)
+            if on_written is not None:
+                on_written()
 
         self._sink.submit(job)
         self._written += data.nbytes

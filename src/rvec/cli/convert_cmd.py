@@ -26,7 +26,7 @@ def convert_command(
     """
     if not gguf_file.is_file():
         raise SourceNotFoundError(f"{gguf_file}: no such file", source=str(gguf_file))
-    convert(gguf_file, output, dtype=parse_dtype(dtype) or __import__("torch").float32, overwrite=overwrite)
+    convert(gguf_file, output, dtype=parse_dtype(dtype) or "float32", overwrite=overwrite)
     err.print(f"wrote {output}")
 
 

@@ -15,8 +15,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
+import numpy as np
 
+from rvec.checkpoint.dtypes import F32, to_float32
 from rvec.checkpoint.hashing import sha256_text
 from rvec.checkpoint.index import TensorIndex
 from rvec.checkpoint.reader import FileReader, Workspace
@@ -39,11 +40,11 @@ class DeltaSource(Protocol):
     @property
     def config(self) -> dict[str, Any]: ...
 
-    def read_delta(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Flat float32 elements ``[start, stop)`` of ``v[name]`` (a new tensor)."""
+    def read_delta(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Flat float32 elements ``[start, stop)`` of ``v[name]`` (a new array)."""
         ...
 
-    def read_delta_into(self, name: str, start: int, out: torch.Tensor, workspace: Workspace) -> torch.Tensor:
+    def read_delta_into(self, name: str, start: int, out: np.ndarray, workspace: Workspace) -> np.ndarray:
         """Fill the float32 buffer ``out`` with ``v[name]`` from flat element ``start``."""
         ...
 
@@ -98,14 +99,14 @@ class ReasoningVector:
         """Identity of the vector's data: hash of its shard hashes (recorded at extraction)."""
         return sha256_text(json.dumps(sorted(self.manifest["files"].values())))[:16]
 
-    def read_delta(self, name: str, start: int, stop: int) -> torch.Tensor:
+    def read_delta(self, name: str, start: int, stop: int) -> np.ndarray:
         return self._reader.read_range(self.index[name], start, stop)
 
-    def read_delta_into(self, name: str, start: int, out: torch.Tensor, workspace: Workspace) -> torch.Tensor:
+    def read_delta_into(self, name: str, start: int, out: np.ndarray, workspace: Workspace) -> np.ndarray:
         del workspace  # stored as float32: read straight into the buffer
         return self._reader.read_into(self.index[name], start, out)
 
-    def read(self, name: str) -> torch.Tensor:
+    def read(self, name: str) -> np.ndarray:
         """The whole ``v[name]`` as float32 in its shape."""
         info = self.index[name]
         return self._reader.read(info)
@@ -168,35 +169,34 @@ class DonorPair:
     def config(self) -> dict[str, Any]:
         return self.sft.config
 
-    def read_delta(self, name: str, start: int, stop: int) -> torch.Tensor:
+    def read_delta(self, name: str, start: int, stop: int) -> np.ndarray:
         return self.read_delta_into(
-            name, start, torch.empty(stop - start, dtype=torch.float32), Workspace(stop - start)
+            name, start, np.empty(stop - start, dtype=np.float32), Workspace(stop - start)
         )
 
-    def read_delta_into(self, name: str, start: int, out: torch.Tensor, workspace: Workspace) -> torch.Tensor:
-        # (n,) float32 = RL − SFT, both upcast first so bf16 donors subtract without rounding.
-        n = out.numel()
-        info = self.rl.index[name]
-        rl = (
-            out
-            if info.dtype == torch.float32
-            else self.rl.read_into(name, start, workspace.get("rl", info.dtype, n))
-        )
-        if rl is out:
+    def read_delta_into(self, name: str, start: int, out: np.ndarray, workspace: Workspace) -> np.ndarray:
+        # (n,) float32 = RL − SFT, both widened first so bf16 donors subtract without rounding.
+        n = out.size
+        rl_dtype = self.rl.index[name].dtype
+        if rl_dtype == F32:
             self.rl.read_into(name, start, out)
         else:
-            out.copy_(rl)
-        sft_dtype = self.sft.index[name].dtype
-        sft = self.sft.read_into(name, start, workspace.get("sft", sft_dtype, n))
-        if sft_dtype != torch.float32:
-            sft = workspace.get("sft32", torch.float32, n).copy_(sft)
-        return out.sub_(sft)
+            to_float32(self.rl.read_into(name, start, workspace.get("rl", rl_dtype.numpy, n)), rl_dtype, out)
+        sft = self._read_sft_f32(name, start, n, workspace)
+        return np.subtract(out, sft, out=out)
 
-    def sft_block_f32(self, name: str, n: int, workspace: Workspace) -> torch.Tensor:
+    def _read_sft_f32(self, name: str, start: int, n: int, workspace: Workspace) -> np.ndarray:
+        dtype = self.sft.index[name].dtype
+        if dtype == F32:
+            return self.sft.read_into(name, start, workspace.get("sft", np.float32, n))
+        raw = self.sft.read_into(name, start, workspace.get("sft", dtype.numpy, n))
+        return to_float32(raw, dtype, workspace.get("sft32", np.float32, n))
+
+    def sft_block_f32(self, name: str, n: int, workspace: Workspace) -> np.ndarray:
         """The float32 SFT block the last :meth:`read_delta_into` of ``name`` subtracted (for norms)."""
-        if self.sft.index[name].dtype == torch.float32:
-            return workspace.get("sft", torch.float32, n)
-        return workspace.get("sft32", torch.float32, n)
+        if self.sft.index[name].dtype == F32:
+            return workspace.get("sft", np.float32, n)
+        return workspace.get("sft32", np.float32, n)
 
     def describe(self) -> dict[str, Any]:
         # Donor files are not re-hashed here: apply must not pay a full read for provenance.

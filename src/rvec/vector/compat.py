@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
+import numpy as np
 
 from rvec.checkpoint.source import Checkpoint
 from rvec.vector import family
@@ -148,16 +148,16 @@ def lineage_probe(pair: str, a: Checkpoint, b: Checkpoint, names: list[str]) -> 
     probes = []
     for name in names:
         n = min(PROBE_ELEMENTS, a.index[name].numel, b.index[name].numel)
-        x = a.read_range(name, 0, n).to(torch.float64)
-        y = b.read_range(name, 0, n).to(torch.float64)
+        x = a.read_float32(name, 0, n).astype(np.float64)
+        y = b.read_float32(name, 0, n).astype(np.float64)
         probes.append(_similarity(pair, name, x, y))
     return probes
 
 
-def _similarity(pair: str, name: str, x: torch.Tensor, y: torch.Tensor) -> LineageProbe:
-    nx, ny = x.norm().item(), y.norm().item()
-    cosine = float(x.dot(y).item() / (nx * ny)) if nx > 0 and ny > 0 else (1.0 if nx == ny else 0.0)
-    rel = float((y - x).norm().item() / nx) if nx > 0 else float("inf")
+def _similarity(pair: str, name: str, x: np.ndarray, y: np.ndarray) -> LineageProbe:
+    nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+    cosine = float(np.dot(x, y) / (nx * ny)) if nx > 0 and ny > 0 else (1.0 if nx == ny else 0.0)
+    rel = float(np.linalg.norm(y - x) / nx) if nx > 0 else float("inf")
     return LineageProbe(pair=pair, tensor=name, cosine=cosine, rel_distance=rel)
 
 
@@ -238,7 +238,7 @@ def check_target(
     vector_family: dict[str, Any],
     target: Checkpoint,
     policy: EmbeddingPolicy | None,
-    probe: dict[str, torch.Tensor] | None,
+    probe: dict[str, np.ndarray] | None,
     lineage_required: bool = True,
     label: str = "vector",
 ) -> CheckReport:
@@ -263,9 +263,9 @@ def check_target(
     if probe and not report.problems:
         probes = []
         for name, sft_values in probe.items():
-            n = min(sft_values.numel(), target.index[name].numel)
-            x = sft_values[:n].to(torch.float64)
-            y = target.read_range(name, 0, n).to(torch.float64)
+            n = min(sft_values.size, target.index[name].numel)
+            x = sft_values[:n].astype(np.float64)
+            y = target.read_float32(name, 0, n).astype(np.float64)
             probes.append(_similarity("target vs SFT", name, x, y))
         judge_lineage(report, probes, required=lineage_required)
     return report
@@ -292,7 +292,7 @@ def check(
         report.warnings.append("lineage: weights are not downloaded; the target lineage test runs in apply")
     elif lineage and not report.problems:
         names = [n for n in probe_names(shapes) if n in target.index]
-        probe = {n: sft.read_range(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)) for n in names}
+        probe = {n: sft.read_float32(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)) for n in names}
     target_report = check_target(
         vector_shapes=shapes,
         vector_family=family.family_fingerprint(sft.config),

@@ -13,12 +13,13 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import save_file
+import numpy as np
+from safetensors.numpy import save_file
 
 from rvec import __version__
+from rvec.checkpoint.dtypes import F32
 from rvec.checkpoint.reader import blocks
 from rvec.checkpoint.source import Checkpoint, resolve
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
@@ -26,14 +27,22 @@ from rvec.vector import family
 from rvec.vector.artifact import FORMAT_VERSION, MANIFEST, VECTOR_PREFIX, ReasoningVector, read_vector
 from rvec.vector.compat import PROBE_ELEMENTS, probe_names
 
+if TYPE_CHECKING:
+    import torch
+
 
 def _generator(seed: int, name: str) -> torch.Generator:
     # Seed per tensor (not one stream for all), so a tensor's noise does not depend on the others.
+    # torch's generator (imported here, not per command) keeps controls identical to earlier releases.
+    import torch
+
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
 def _gaussian(name: str, numel: int, seed: int) -> torch.Tensor:
+    import torch
+
     return torch.randn(numel, generator=_generator(seed, name), dtype=torch.float32)
 
 
@@ -50,7 +59,9 @@ def _write(
     probe_source: Checkpoint | ReasoningVector | None,
     overwrite: bool,
 ) -> ReasoningVector:
-    plan = [PlannedTensor(n, torch.float32, s) for n, s in shapes.items()]
+    import torch
+
+    plan = [PlannedTensor(n, F32, s) for n, s in shapes.items()]
     records: dict[str, Any] = {}
     with atomic_output_dir(out, overwrite=overwrite, needed_bytes=sum(p.nbytes for p in plan)) as tmp:
         writer = ShardedWriter(tmp, plan, prefix=VECTOR_PREFIX, max_shard_bytes=DEFAULT_MAX_SHARD_BYTES)
@@ -60,7 +71,7 @@ def _write(
             g_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
             scale = norms[name] / g_norm if g_norm > 0 else 0.0
             r = g.mul_(scale)
-            writer.write(name, r)
+            writer.write(name, r.numpy())
             records[name] = {
                 "shape": list(shape),
                 "norm": float(torch.linalg.vector_norm(r, dtype=torch.float64)),
@@ -106,8 +117,7 @@ def _copy_probe(
             (folder / "lineage.safetensors").write_bytes(probe_file.read_bytes())
         return
     probe = {
-        n: source.read_range(n, 0, min(PROBE_ELEMENTS, source.index[n].numel)).to(torch.float32)
-        for n in probe_names(shapes)
+        n: source.read_float32(n, 0, min(PROBE_ELEMENTS, source.index[n].numel)) for n in probe_names(shapes)
     }
     save_file(probe, str(folder / "lineage.safetensors"))
 
@@ -154,12 +164,8 @@ def relative_random(
     for name in shapes:
         sq = 0.0
         for start, stop in blocks(ckpt.index[name].numel):
-            sq += float(
-                torch.linalg.vector_norm(
-                    ckpt.read_range(name, start, stop).to(torch.float32), dtype=torch.float64
-                )
-                ** 2
-            )
+            values = ckpt.read_float32(name, start, stop).astype(np.float64)
+            sq += float(np.dot(values, values))
         norms[name] = rel_norm * math.sqrt(sq)
     return _write(
         Path(out),

@@ -12,17 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import save_file
+import numpy as np
+from safetensors.numpy import save_file
 
 from rvec import __version__
-from rvec.checkpoint.reader import (
-    DEFAULT_BLOCK_ELEMENTS,
-    Workspace,
-    all_finite,
-    blocks,
-    single_threaded_torch,
-)
+from rvec.checkpoint.dtypes import F32, all_finite
+from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, Workspace, blocks
 from rvec.checkpoint.source import Checkpoint, resolve
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
 from rvec.errors import IncompatibleError, NonFiniteError
@@ -52,12 +47,12 @@ class _TensorStats:
     sum_sq_sft: float = 0.0
     zeros: int = 0
 
-    def update(self, delta: torch.Tensor, sft: torch.Tensor) -> None:
+    def update(self, delta: np.ndarray, sft: np.ndarray) -> None:
         # float32 dot per block (≈1e-6 relative error, ~9× faster than a float64 norm), summed
         # across blocks in float64 so the error does not grow with the tensor's size.
-        self.sum_sq_delta += float(torch.dot(delta, delta))
-        self.sum_sq_sft += float(torch.dot(sft, sft))
-        self.zeros += delta.numel() - int(torch.count_nonzero(delta))
+        self.sum_sq_delta += float(np.dot(delta, delta))
+        self.sum_sq_sft += float(np.dot(sft, sft))
+        self.zeros += delta.size - int(np.count_nonzero(delta))
 
     def record(self, shape: tuple[int, ...], name: str, num_layers: int) -> dict[str, Any]:
         norm = math.sqrt(self.sum_sq_delta)
@@ -120,7 +115,7 @@ def extract(
     num_layers = int(family.family_fingerprint(sft_ckpt.config).get("num_hidden_layers") or 0)
     floats = [t for t in sft_ckpt.index if t.dtype.is_floating_point]
     skipped = [t.name for t in sft_ckpt.index if not t.dtype.is_floating_point]
-    plan = [PlannedTensor(t.name, torch.float32, t.shape) for t in floats]
+    plan = [PlannedTensor(t.name, F32, t.shape) for t in floats]
     total = sum(p.nbytes for p in plan)
     records: dict[str, Any] = {}
     done = 0
@@ -129,22 +124,21 @@ def extract(
         pair = DonorPair(sft=sft_ckpt, rl=rl_ckpt)
         ws = Workspace(block_elements)
         try:
-            with single_threaded_torch():
-                for info in floats:
-                    stats = _TensorStats()
-                    for start, stop in blocks(info.numel, block_elements):
-                        n = stop - start
-                        # (n,) float32 RL − SFT; the SFT block, upcast, stays in the workspace for its norm.
-                        delta = pair.read_delta_into(info.name, start, ws.get("delta", torch.float32, n), ws)
-                        base = pair.sft_block_f32(info.name, n, ws)
-                        if not all_finite(delta):
-                            _raise_non_finite(info.name, sft_ckpt, rl_ckpt)
-                        stats.update(delta, base)
-                        writer.write(info.name, delta)
-                        done += n * 4
-                        if on_progress:
-                            on_progress(done, total)
-                    records[info.name] = stats.record(info.shape, info.name, num_layers)
+            for info in floats:
+                stats = _TensorStats()
+                for start, stop in blocks(info.numel, block_elements):
+                    n = stop - start
+                    # (n,) float32 RL − SFT; the SFT block, widened, stays in the workspace for its norm.
+                    delta = pair.read_delta_into(info.name, start, ws.get("delta", np.float32, n), ws)
+                    base = pair.sft_block_f32(info.name, n, ws)
+                    if not all_finite(delta):
+                        _raise_non_finite(info.name, sft_ckpt, rl_ckpt)
+                    stats.update(delta, base)
+                    writer.write(info.name, delta)
+                    done += n * 4
+                    if on_progress:
+                        on_progress(done, total)
+                records[info.name] = stats.record(info.shape, info.name, num_layers)
             files = writer.finish()
         except BaseException:
             writer.abort()
@@ -159,7 +153,7 @@ def extract(
 
 def _raise_non_finite(name: str, sft: Checkpoint, rl: Checkpoint) -> None:
     for role, ckpt in (("SFT", sft), ("RL", rl)):
-        if not bool(torch.isfinite(ckpt.read(name).to(torch.float32)).all()):
+        if not all_finite(ckpt.read_float32(name, 0, ckpt.index[name].numel)):
             raise NonFiniteError(
                 f"{name}: the {role} donor {ckpt.display} contains NaN or Inf values; the checkpoint is damaged",
                 tensor=name,
@@ -174,10 +168,7 @@ def _write_lineage_probe(folder: Path, sft: Checkpoint) -> None:
     from rvec.vector.compat import PROBE_ELEMENTS
 
     shapes = {t.name: t.shape for t in sft.index if t.dtype.is_floating_point}
-    probe = {
-        n: sft.read_range(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)).to(torch.float32)
-        for n in probe_names(shapes)
-    }
+    probe = {n: sft.read_float32(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)) for n in probe_names(shapes)}
     save_file(
         probe,
         str(folder / LINEAGE_FILE),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from rvec.checkpoint.reader import blocks
 from rvec.vector.artifact import ReasoningVector
@@ -69,11 +69,11 @@ def cosine(a: ReasoningVector, b: ReasoningVector) -> dict[str, Any]:
     for name in shared:
         dot = na = nb = 0.0
         for start, stop in blocks(math.prod(a.shapes[name])):
-            x = a.read_delta(name, start, stop).to(torch.float64)
-            y = b.read_delta(name, start, stop).to(torch.float64)
-            dot += float(x.dot(y))
-            na += float(x.dot(x))
-            nb += float(y.dot(y))
+            x = a.read_delta(name, start, stop).astype(np.float64)
+            y = b.read_delta(name, start, stop).astype(np.float64)
+            dot += float(np.dot(x, y))
+            na += float(np.dot(x, x))
+            nb += float(np.dot(y, y))
         dot_t[name], na_t[name], nb_t[name] = dot, na, nb
     per_layer: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for name in shared:

@@ -1,0 +1,139 @@
+"""Tensor dtypes without torch: safetensors names, numpy storage, float32 conversion.
+
+Why the streaming engine (inspect, check, extract, apply, stats) does not use torch: importing it
+costs about 1.1 s per command, which was a third of an ``apply`` on a 0.5B model
+(docs/benchmarks.md). Safetensors data is raw little-endian bytes; numpy reads it into reused
+buffers and does the float32 arithmetic. bfloat16 and float8 come from ``ml_dtypes`` (the numpy
+dtypes JAX uses): their casts round to nearest, ties to even, and give torch's bits exactly
+(tests/engine/test_dtypes.py). ``torch`` is imported only on the paths that hold a live model or
+pickled weights (:func:`to_torch`, :func:`from_torch`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ml_dtypes
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class DType:
+    """One tensor dtype: its safetensors header name, numpy storage type and torch name."""
+
+    name: str  # as in a safetensors header: "BF16"
+    numpy: np.dtype[Any]  # the numpy dtype of its values (ml_dtypes for bfloat16 and float8)
+    is_floating_point: bool
+    torch_name: str  # attribute of the torch module: "bfloat16"
+
+    @property
+    def numpy_native(self) -> bool:
+        """Whether numpy itself has this dtype (torch can then share its memory directly)."""
+        return self.numpy.type.__module__ == "numpy"
+
+    @property
+    def itemsize(self) -> int:
+        return self.numpy.itemsize
+
+    @property
+    def torch(self) -> torch.dtype:
+        """The torch dtype (imports torch)."""
+        return getattr(importlib.import_module("torch"), self.torch_name)
+
+    def __str__(self) -> str:
+        return self.torch_name
+
+
+F64 = DType("F64", np.dtype(np.float64), True, "float64")
+F32 = DType("F32", np.dtype(np.float32), True, "float32")
+F16 = DType("F16", np.dtype(np.float16), True, "float16")
+BF16 = DType("BF16", np.dtype(ml_dtypes.bfloat16), True, "bfloat16")
+F8_E4M3 = DType("F8_E4M3", np.dtype(ml_dtypes.float8_e4m3fn), True, "float8_e4m3fn")
+F8_E5M2 = DType("F8_E5M2", np.dtype(ml_dtypes.float8_e5m2), True, "float8_e5m2")
+
+# Every dtype a safetensors header may name that rvec reads, by that name.
+BY_NAME: dict[str, DType] = {
+    d.name: d
+    for d in (
+        F64,
+        F32,
+        F16,
+        BF16,
+        DType("I64", np.dtype(np.int64), False, "int64"),
+        DType("I32", np.dtype(np.int32), False, "int32"),
+        DType("I16", np.dtype(np.int16), False, "int16"),
+        DType("I8", np.dtype(np.int8), False, "int8"),
+        DType("U8", np.dtype(np.uint8), False, "uint8"),
+        DType("BOOL", np.dtype(np.bool_), False, "bool"),
+        F8_E4M3,
+        F8_E5M2,
+    )
+}
+_BY_TORCH_NAME = {d.torch_name: d for d in BY_NAME.values()}
+
+# The output dtypes users may ask for, by their canonical (config.json) names.
+FLOAT_NAMES: dict[str, DType] = {"float32": F32, "bfloat16": BF16, "float16": F16}
+
+
+def coerce(dtype: DType | str | Any) -> DType:
+    """A :class:`DType` from itself, a safetensors or torch name, or a ``torch.dtype`` (no torch import)."""
+    if isinstance(dtype, DType):
+        return dtype
+    text = str(dtype).removeprefix("torch.")
+    found = BY_NAME.get(text) or _BY_TORCH_NAME.get(text)
+    if found is None:
+        raise ValueError(f"unsupported tensor dtype {dtype!r}")
+    return found
+
+
+def to_float32(raw: np.ndarray, dtype: DType, out: np.ndarray) -> np.ndarray:
+    """Widen ``raw`` (values of ``dtype``) into the float32 buffer ``out`` of the same length; exact
+    for every float dtype but float64, which rounds to nearest like ``torch.Tensor.float``."""
+    del dtype  # the array carries it; the argument keeps call sites explicit
+    np.copyto(out, raw, casting="unsafe")
+    return out
+
+
+def from_float32(x: np.ndarray, dtype: DType, out: np.ndarray) -> np.ndarray:
+    """Round the float32 array ``x`` to ``dtype`` into ``out``: nearest, ties to even; beyond the
+    range is ±Inf (float8: its own overflow rule), NaN stays NaN."""
+    del dtype
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.copyto(out, x, casting="unsafe")
+    return out
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """Whether every element of the float array ``x`` is finite."""
+    return bool(np.isfinite(x).all())
+
+
+def _same_width_uint(dtype: DType) -> np.dtype[Any]:
+    return np.dtype(f"u{dtype.itemsize}")
+
+
+def to_torch(raw: np.ndarray, dtype: DType) -> torch.Tensor:
+    """A torch tensor sharing the memory of ``raw`` (values of ``dtype``; imports torch)."""
+    import torch
+
+    raw = np.ascontiguousarray(raw)
+    if dtype.numpy_native:
+        return torch.from_numpy(raw)
+    return torch.from_numpy(raw.view(_same_width_uint(dtype))).view(dtype.torch)
+
+
+def from_torch(tensor: torch.Tensor) -> np.ndarray:
+    """The values of a CPU tensor as a numpy array of the matching dtype (shared memory when contiguous)."""
+    dtype = coerce(tensor.dtype)
+    tensor = tensor.detach().contiguous()
+    if dtype.numpy_native:
+        return tensor.numpy()
+    import torch
+
+    unsigned = {1: torch.uint8, 2: torch.uint16}[dtype.itemsize]
+    return tensor.view(unsigned).numpy().view(dtype.numpy)
