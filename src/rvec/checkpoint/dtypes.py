@@ -113,6 +113,16 @@ def all_finite(x: np.ndarray) -> bool:
     return bool(np.isfinite(x).all())
 
 
+def dot(x: np.ndarray, y: np.ndarray) -> float:
+    """``Σ xᵢ·yᵢ`` of two 1-D float arrays, as a Python float.
+
+    Why not ``np.dot``: it calls OpenBLAS, whose threads then busy-wait for more work and took a
+    core from the streaming workers (5% of an apply's CPU samples). ``einsum`` runs numpy's own
+    loop, as fast here and more accurate in float32 (1.6e-7 vs 9.5e-7 relative on 1M elements).
+    """
+    return float(np.einsum("i,i->", x, y))
+
+
 def _same_width_uint(dtype: DType) -> np.dtype[Any]:
     return np.dtype(f"u{dtype.itemsize}")
 

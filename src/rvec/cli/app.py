@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
@@ -57,12 +58,15 @@ def _root(
     )
     for noisy in ("transformers", "huggingface_hub", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    # rvec shows its own progress; the libraries' tqdm bars would interleave with it. transformers
-    # copies this switch from huggingface_hub when it is imported, so it is not imported here:
-    # that import alone took 0.9 s of every command, most of which never need transformers.
-    from huggingface_hub.utils import disable_progress_bars
+    # rvec shows its own progress; the libraries' tqdm bars would interleave with it. Importing
+    # huggingface_hub (0.1 s) or transformers (0.9 s) here would tax every command, most of which
+    # never load them: huggingface_hub reads this variable when first imported, and transformers
+    # copies its switch from huggingface_hub.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
 
-    disable_progress_bars()
+        disable_progress_bars()
     if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 

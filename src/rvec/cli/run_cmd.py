@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from rvec.cli._common import data_dir_option, err, out
-from rvec.study.config import load_study
 
 
 def run_command(
@@ -30,6 +29,7 @@ def run_command(
 
     Example: rvec run studies/demo.yaml -o runs/demo/
     """
+    from rvec.study.config import load_study  # pydantic: 0.1 s that other commands need not pay
     from rvec.study.runner import run_study
 
     config = load_study(study)
@@ -56,6 +56,7 @@ def prefetch_command(study: Path = typer.Argument(..., help="study.yaml")) -> No
 
     Example: rvec prefetch studies/paper-qwen2.5-1.5b.yaml
     """
+    from rvec.study.config import load_study  # pydantic: 0.1 s that other commands need not pay
     from rvec.study.prefetch import prefetch
 
     config = load_study(study)

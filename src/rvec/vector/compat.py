@@ -12,11 +12,13 @@ refused unless the caller skips the lineage check.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from rvec.checkpoint.dtypes import dot
 from rvec.checkpoint.source import Checkpoint
 from rvec.vector import family
 from rvec.vector.embeddings import EmbeddingPolicy
@@ -155,9 +157,10 @@ def lineage_probe(pair: str, a: Checkpoint, b: Checkpoint, names: list[str]) -> 
 
 
 def _similarity(pair: str, name: str, x: np.ndarray, y: np.ndarray) -> LineageProbe:
-    nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
-    cosine = float(np.dot(x, y) / (nx * ny)) if nx > 0 and ny > 0 else (1.0 if nx == ny else 0.0)
-    rel = float(np.linalg.norm(y - x) / nx) if nx > 0 else float("inf")
+    nx, ny = math.sqrt(dot(x, x)), math.sqrt(dot(y, y))
+    cosine = dot(x, y) / (nx * ny) if nx > 0 and ny > 0 else (1.0 if nx == ny else 0.0)
+    diff = y - x
+    rel = math.sqrt(dot(diff, diff)) / nx if nx > 0 else float("inf")
     return LineageProbe(pair=pair, tensor=name, cosine=cosine, rel_distance=rel)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from rvec import __version__
-from rvec.checkpoint.dtypes import F32
+from rvec.checkpoint.dtypes import F32, dot
 from rvec.checkpoint.reader import blocks
 from rvec.checkpoint.source import Checkpoint, resolve
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
@@ -165,7 +165,7 @@ def relative_random(
         sq = 0.0
         for start, stop in blocks(ckpt.index[name].numel):
             values = ckpt.read_float32(name, start, stop).astype(np.float64)
-            sq += float(np.dot(values, values))
+            sq += dot(values, values)
         norms[name] = rel_norm * math.sqrt(sq)
     return _write(
         Path(out),

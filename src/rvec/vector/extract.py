@@ -16,7 +16,8 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from rvec import __version__
-from rvec.checkpoint.dtypes import F32, all_finite
+from rvec.checkpoint import hashing
+from rvec.checkpoint.dtypes import F32, all_finite, dot
 from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, Workspace, blocks
 from rvec.checkpoint.source import Checkpoint, resolve
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
@@ -50,8 +51,8 @@ class _TensorStats:
     def update(self, delta: np.ndarray, sft: np.ndarray) -> None:
         # float32 dot per block (≈1e-6 relative error, ~9× faster than a float64 norm), summed
         # across blocks in float64 so the error does not grow with the tensor's size.
-        self.sum_sq_delta += float(np.dot(delta, delta))
-        self.sum_sq_sft += float(np.dot(sft, sft))
+        self.sum_sq_delta += dot(delta, delta)
+        self.sum_sq_sft += dot(sft, sft)
         self.zeros += delta.size - int(np.count_nonzero(delta))
 
     def record(self, shape: tuple[int, ...], name: str, num_layers: int) -> dict[str, Any]:
@@ -119,6 +120,8 @@ def extract(
     total = sum(p.nbytes for p in plan)
     records: dict[str, Any] = {}
     done = 0
+    # The manifest records the donors' sha256; hash them beside the loop, not before it.
+    donor_hashes = hashing.BackgroundHashes([*sft_ckpt.weight_files, *rl_ckpt.weight_files])
     with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=total) as tmp:
         writer = ShardedWriter(tmp, plan, prefix=VECTOR_PREFIX, max_shard_bytes=max_shard_bytes)
         pair = DonorPair(sft=sft_ckpt, rl=rl_ckpt)
@@ -144,6 +147,7 @@ def extract(
             writer.abort()
             raise
         _write_lineage_probe(tmp, sft_ckpt)
+        donor_hashes.result()  # remembered now, so the manifest's describe() reads them back
         manifest = _manifest(sft_ckpt, rl_ckpt, report, records, skipped, writer.sha256, files)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=True) + "\n")
         (tmp / "README.md").write_text(vector_card(manifest))

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rvec.checkpoint import dtypes
 from rvec.checkpoint.reader import blocks
 from rvec.vector.artifact import ReasoningVector
 
@@ -67,14 +68,14 @@ def cosine(a: ReasoningVector, b: ReasoningVector) -> dict[str, Any]:
     na_t: dict[str, float] = {}
     nb_t: dict[str, float] = {}
     for name in shared:
-        dot = na = nb = 0.0
+        xy = na = nb = 0.0
         for start, stop in blocks(math.prod(a.shapes[name])):
             x = a.read_delta(name, start, stop).astype(np.float64)
             y = b.read_delta(name, start, stop).astype(np.float64)
-            dot += float(np.dot(x, y))
-            na += float(np.dot(x, x))
-            nb += float(np.dot(y, y))
-        dot_t[name], na_t[name], nb_t[name] = dot, na, nb
+            xy += dtypes.dot(x, y)
+            na += dtypes.dot(x, x)
+            nb += dtypes.dot(y, y)
+        dot_t[name], na_t[name], nb_t[name] = xy, na, nb
     per_layer: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for name in shared:
         layer = a.manifest["tensors"][name]["layer"]
