@@ -108,9 +108,14 @@ def from_float32(x: np.ndarray, dtype: DType, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def all_finite(x: np.ndarray) -> bool:
-    """Whether every element of the float array ``x`` is finite."""
-    return bool(np.isfinite(x).all())
+def all_finite(x: np.ndarray, scratch: np.ndarray | None = None) -> bool:
+    """Whether every element of the float array ``x`` is finite.
+
+    Args:
+        scratch: a bool buffer of ``x``'s length for the mask, so streaming loops do not allocate
+            (and page-fault) a fresh one per block.
+    """
+    return bool(np.isfinite(x, out=scratch).all())
 
 
 def dot(x: np.ndarray, y: np.ndarray) -> float:

@@ -429,7 +429,7 @@ def _combine_block(
                 total = ws.get("total", np.float32, n)
                 total.fill(0)
             np.add(total[: hi - start], delta, out=total[: hi - start])
-    if not all_finite(acc):
+    if not all_finite(acc, ws.get("finite", np.bool_, n)):
         raise NonFiniteError(
             f"{o.name}: target + α·v is NaN or Inf; check the target and vector with rvec inspect/stats",
             tensor=o.name,

@@ -134,7 +134,7 @@ def extract(
                     # (n,) float32 RL − SFT; the SFT block, widened, stays in the workspace for its norm.
                     delta = pair.read_delta_into(info.name, start, ws.get("delta", np.float32, n), ws)
                     base = pair.sft_block_f32(info.name, n, ws)
-                    if not all_finite(delta):
+                    if not all_finite(delta, ws.get("finite", np.bool_, n)):
                         _raise_non_finite(info.name, sft_ckpt, rl_ckpt)
                     stats.update(delta, base)
                     writer.write(info.name, delta)
