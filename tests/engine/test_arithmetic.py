@@ -264,3 +264,29 @@ def test_read_vector_round_trip(vec_untied: Path) -> None:
     assert torch.equal(
         torch.from_numpy(vec.read("model.norm.weight")), load_folder(vec_untied)["model.norm.weight"]
     )
+
+
+def test_worker_threads_and_block_size_do_not_change_a_bit(
+    vec_untied: Path, qwen_untied: Family, tmp_path: Path
+) -> None:
+    pair = DonorPair(sft=resolve(qwen_untied.sft), rl=resolve(qwen_untied.rl))
+    runs = {
+        (workers, block): apply(
+            [pair, vec_untied],
+            qwen_untied.target,
+            tmp_path / f"w{workers}-b{block}",
+            alphas=[0.3, -0.45],
+            dtype=torch.bfloat16,
+            workers=workers,
+            block_elements=block,
+            max_shard_bytes=20_000,
+        )
+        for workers, block in [(1, 1 << 18), (3, 1000), (2, 777)]
+    }
+    (_, first), *others = runs.items()
+    reference_files = first.provenance["files"]
+    for key, result in others:
+        # Same shards, byte for byte (their sha256), and the same survival counts per tensor.
+        assert result.provenance["files"] == reference_files, key
+        assert result.survival.per_tensor == first.survival.per_tensor, key
+    assert first.survival.nonzero > 0

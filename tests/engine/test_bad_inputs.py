@@ -327,3 +327,30 @@ def test_alpha_count_must_match_vectors(qwen_untied: Family, tmp_path: Path) -> 
         "--no-progress",
     )
     assert_user_error(result, "1 vectors but 2 --alpha values")
+
+
+def test_non_finite_target_stops_apply_on_a_worker_thread(qwen_untied: Family, tmp_path: Path) -> None:
+    target = copy_model(qwen_untied.target, tmp_path / "target")
+
+    def poison(t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        t.view(-1)[-1] = float("inf")
+        return t
+
+    edit_tensor(target, "model.layers.2.self_attn.o_proj.weight", poison)
+    result = run(
+        "apply",
+        "--sft",
+        qwen_untied.sft,
+        "--rl",
+        qwen_untied.rl,
+        "--to",
+        target,
+        "--alpha",
+        "1",
+        "-o",
+        tmp_path / "out",
+        "--no-progress",
+    )
+    assert_user_error(result, "model.layers.2.self_attn.o_proj.weight: target + α·v is NaN or Inf")
+    assert only_dirs(tmp_path) == ["target"]
