@@ -51,6 +51,12 @@ def apply_command(
     ),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept pickled .bin checkpoints."),
     max_shard_size: str = typer.Option("4GB", "--max-shard-size", help="Largest shard, e.g. 2GB."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Threads computing blocks (default: the usable cores, at most 4); a writer thread comes on top.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the provenance summary as JSON."),
 ) -> None:
@@ -94,6 +100,7 @@ def apply_command(
             skip_lineage=skip_lineage,
             allow_pickle=allow_pickle,
             max_shard_bytes=parse_size(max_shard_size),
+            workers=workers,
             on_progress=update,
         )
     surv = result.survival
