@@ -38,6 +38,17 @@ def copy_model(src: Path, dst: Path) -> Path:
     return dst
 
 
+def set_element(folder: Path, name: str, index: int, value: float) -> None:
+    """Overwrite one element (flat index) of tensor ``name`` in a copied checkpoint."""
+
+    def edit(t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        t.view(-1)[index] = value
+        return t
+
+    edit_tensor(folder, name, edit)
+
+
 def edit_tensor(folder: Path, name: str, fn) -> None:
     for file in folder.glob("*.safetensors"):
         tensors = load_file(file)
@@ -171,13 +182,7 @@ def test_missing_shard_listed_in_index(qwen_untied: Family, tmp_path: Path) -> N
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_donor(qwen_untied: Family, tmp_path: Path, value: float) -> None:
     rl = copy_model(qwen_untied.rl, tmp_path / "rl")
-
-    def poison(t: torch.Tensor) -> torch.Tensor:
-        t = t.clone()
-        t.view(-1)[3] = value
-        return t
-
-    edit_tensor(rl, "model.layers.3.mlp.gate_proj.weight", poison)
+    set_element(rl, "model.layers.3.mlp.gate_proj.weight", 3, value)
     result = run("extract", "--sft", qwen_untied.sft, "--rl", rl, "-o", tmp_path / "vec", "--no-progress")
     assert_user_error(result, "model.layers.3.mlp.gate_proj.weight: the RL donor")
     assert only_dirs(tmp_path) == ["rl"]
@@ -331,13 +336,7 @@ def test_alpha_count_must_match_vectors(qwen_untied: Family, tmp_path: Path) -> 
 
 def test_non_finite_target_stops_apply_on_a_worker_thread(qwen_untied: Family, tmp_path: Path) -> None:
     target = copy_model(qwen_untied.target, tmp_path / "target")
-
-    def poison(t: torch.Tensor) -> torch.Tensor:
-        t = t.clone()
-        t.view(-1)[-1] = float("inf")
-        return t
-
-    edit_tensor(target, "model.layers.2.self_attn.o_proj.weight", poison)
+    set_element(target, "model.layers.2.self_attn.o_proj.weight", -1, float("inf"))
     result = run(
         "apply",
         "--sft",
