@@ -91,18 +91,16 @@ def coerce(dtype: DType | str | Any) -> DType:
     return found
 
 
-def to_float32(raw: np.ndarray, dtype: DType, out: np.ndarray) -> np.ndarray:
-    """Widen ``raw`` (values of ``dtype``) into the float32 buffer ``out`` of the same length; exact
-    for every float dtype but float64, which rounds to nearest like ``torch.Tensor.float``."""
-    del dtype  # the array carries it; the argument keeps call sites explicit
+def to_float32(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Widen ``raw`` (any :class:`DType`'s numpy array) into the float32 buffer ``out`` of the same
+    length; exact for every float dtype but float64, which rounds to nearest like ``torch.Tensor.float``."""
     np.copyto(out, raw, casting="unsafe")
     return out
 
 
-def from_float32(x: np.ndarray, dtype: DType, out: np.ndarray) -> np.ndarray:
-    """Round the float32 array ``x`` to ``dtype`` into ``out``: nearest, ties to even; beyond the
-    range is ±Inf (float8: its own overflow rule), NaN stays NaN."""
-    del dtype
+def from_float32(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Round the float32 array ``x`` to ``out``'s dtype, into ``out``: nearest, ties to even; beyond
+    the range is ±Inf (float8: ml_dtypes' overflow rule), NaN stays NaN."""
     with np.errstate(over="ignore", invalid="ignore"):
         np.copyto(out, x, casting="unsafe")
     return out

@@ -187,7 +187,7 @@ class Checkpoint:
         """Flat elements ``[start, stop)`` of float tensor ``name`` as float32 values (a new array)."""
         dtype = self.index[name].dtype
         raw = self.read_range(name, start, stop)
-        return raw if dtype == F32 else to_float32(raw, dtype, np.empty(raw.size, np.float32))
+        return raw if dtype == F32 else to_float32(raw, np.empty(raw.size, np.float32))
 
     def read(self, name: str) -> np.ndarray:
         """The whole tensor's raw storage in its shape."""

@@ -318,38 +318,19 @@ def apply(
     planned = [PlannedTensor(o.name, o.dtype, o.shape) for o in plan]
     total = sum(p.nbytes for p in planned)
     survival = Survival()
-    done = 0
     with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=total) as tmp:
         writer = ShardedWriter(tmp, planned, prefix="model", max_shard_bytes=max_shard_bytes)
         try:
-            jobs = [(o, start, stop) for o in plan for start, stop in blocks(_numel(o.shape), block_elements)]
-            workers = workers or default_workers()
-            window = 2 * workers
-            pool = BufferPool(
-                block_elements * max(o.dtype.itemsize for o in plan), window + WRITE_QUEUE_DEPTH + 2
+            _stream_outputs(
+                plan,
+                ckpt,
+                sources,
+                writer,
+                survival,
+                block_elements,
+                workers or default_workers(),
+                on_progress,
             )
-            workspaces = ThreadWorkspaces(block_elements)
-
-            def compute(
-                job: tuple[OutputTensor, int, int],
-            ) -> tuple[np.ndarray, tuple[int, int] | None, np.ndarray]:
-                o, start, stop = job
-                buffer = pool.take()
-                try:
-                    block, counts = _combine_block(o, ckpt, sources, start, stop, workspaces.get(), buffer)
-                except BaseException:
-                    pool.give(buffer)
-                    raise
-                return block, counts, buffer
-
-            with closing(ordered_map(compute, jobs, workers=workers, window=window)) as results:
-                for (o, _, _), (block, counts, buffer) in zip(jobs, results):
-                    if counts is not None:
-                        survival.add(o.name, *counts)
-                    writer.write(o.name, block, on_written=partial(pool.give, buffer))
-                    done += block.nbytes
-                    if on_progress:
-                        on_progress(done, total)
             files = writer.finish()
         except BaseException:
             writer.abort()
@@ -374,6 +355,48 @@ def apply(
         "wrote %s; %.4f%% of non-zero α·v entries erased by rounding", out, 100 * survival.erased_fraction
     )
     return ApplyResult(path=Path(out), survival=survival, checks=reports, provenance=provenance)
+
+
+def _stream_outputs(
+    plan: Sequence[OutputTensor],
+    target: Checkpoint,
+    sources: Sequence[DeltaSource],
+    writer: ShardedWriter,
+    survival: Survival,
+    block_elements: int,
+    workers: int,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Compute every block of every output on ``workers`` threads and hand them to ``writer`` in order.
+
+    Each block is computed into a buffer from a pool; the writer thread gives the buffer back once
+    the block is on disk, so no block is copied and memory stays at the pool's size.
+    """
+    jobs = [(o, start, stop) for o in plan for start, stop in blocks(_numel(o.shape), block_elements)]
+    window = 2 * workers  # blocks in flight on the workers
+    pool = BufferPool(block_elements * max(o.dtype.itemsize for o in plan), window + WRITE_QUEUE_DEPTH + 2)
+    workspaces = ThreadWorkspaces(block_elements)
+    total = sum(_numel(o.shape) * o.dtype.itemsize for o in plan)
+    done = 0
+
+    def compute(job: tuple[OutputTensor, int, int]) -> tuple[np.ndarray, tuple[int, int] | None, np.ndarray]:
+        o, start, stop = job
+        buffer = pool.take()
+        try:
+            block, counts = _combine_block(o, target, sources, start, stop, workspaces.get(), buffer)
+        except BaseException:
+            pool.give(buffer)
+            raise
+        return block, counts, buffer
+
+    with closing(ordered_map(compute, jobs, workers=workers, window=window)) as results:
+        for (o, _, _), (block, counts, buffer) in zip(jobs, results):
+            if counts is not None:
+                survival.add(o.name, *counts)
+            writer.write(o.name, block, on_written=partial(pool.give, buffer))
+            done += block.nbytes
+            if on_progress:
+                on_progress(done, total)
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -411,7 +434,7 @@ def _combine_block(
     if not o.contributions:
         return _cast(base, base_dtype, o.dtype, out, ws), None
     # (n,) float32 accumulator: the output buffer itself when the output is float32.
-    acc = to_float32(base, base_dtype, out if o.dtype == F32 else ws.get("acc", np.float32, n))
+    acc = to_float32(base, out if o.dtype == F32 else ws.get("acc", np.float32, n))
     total: np.ndarray | None = None  # (n,) float32 Σ factor·v, for survival
     for c in o.contributions:
         hi = min(stop, c.limit)
@@ -435,7 +458,7 @@ def _combine_block(
             tensor=o.name,
         )
     if o.dtype != F32:
-        from_float32(acc, o.dtype, out)
+        from_float32(acc, out)
     if total is None:
         return out, (0, 0)
     base_cast = (
@@ -461,9 +484,9 @@ def _cast(raw: np.ndarray, src: DType, dst: DType, out: np.ndarray, ws: Workspac
     """Raw storage of ``src`` → ``out``, raw storage of ``dst``, through float32 (NaN stays NaN)."""
     n = raw.size
     if dst == F32:
-        return to_float32(raw, src, out)
-    f32 = raw if src == F32 else to_float32(raw, src, ws.get("cast32", np.float32, n))
-    return from_float32(f32, dst, out)
+        return to_float32(raw, out)
+    f32 = raw if src == F32 else to_float32(raw, ws.get("cast32", np.float32, n))
+    return from_float32(f32, out)
 
 
 def _copy_target_files(target: Checkpoint, folder: Path, *, dtype: DType | None, untie: bool) -> None:

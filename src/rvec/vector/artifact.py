@@ -181,7 +181,7 @@ class DonorPair:
         if rl_dtype == F32:
             self.rl.read_into(name, start, out)
         else:
-            to_float32(self.rl.read_into(name, start, workspace.get("rl", rl_dtype.numpy, n)), rl_dtype, out)
+            to_float32(self.rl.read_into(name, start, workspace.get("rl", rl_dtype.numpy, n)), out)
         sft = self._read_sft_f32(name, start, n, workspace)
         return np.subtract(out, sft, out=out)
 
@@ -190,7 +190,7 @@ class DonorPair:
         if dtype == F32:
             return self.sft.read_into(name, start, workspace.get("sft", np.float32, n))
         raw = self.sft.read_into(name, start, workspace.get("sft", dtype.numpy, n))
-        return to_float32(raw, dtype, workspace.get("sft32", np.float32, n))
+        return to_float32(raw, workspace.get("sft32", np.float32, n))
 
     def sft_block_f32(self, name: str, n: int, workspace: Workspace) -> np.ndarray:
         """The float32 SFT block the last :meth:`read_delta_into` of ``name`` subtracted (for norms)."""
