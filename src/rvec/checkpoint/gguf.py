@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import lru_cache
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +63,34 @@ def gguf_tensors(path: Path) -> list[dict[str, Any]]:
     ]
 
 
+@contextmanager
+def _gguf_progress(*, enabled: bool) -> Iterator[None]:
+    """Silence transformers' dequantization bar when ``enabled`` is false.
+
+    transformers calls ``tqdm`` directly there, so neither its own nor huggingface_hub's switch
+    reaches it, and tqdm reads ``TQDM_DISABLE`` only when first imported. Replacing the module's
+    ``tqdm`` name for the duration of the call is the one handle there is.
+    """
+    if enabled:
+        yield
+        return
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def convert(
     gguf_file: str | Path,
     out: str | Path,
     *,
     dtype: DType | str | Any = F32,
     overwrite: bool = False,
+    progress: bool = True,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
 ) -> Path:
     """Dequantize a GGUF checkpoint into a Hugging Face folder (safetensors, config, tokenizer, chat template).
@@ -77,6 +101,7 @@ def convert(
         dtype: dtype of the written weights (dequantization itself is float32): a
             :class:`~rvec.checkpoint.dtypes.DType`, its name or a ``torch.dtype``.
         overwrite: replace ``out`` if it exists.
+        progress: show transformers' per-tensor dequantization bar.
         max_shard_bytes: shard size limit.
 
     Returns:
@@ -100,7 +125,8 @@ def convert(
     config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
     with torch.device("meta"):
         meta_model = AutoModelForCausalLM.from_config(config)
-    loaded = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=meta_model)
+    with _gguf_progress(enabled=progress):
+        loaded = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=meta_model)
     tensors: dict[str, torch.Tensor] = loaded["tensors"]
     expected = {
         k for k in meta_model.state_dict() if not (config.tie_word_embeddings and k == "lm_head.weight")

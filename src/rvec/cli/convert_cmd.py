@@ -19,6 +19,7 @@ def convert_command(
         "float32", "--dtype", help="Dtype of the written weights: float32, bfloat16, float16."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Dequantize a GGUF checkpoint into a Hugging Face folder: safetensors, config, tokenizer, chat template.
 
@@ -26,7 +27,7 @@ def convert_command(
     """
     if not gguf_file.is_file():
         raise SourceNotFoundError(f"{gguf_file}: no such file", source=str(gguf_file))
-    convert(gguf_file, output, dtype=parse_dtype(dtype) or "float32", overwrite=overwrite)
+    convert(gguf_file, output, dtype=parse_dtype(dtype) or "float32", overwrite=overwrite, progress=progress)
     err.print(f"wrote {output}")
 
 

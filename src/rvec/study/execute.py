@@ -80,7 +80,9 @@ class StudyExecutor:
                 folder = self.out_dir / "models" / ckpt.gguf_file.stem
                 if not (folder / "config.json").is_file():
                     with _timer(self.run_state.timings, "convert"):
-                        convert(ckpt.gguf_file, folder, overwrite=True)
+                        convert(
+                            ckpt.gguf_file, folder, overwrite=True, progress=False
+                        )  # the run shows its own
                 self._local[source] = str(folder)
         return self._local[source]
 
