@@ -37,7 +37,7 @@ from rvec.errors import IncompatibleError, InvalidArgumentError, NonFiniteError
 from rvec.vector import family
 from rvec.vector.artifact import DeltaSource, DonorPair, ReasoningVector, read_vector
 from rvec.vector.cards import model_card
-from rvec.vector.compat import CheckReport, check_donors, check_target, is_tied, probe_names
+from rvec.vector.compat import CheckReport, check_donors, check_target, is_tied, probe_names, probe_values
 from rvec.vector.embeddings import EmbeddingPolicy, overlap_elements
 from rvec.vector.extract import LINEAGE_FILE, ProgressCallback
 from rvec.vector.masks import Selection
@@ -144,8 +144,7 @@ def _probe_of(source: DeltaSource) -> dict[str, np.ndarray]:
 
         return load_file(str(file))
     if isinstance(source, DonorPair):
-        names = probe_names(source.shapes)
-        return {n: source.sft.read_float32(n, 0, min(65536, source.sft.index[n].numel)) for n in names}
+        return probe_values(source.sft, probe_names(source.shapes))
     return {}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -164,6 +165,11 @@ def _similarity(pair: str, name: str, x: np.ndarray, y: np.ndarray) -> LineagePr
     return LineageProbe(pair=pair, tensor=name, cosine=cosine, rel_distance=rel)
 
 
+def probe_values(ckpt: Checkpoint, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """The first ``PROBE_ELEMENTS`` values of each named tensor, as float32: what lineage checks compare."""
+    return {n: ckpt.read_float32(n, 0, min(PROBE_ELEMENTS, ckpt.index[n].numel)) for n in names}
+
+
 def probe_names(shapes: dict[str, tuple[int, ...]]) -> list[str]:
     """Up to three 2-D non-embedding weights spread over depth (first, middle, last block)."""
     matrices = [n for n, s in shapes.items() if len(s) == 2 and not family.is_embedding(n)]
@@ -295,7 +301,7 @@ def check(
         report.warnings.append("lineage: weights are not downloaded; the target lineage test runs in apply")
     elif lineage and not report.problems:
         names = [n for n in probe_names(shapes) if n in target.index]
-        probe = {n: sft.read_float32(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)) for n in names}
+        probe = probe_values(sft, names)
     target_report = check_target(
         vector_shapes=shapes,
         vector_family=family.family_fingerprint(sft.config),

@@ -25,7 +25,7 @@ from rvec.checkpoint.source import Checkpoint, resolve
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
 from rvec.vector import family
 from rvec.vector.artifact import FORMAT_VERSION, MANIFEST, VECTOR_PREFIX, ReasoningVector, read_vector
-from rvec.vector.compat import PROBE_ELEMENTS, probe_names
+from rvec.vector.compat import float_shapes, probe_names, probe_values
 
 if TYPE_CHECKING:
     import torch
@@ -116,10 +116,7 @@ def _copy_probe(
         if probe_file.is_file():
             (folder / "lineage.safetensors").write_bytes(probe_file.read_bytes())
         return
-    probe = {
-        n: source.read_float32(n, 0, min(PROBE_ELEMENTS, source.index[n].numel)) for n in probe_names(shapes)
-    }
-    save_file(probe, str(folder / "lineage.safetensors"))
+    save_file(probe_values(source, probe_names(shapes)), str(folder / "lineage.safetensors"))
 
 
 def norm_matched_random(
@@ -159,7 +156,7 @@ def relative_random(
     Used where no real donor pair exists for a model (the offline demo): clearly a control.
     """
     ckpt = model if isinstance(model, Checkpoint) else resolve(model)
-    shapes = {t.name: t.shape for t in ckpt.index if t.dtype.is_floating_point}
+    shapes = float_shapes(ckpt)
     norms = {}
     for name in shapes:
         sq = 0.0

@@ -32,7 +32,7 @@ from rvec.vector.artifact import (
     read_vector,
 )
 from rvec.vector.cards import vector_card
-from rvec.vector.compat import CheckReport, check_donors, probe_names
+from rvec.vector.compat import CheckReport, check_donors, float_shapes, probe_names, probe_values
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +169,8 @@ def _raise_non_finite(name: str, sft: Checkpoint, rl: Checkpoint) -> None:
 
 def _write_lineage_probe(folder: Path, sft: Checkpoint) -> None:
     """Keep the first elements of a few SFT weights so ``apply`` can test target lineage without the SFT."""
-    from rvec.vector.compat import PROBE_ELEMENTS
-
-    shapes = {t.name: t.shape for t in sft.index if t.dtype.is_floating_point}
-    probe = {n: sft.read_float32(n, 0, min(PROBE_ELEMENTS, sft.index[n].numel)) for n in probe_names(shapes)}
     save_file(
-        probe,
+        probe_values(sft, probe_names(float_shapes(sft))),
         str(folder / LINEAGE_FILE),
         metadata={"what": "first elements of SFT weights, for lineage checks"},
     )
