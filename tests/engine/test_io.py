@@ -115,3 +115,24 @@ def test_atomic_output_dir_refuses_existing_and_overwrites_on_request(tmp_path: 
         (tmp / "new").write_text("new")
     assert sorted(p.name for p in final.iterdir()) == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_file_hash_is_remembered_in_process_when_the_cache_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from rvec.checkpoint import hashing
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("RVEC_CACHE", str(blocker / "cache"))
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(bytes(range(256)) * 1000)
+    assert hashing.known_sha256(weights) is None
+    background = hashing.BackgroundHashes([weights])
+    background.wait()
+    expected = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert hashing.known_sha256(weights) == expected  # no memo file: remembered by the process
+    assert hashing.sha256_file(weights) == expected
+    assert not (blocker / "cache").exists()

@@ -26,10 +26,7 @@ def sha256_text(text: str) -> str:
 def known_sha256(path: Path) -> str | None:
     """The file's sha256 if it is known without reading it (hub blob link or remembered), else None."""
     path = Path(path)
-    if path.is_symlink() and _SHA256.match(Path(os.readlink(path)).name):
-        return Path(os.readlink(path)).name
-    stat = path.stat()
-    return _load(cache_dir() / "sha256.json").get(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
+    return _linked_blob_hash(path) or _remembered(_memo_key(path))
 
 
 def sha256_file(path: Path) -> str:
@@ -40,29 +37,53 @@ def sha256_file(path: Path) -> str:
     ``<cache_dir>/sha256.json`` under (resolved path, size, mtime).
     """
     path = Path(path)
-    if path.is_symlink():
-        target = Path(os.readlink(path)).name
-        if _SHA256.match(target):
-            return target
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    memo_file = cache_dir() / "sha256.json"
-    memo = _load(memo_file)
-    if key in memo:
-        return memo[key]
+    blob = _linked_blob_hash(path)
+    if blob:
+        return blob
+    key = _memo_key(path)
+    known = _remembered(key)
+    if known:
+        return known
     digest = hashlib.sha256()
     buffer = memoryview(bytearray(_CHUNK))  # reused: a fresh 8 MB chunk per read costs page faults
     with path.open("rb") as f:
         while n := f.readinto(buffer):
             digest.update(buffer[:n])
+    _SEEN[key] = digest.hexdigest()
     with _MEMO_LOCK:
+        memo_file = cache_dir() / "sha256.json"
         memo = _load(memo_file)  # again: another thread may have remembered a file meanwhile
-        memo[key] = digest.hexdigest()
+        memo[key] = _SEEN[key]
         _store(memo_file, memo)
-    return memo[key]
+    return _SEEN[key]
+
+
+def _linked_blob_hash(path: Path) -> str | None:
+    if path.is_symlink():
+        target = Path(os.readlink(path)).name
+        if _SHA256.match(target):
+            return target
+    return None
+
+
+def _memo_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _remembered(key: str) -> str | None:
+    if key not in _SEEN:
+        found = _load(cache_dir() / "sha256.json").get(key)
+        if found is None:
+            return None
+        _SEEN[key] = found
+    return _SEEN[key]
 
 
 _MEMO_LOCK = threading.Lock()
+# Hashes computed or read in this process, so a second request never re-reads a file, even where
+# the memo file cannot be written.
+_SEEN: dict[str, str] = {}
 
 
 class BackgroundHashes:
@@ -75,7 +96,6 @@ class BackgroundHashes:
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self._paths = list(paths)
-        self._hashes: dict[Path, str] = {}
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="rvec-hash", daemon=True)
         self._thread.start()
@@ -83,16 +103,15 @@ class BackgroundHashes:
     def _run(self) -> None:
         try:
             for path in self._paths:
-                self._hashes[path] = sha256_file(path)
-        except BaseException as err:  # re-raised by result()
+                sha256_file(path)
+        except BaseException as err:  # re-raised by wait()
             self._error = err
 
-    def result(self) -> dict[Path, str]:
-        """Wait for every hash; re-raise the hashing error, if any."""
+    def wait(self) -> None:
+        """Wait for every hash (then :func:`sha256_file` returns them at once); re-raise its error."""
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return dict(self._hashes)
 
 
 def _load(file: Path) -> dict[str, str]:

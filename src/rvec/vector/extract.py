@@ -147,7 +147,7 @@ def extract(
             writer.abort()
             raise
         _write_lineage_probe(tmp, sft_ckpt)
-        donor_hashes.result()  # remembered now, so the manifest's describe() reads them back
+        donor_hashes.wait()  # remembered now: the manifest's describe() gets them without reading
         manifest = _manifest(sft_ckpt, rl_ckpt, report, records, skipped, writer.sha256, files)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=True) + "\n")
         (tmp / "README.md").write_text(vector_card(manifest))
