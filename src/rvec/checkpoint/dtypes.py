@@ -126,7 +126,8 @@ def dot(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.einsum("i,i->", x, y))
 
 
-def _same_width_uint(dtype: DType) -> np.dtype[Any]:
+def same_width_uint(dtype: DType) -> np.dtype[Any]:
+    """The unsigned integer dtype of ``dtype``'s width: views for bit-exact comparison and for torch."""
     return np.dtype(f"u{dtype.itemsize}")
 
 
@@ -137,7 +138,7 @@ def to_torch(raw: np.ndarray, dtype: DType) -> torch.Tensor:
     raw = np.ascontiguousarray(raw)
     if dtype.numpy_native:
         return torch.from_numpy(raw)
-    return torch.from_numpy(raw.view(_same_width_uint(dtype))).view(dtype.torch)
+    return torch.from_numpy(raw.view(same_width_uint(dtype))).view(dtype.torch)
 
 
 def from_torch(tensor: torch.Tensor) -> np.ndarray:
@@ -148,5 +149,4 @@ def from_torch(tensor: torch.Tensor) -> np.ndarray:
         return tensor.numpy()
     import torch
 
-    unsigned = {1: torch.uint8, 2: torch.uint16}[dtype.itemsize]
-    return tensor.view(unsigned).numpy().view(dtype.numpy)
+    return tensor.view(getattr(torch, same_width_uint(dtype).name)).numpy().view(dtype.numpy)

@@ -63,11 +63,11 @@ class FileReader:
         return fd
 
     def read_range(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
-        """Elements ``[start, stop)`` of ``info`` in row-major order: a new 1-D array of its raw storage."""
+        """Elements ``[start, stop)`` of ``info`` in row-major order: a new 1-D array of its dtype."""
         return self.read_into(info, start, np.empty(stop - start, dtype=info.dtype.numpy))
 
     def read_into(self, info: TensorInfo, start: int, out: np.ndarray) -> np.ndarray:
-        """Fill the 1-D array ``out`` (raw storage of ``info``'s dtype) with elements ``[start, start + len(out))``.
+        """Fill the 1-D array ``out`` (``info``'s numpy dtype) with elements ``[start, start + len(out))``.
 
         Reusing ``out`` across blocks is what keeps streaming fast: a fresh 64 MB buffer per block
         costs a page fault per 4 KiB, more than the copy itself.
@@ -89,7 +89,7 @@ class FileReader:
         return out
 
     def read(self, info: TensorInfo) -> np.ndarray:
-        """The whole tensor's raw storage in its shape."""
+        """The whole tensor in its dtype and shape."""
         return self.read_range(info, 0, info.numel).reshape(info.shape)
 
     def close(self) -> None:

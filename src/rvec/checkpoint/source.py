@@ -176,7 +176,7 @@ class Checkpoint:
         return self.read_into(name, start, np.empty(stop - start, dtype=self.index[name].dtype.numpy))
 
     def read_into(self, name: str, start: int, out: np.ndarray) -> np.ndarray:
-        """Fill the 1-D raw-storage buffer ``out`` with flat elements ``[start, start + len(out))`` of ``name``."""
+        """Fill the 1-D buffer ``out`` (the tensor's numpy dtype) with flat elements ``[start, start + len(out))`` of ``name``."""
         info = self.index[name]
         if self._pickled is not None:
             np.copyto(out, from_torch(self._pickled[name].reshape(-1)[start : start + out.size]))
@@ -190,7 +190,7 @@ class Checkpoint:
         return raw if dtype == F32 else to_float32(raw, np.empty(raw.size, np.float32))
 
     def read(self, name: str) -> np.ndarray:
-        """The whole tensor's raw storage in its shape."""
+        """The whole tensor in its dtype and shape."""
         return self.read_range(name, 0, self.index[name].numel).reshape(self.index[name].shape)
 
     # ---- identity --------------------------------------------------------------------------

@@ -212,7 +212,7 @@ class ShardedWriter:
             self._file = None
 
     def write(self, name: str, block: np.ndarray, *, on_written: Callable[[], None] | None = None) -> None:
-        """Append the next flat block of tensor ``name``: raw storage of the planned dtype.
+        """Append the next flat block of tensor ``name``, in the planned dtype.
 
         Without ``on_written`` the block is copied, so the caller may reuse its buffer at once.
         With it, the writer thread uses ``block`` itself and calls ``on_written`` once the bytes are

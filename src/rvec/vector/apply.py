@@ -22,7 +22,16 @@ from typing import Any
 import numpy as np
 
 from rvec import __version__
-from rvec.checkpoint.dtypes import F32, FLOAT_NAMES, DType, all_finite, coerce, from_float32, to_float32
+from rvec.checkpoint.dtypes import (
+    F32,
+    FLOAT_NAMES,
+    DType,
+    all_finite,
+    coerce,
+    from_float32,
+    same_width_uint,
+    to_float32,
+)
 from rvec.checkpoint.pipeline import BufferPool, ThreadWorkspaces, default_workers, ordered_map
 from rvec.checkpoint.reader import Workspace, blocks
 from rvec.checkpoint.source import METADATA_FILES, Checkpoint, resolve
@@ -329,6 +338,7 @@ def apply(
                 block_elements,
                 workers or default_workers(),
                 on_progress,
+                total,
             )
             files = writer.finish()
         except BaseException:
@@ -365,17 +375,18 @@ def _stream_outputs(
     block_elements: int,
     workers: int,
     on_progress: ProgressCallback | None,
+    total: int,
 ) -> None:
     """Compute every block of every output on ``workers`` threads and hand them to ``writer`` in order.
 
     Each block is computed into a buffer from a pool; the writer thread gives the buffer back once
-    the block is on disk, so no block is copied and memory stays at the pool's size.
+    the block is on disk, so no block is copied and memory stays at the pool's size. ``total`` is
+    the bytes of all outputs, for ``on_progress``.
     """
     jobs = [(o, start, stop) for o in plan for start, stop in blocks(_numel(o.shape), block_elements)]
     window = 2 * workers  # blocks in flight on the workers
     pool = BufferPool(block_elements * max(o.dtype.itemsize for o in plan), window + WRITE_QUEUE_DEPTH + 2)
     workspaces = ThreadWorkspaces(block_elements)
-    total = sum(_numel(o.shape) * o.dtype.itemsize for o in plan)
     done = 0
 
     def compute(job: tuple[OutputTensor, int, int]) -> tuple[np.ndarray, tuple[int, int] | None, np.ndarray]:
@@ -418,7 +429,7 @@ def _combine_block(
 
     Args:
         ws: this thread's scratch buffers, reused from block to block.
-        buffer: bytes the result is written into (its raw storage of ``o.dtype``).
+        buffer: bytes the result is written into, viewed as ``o.dtype``.
 
     Returns:
         ``(result, (non-zero deltas, erased by rounding))``; counts are ``None`` when no vector
@@ -467,7 +478,7 @@ def _combine_block(
     )
     # Compared bit for bit (an unsigned view), which is exact for finite values; it differs from
     # == only on ±0, which counts as changed.
-    bits = np.dtype(f"u{o.dtype.itemsize}")
+    bits = same_width_uint(o.dtype)
     nonzero = ws.get("nonzero", np.bool_, n)
     changed = ws.get("changed", np.bool_, n)
     np.not_equal(total, 0, out=nonzero)
@@ -480,7 +491,7 @@ def _combine_block(
 
 
 def _cast(raw: np.ndarray, src: DType, dst: DType, out: np.ndarray, ws: Workspace) -> np.ndarray:
-    """Raw storage of ``src`` → ``out``, raw storage of ``dst``, through float32 (NaN stays NaN)."""
+    """Values of ``src`` → ``out``, of ``dst``, through float32 (NaN stays NaN)."""
     n = raw.size
     if dst == F32:
         return to_float32(raw, out)
