@@ -21,6 +21,25 @@ def run(*args: str | Path):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def run_fused_apply(family: Family, target: Path, out: Path, *extra: str | Path, alphas=("1",)):
+    """``rvec apply --sft --rl --to TARGET -a α… -o OUT --no-progress EXTRA…`` with the family's donors."""
+    alpha_args = [arg for a in alphas for arg in ("-a", a)]
+    return run(
+        "apply",
+        "--sft",
+        family.sft,
+        "--rl",
+        family.rl,
+        "--to",
+        target,
+        *alpha_args,
+        "-o",
+        out,
+        "--no-progress",
+        *extra,
+    )
+
+
 def assert_user_error(result, fragment: str) -> None:
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
@@ -121,20 +140,7 @@ def test_vocab_mismatch_without_policy(qwen_untied: Family, tmp_path: Path) -> N
     for k in ("model.embed_tokens.weight", "lm_head.weight"):
         state[k] = torch.cat([state[k], torch.zeros(16, 32)])
     target = save_model(state, config, tmp_path / "target")
-    result = run(
-        "apply",
-        "--sft",
-        qwen_untied.sft,
-        "--rl",
-        qwen_untied.rl,
-        "--to",
-        target,
-        "-a",
-        "1",
-        "-o",
-        tmp_path / "out",
-        "--no-progress",
-    )
+    result = run_fused_apply(qwen_untied, target, tmp_path / "out")
     assert_user_error(result, "pass --embeddings overlap")
     assert not (tmp_path / "out").exists()
 
@@ -154,20 +160,7 @@ def test_truncated_shard(qwen_untied: Family, tmp_path: Path) -> None:
     target = copy_model(qwen_untied.target, tmp_path / "target")
     shard = sorted(target.glob("*.safetensors"))[-1]
     shard.write_bytes(shard.read_bytes()[:-64])
-    result = run(
-        "apply",
-        "--sft",
-        qwen_untied.sft,
-        "--rl",
-        qwen_untied.rl,
-        "--to",
-        target,
-        "-a",
-        "1",
-        "-o",
-        tmp_path / "out",
-        "--no-progress",
-    )
+    result = run_fused_apply(qwen_untied, target, tmp_path / "out")
     assert_user_error(result, "truncated")
     assert not (tmp_path / "out").exists()
 
@@ -241,36 +234,9 @@ def test_pickled_weights_refused_without_flag(qwen_untied: Family, tmp_path: Pat
     for file in qwen_untied.target.glob("*.safetensors"):
         state.update(load_file(file))
     torch.save(state, folder / "pytorch_model.bin")
-    result = run(
-        "apply",
-        "--sft",
-        qwen_untied.sft,
-        "--rl",
-        qwen_untied.rl,
-        "--to",
-        folder,
-        "-a",
-        "1",
-        "-o",
-        tmp_path / "out",
-        "--no-progress",
-    )
+    result = run_fused_apply(qwen_untied, folder, tmp_path / "out")
     assert_user_error(result, "pass --allow-pickle")
-    ok = run(
-        "apply",
-        "--sft",
-        qwen_untied.sft,
-        "--rl",
-        qwen_untied.rl,
-        "--to",
-        folder,
-        "-a",
-        "1",
-        "-o",
-        tmp_path / "out",
-        "--no-progress",
-        "--allow-pickle",
-    )
+    ok = run_fused_apply(qwen_untied, folder, tmp_path / "out", "--allow-pickle")
     assert ok.exit_code == 0, ok.output
     out = {}
     for file in (tmp_path / "out").glob("*.safetensors"):
@@ -295,61 +261,19 @@ def test_pickled_weights_refused_without_flag(qwen_untied: Family, tmp_path: Pat
     ],
 )
 def test_bad_apply_arguments(qwen_untied: Family, tmp_path: Path, args: list[str], fragment: str) -> None:
-    result = run(
-        "apply",
-        "--sft",
-        qwen_untied.sft,
-        "--rl",
-        qwen_untied.rl,
-        "--to",
-        qwen_untied.target,
-        "-a",
-        "1",
-        "-o",
-        tmp_path / "out",
-        "--no-progress",
-        *args,
-    )
+    result = run_fused_apply(qwen_untied, qwen_untied.target, tmp_path / "out", *args)
     assert_user_error(result, fragment)
     assert not (tmp_path / "out").exists()
 
 
 def test_alpha_count_must_match_vectors(qwen_untied: Family, tmp_path: Path) -> None:
-    result = run(
-        "apply",
-        "--sft",
-        qwen_untied.sft,
-        "--rl",
-        qwen_untied.rl,
-        "--to",
-        qwen_untied.target,
-        "-a",
-        "1",
-        "-a",
-        "2",
-        "-o",
-        tmp_path / "out",
-        "--no-progress",
-    )
+    result = run_fused_apply(qwen_untied, qwen_untied.target, tmp_path / "out", alphas=("1", "2"))
     assert_user_error(result, "1 vectors but 2 --alpha values")
 
 
 def test_non_finite_target_stops_apply_on_a_worker_thread(qwen_untied: Family, tmp_path: Path) -> None:
     target = copy_model(qwen_untied.target, tmp_path / "target")
     set_element(target, "model.layers.2.self_attn.o_proj.weight", -1, float("inf"))
-    result = run(
-        "apply",
-        "--sft",
-        qwen_untied.sft,
-        "--rl",
-        qwen_untied.rl,
-        "--to",
-        target,
-        "--alpha",
-        "1",
-        "-o",
-        tmp_path / "out",
-        "--no-progress",
-    )
+    result = run_fused_apply(qwen_untied, target, tmp_path / "out")
     assert_user_error(result, "model.layers.2.self_attn.o_proj.weight: target + α·v is NaN or Inf")
     assert only_dirs(tmp_path) == ["target"]
