@@ -71,5 +71,5 @@ def test_condition_and_family_errors() -> None:
     )
     with pytest.raises(InvalidArgumentError, match="use one of: plain, think"):
         paper_preset.condition_text("cot")
-    with pytest.raises(UnknownNameError, match="valid: bbh, gsm8k, humaneval, sciq"):
+    with pytest.raises(UnknownNameError, match="valid: arith, bbh, gsm8k, humaneval, sciq"):
         paper_preset.settings("mmlu")

@@ -29,7 +29,7 @@ from rvec.errors import ConfigError, InvalidArgumentError, UnknownNameError
 
 __all__ = ["LM_EVAL_GSM8K_FEWSHOT", "PRESETS", "Preset", "TaskSettings", "get_preset"]
 
-TaskFamily = Literal["gsm8k", "humaneval", "sciq", "bbh"]
+TaskFamily = Literal["gsm8k", "humaneval", "sciq", "bbh", "arith"]
 
 LM_EVAL_URL = "https://github.com/EleutherAI/lm-evaluation-harness/tree/v0.4.13/lm_eval/tasks"
 
@@ -99,6 +99,26 @@ class TaskSettings(BaseModel):
     """The metric key of :class:`~rvec.eval.types.Scored` used for statistics."""
 
 
+_ARITH_PAPER = TaskSettings(
+    output_type="generate",
+    layout="paper",
+    template="{question}",
+    max_new_tokens=256,
+    primary_metric="acc,answer",
+)
+"""``arith`` (rvec's in-domain task) under chat presets: the question is the user turn, as in
+``rvec pair``'s training prompts, so training and evaluation see the same text."""
+
+_ARITH_RAW = TaskSettings(
+    output_type="generate",
+    template="Q: {question}\nA:",
+    stop=("Q:", "\n\n", "</s>", "<|im_end|>"),
+    max_new_tokens=256,
+    primary_metric="acc,answer",
+)
+"""``arith`` under the raw lm-eval presets, laid out like ``gsm8k_cot``'s zero-shot turns."""
+
+
 class Preset(BaseModel):
     """A named, versioned evaluation protocol; parse it once, pass it down typed.
 
@@ -111,7 +131,7 @@ class Preset(BaseModel):
         conditions (dict[str, str]): Allowed prompt conditions -> instruction added to the user turn.
         sciq_shuffle_seed (int): Seed of the per-item option order of SciQ under letter answering.
         tasks (dict[str, TaskSettings]): Settings per task family (``gsm8k``, ``humaneval``,
-            ``sciq``, ``bbh``); the adversarial GSM tasks use ``gsm8k``'s.
+            ``sciq``, ``bbh``, ``arith``); the adversarial GSM tasks use ``gsm8k``'s.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -167,7 +187,7 @@ def paper() -> Preset:
     """The paper's protocol for instruction-tuned targets (``EVAL_PROTOCOL.md``, preset ``paper``)."""
     return Preset(
         name="paper",
-        version=1,
+        version=2,  # 2: the in-domain task ``arith`` added
         description="chat template, zero-shot except BBH (3-shot CoT as multi-turn), greedy, EOS only",
         reference_url="EVAL_PROTOCOL.md#presets",
         chat_template=True,
@@ -208,6 +228,7 @@ def paper() -> Preset:
                 max_new_tokens=1024,
                 primary_metric="acc,normalized",
             ),
+            "arith": _ARITH_PAPER,
         },
     )
 
@@ -221,7 +242,7 @@ def lm_eval() -> Preset:
     """
     return Preset(
         name="lm-eval",
-        version=1,
+        version=2,  # 2: the in-domain task ``arith`` added (rvec's own; not an lm-eval task)
         description="byte-compatible with lm-evaluation-harness 0.4.13 (gsm8k_cot, humaneval, sciq, bbh_cot_fewshot)",
         reference_url=LM_EVAL_URL,
         chat_template=False,
@@ -257,6 +278,7 @@ def lm_eval() -> Preset:
                 max_new_tokens=1024,
                 primary_metric="exact_match,get-answer",
             ),
+            "arith": _ARITH_RAW,
         },
     )
 

@@ -1,7 +1,8 @@
 """Every task by name, and the group names that expand to several.
 
 Concrete names: ``gsm8k``, ``humaneval``, ``sciq``, ``bbh:<subtask>`` (27), ``gsm-plus:<type>``
-(8, spaces as ``-``), ``gsm-plus:seed``, ``gsm-symbolic``, ``gsm-symbolic:original``. Groups:
+(8, spaces as ``-``), ``gsm-plus:seed``, ``gsm-symbolic``, ``gsm-symbolic:original``, ``arith``
+(rvec's in-domain task, levels mixed) and ``arith:<level>`` (1–4). Groups:
 ``bbh`` (the 27 subtasks) and ``gsm-plus`` (the seeds, then the 8 types).
 
 Example:
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from rvec.errors import ConfigError, UnknownNameError
 from rvec.eval.scoring import BBH_SUBTASKS
 from rvec.eval.tasks.adversarial import GSM_PLUS_TYPES, GSMPlus, GSMPlusSeed, GSMSymbolic, GSMSymbolicOriginal
+from rvec.eval.tasks.arith import LEVELS, Arith
 from rvec.eval.tasks.base import Task
 from rvec.eval.tasks.bbh import BBH
 from rvec.eval.tasks.gsm8k import GSM8K
@@ -43,6 +45,8 @@ TASKS: dict[str, Task] = _build(
         *(GSMPlus(t) for t in GSM_PLUS_TYPES),
         GSMSymbolic(),
         GSMSymbolicOriginal(),
+        Arith(),
+        *(Arith(level) for level in LEVELS),
     ]
 )
 """Every concrete task by name."""
