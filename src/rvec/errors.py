@@ -132,3 +132,10 @@ class PerturbationNotApplicableError(RvecError, ValueError):
         super().__init__(message)
         self.perturbation = perturbation
         self.task = task
+
+
+class TrainingError(RvecError, RuntimeError):
+    """A training phase of ``rvec pair`` failed; the message names the phase and how to resume.
+
+    Example: ``GRPO failed: CUDA out of memory; fix the cause and continue with rvec pair … --resume -o pair/``
+    """

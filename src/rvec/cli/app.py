@@ -82,6 +82,7 @@ def _register() -> None:
         eval_cmd,
         extract_cmd,
         inspect_cmd,
+        pair_cmd,
         run_cmd,
         stats_cmd,
     )
@@ -96,6 +97,7 @@ def _register() -> None:
         convert_cmd,
         eval_cmd,
         run_cmd,
+        pair_cmd,
     ):
         module.register(app)
 
