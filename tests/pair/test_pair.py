@@ -204,3 +204,27 @@ def test_resume_refuses_a_folder_of_another_recipe(init: Path, tmp_path: Path) -
     assert "another recipe" in lines[0] and "seed: 1 → 0" in lines[0]
     code, lines = run_cli("pair", "--init", str(init), "-o", str(out), "--device", "cpu", "--no-progress")
     assert code == 1 and "--resume" in lines[0]
+
+
+def test_worked_fraction_mixes_worked_and_bare_solutions() -> None:
+    from rvec.pair.data import mix_worked_solutions, training_set
+
+    arith = training_set("arith")
+    items = arith.items(2000, seed=0)
+    mixed = mix_worked_solutions(items, arith, worked_fraction=0.5, seed=0)
+    assert mixed == mix_worked_solutions(items, arith, worked_fraction=0.5, seed=0)  # seeded
+    bare = [m for m, it in zip(mixed, items, strict=True) if m.solution != it.solution]
+    assert 900 < len(bare) < 1100
+    for item in bare:
+        assert item.solution == f"Answer: {item.doc.fields['answer']}"
+        assert arith.reward(item.doc, item.solution) == 1.0  # a bare answer is a correct answer
+    assert mix_worked_solutions(items, arith, worked_fraction=1.0, seed=0) == items
+
+
+def test_sft_only_run(init: Path, tmp_path: Path) -> None:
+    recipe = PairRecipe(init=str(init), **{**TINY, "grpo_steps": 0, "sft_steps": 4})
+    result = make_pair(recipe, tmp_path / "p")
+    assert (tmp_path / "p" / "sft").is_dir() and not (tmp_path / "p" / "rl").exists()
+    assert result.manifest["rl"] is None and result.manifest["vector"] is None
+    assert set(result.manifest["held_out"]["models"]) == {"init", "sft"}
+    assert result.manifest["held_out"]["rl_beats_sft"] is None

@@ -2,15 +2,18 @@
 are mixed.
 
 GRPO learns only from groups whose completions differ in reward (the advantage is relative to the
-group): a level the SFT model always solves, or never does, gives a zero gradient. Measured on
+group): a prompt the SFT model always solves, or never does, gives a zero gradient. Measured on
 SmolLM2-135M: GRPO started from the instruct model got reward 0 in every group. So before GRPO,
 ``calibration_prompts`` train prompts per level are sampled ``G`` times at the training temperature,
 and each level gets the weight
 
-    w = (1 − p) · (1 − p^G − (1 − p)^G)
+    w = m · (1 − p)
 
-where ``p`` is its sampled accuracy: the chance that a group is mixed, tilted toward what the SFT
-model leaves unsolved. Levels with ``w`` below 2% of the best are dropped.
+where ``m`` is the fraction of its prompts whose ``G`` samples were mixed (some right, some wrong) and
+``p`` its sampled accuracy: the share of GRPO steps that can learn anything, tilted toward what the
+SFT model leaves unsolved. ``m`` is measured, not derived from ``p``: prompts of one level differ in
+difficulty, so ``1 − p^G − (1 − p)^G`` overestimated it (a first SmolLM2 run predicted 70% mixed
+groups and trained with 25–30%). Levels with ``w`` below 2% of the best are dropped.
 """
 
 from __future__ import annotations
@@ -36,26 +39,22 @@ class Calibration:
     """Sampled accuracy and GRPO weight per level."""
 
     accuracy: dict[int, float]
+    mixed: dict[int, float]
     weights: dict[int, float]
     samples_per_level: int
 
     def to_json(self) -> dict[str, object]:
         return {
             "accuracy": {str(k): v for k, v in self.accuracy.items()},
+            "mixed_groups": {str(k): v for k, v in self.mixed.items()},
             "weights": {str(k): v for k, v in self.weights.items()},
             "samples_per_level": self.samples_per_level,
         }
 
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> Calibration:
-        acc = {int(k): float(v) for k, v in dict(data["accuracy"]).items()}  # type: ignore[arg-type]
-        wts = {int(k): float(v) for k, v in dict(data["weights"]).items()}  # type: ignore[arg-type]
-        return cls(acc, wts, int(data["samples_per_level"]))  # type: ignore[arg-type]
 
-
-def level_weight(p: float, group: int) -> float:
-    """The GRPO weight of a level whose sampled accuracy is ``p`` (see the module docstring)."""
-    return (1.0 - p) * (1.0 - p**group - (1.0 - p) ** group)
+def level_weight(accuracy: float, mixed: float) -> float:
+    """The GRPO weight of a level (see the module docstring)."""
+    return mixed * (1.0 - accuracy)
 
 
 def calibrate_levels(
@@ -72,12 +71,13 @@ def calibrate_levels(
     """Sample every item ``group`` times and weight each level by :func:`level_weight`.
 
     Returns:
-        Calibration: accuracy and normalised weights per level (a level kept with weight 0 is not
+        Calibration: accuracy, share of mixed groups and normalised weights per level (a level kept with weight 0 is not
         trained on; if every level has weight 0 the levels are kept equally, and GRPO will learn
         little: the caller reports it).
     """
     torch.manual_seed(seed)
     correct: dict[int, list[float]] = {}
+    mixed: dict[int, list[bool]] = {}
     per_batch = max(1, _BATCH_SEQUENCES // group)
     for start in range(0, len(items), per_batch):
         batch = items[start : start + per_batch]
@@ -86,10 +86,12 @@ def calibrate_levels(
         )
         for k, item in enumerate(batch):
             level = item.level if item.level is not None else 0
-            for text in texts[k * group : (k + 1) * group]:
-                correct.setdefault(level, []).append(training.reward(item.doc, text))
+            rewards = [training.reward(item.doc, t) for t in texts[k * group : (k + 1) * group]]
+            correct.setdefault(level, []).extend(rewards)
+            mixed.setdefault(level, []).append(len(set(rewards)) > 1)
     accuracy = {lv: sum(v) / len(v) for lv, v in sorted(correct.items())}
-    raw = {lv: level_weight(p, group) for lv, p in accuracy.items()}
+    mixed_share = {lv: sum(v) / len(v) for lv, v in sorted(mixed.items())}
+    raw = {lv: level_weight(accuracy[lv], mixed_share[lv]) for lv in accuracy}
     best = max(raw.values())
     if best <= 0:
         logger.warning("no level has mixed groups (sampled accuracy %s): GRPO will learn little", accuracy)
@@ -98,7 +100,7 @@ def calibrate_levels(
         kept = {lv: w for lv, w in raw.items() if w >= _DROP_BELOW * best}
         total = sum(kept.values())
         weights = {lv: kept.get(lv, 0.0) / total for lv in raw}
-    return Calibration(accuracy, weights, len(items) // max(1, len(accuracy)) * group)
+    return Calibration(accuracy, mixed_share, weights, len(items) // max(1, len(accuracy)) * group)
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import random
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,15 @@ from rvec.eval.tasks.base import Task
 from rvec.eval.tasks.registry import get_task
 from rvec.eval.types import Doc, Message, Response
 
-__all__ = ["ArithTraining", "GSM8KTraining", "TrainingItem", "TrainingSet", "draw_grpo_items", "training_set"]
+__all__ = [
+    "ArithTraining",
+    "GSM8KTraining",
+    "TrainingItem",
+    "TrainingSet",
+    "draw_grpo_items",
+    "mix_worked_solutions",
+    "training_set",
+]
 
 _GSM8K_CALC = re.compile(r"<<[^>]*>>")
 
@@ -65,6 +73,10 @@ class TrainingSet(ABC):
 
     answer_statement: str = r"The answer is\s*-?[$0-9]"
 
+    def bare_answer(self, doc: Doc) -> str:
+        """The answer alone, stated as the gold solutions state it (no worked steps)."""
+        return f"The answer is {self.task.gold(doc)}."
+
     def _prompt(self, doc: Doc) -> tuple[Message, ...]:
         request = self.task.request(doc, self.preset, condition=None)
         if request.messages is None:  # the paper preset is a chat preset; guard the invariant anyway
@@ -79,6 +91,9 @@ class ArithTraining(TrainingSet):
 
     eval_task = "arith"
     answer_statement = r"Answer:\s*-?[0-9]"
+
+    def bare_answer(self, doc: Doc) -> str:
+        return f"Answer: {self.task.gold(doc)}"
 
     def items(self, n: int, *, seed: int, levels: Sequence[int] | None = None) -> list[TrainingItem]:
         stream = problems("train", seed=seed, levels=tuple(levels) if levels else LEVELS)
@@ -125,6 +140,25 @@ def training_set(task: str, *, data_dir: Path | None = None) -> TrainingSet:
     if task == "gsm8k":
         return GSM8KTraining(get_task("gsm8k"), DataSource(data_dir))
     raise InvalidArgumentError(f"rvec pair cannot train on task {task!r}; use one of: arith, gsm8k")
+
+
+def mix_worked_solutions(
+    items: Sequence[TrainingItem], training: TrainingSet, *, worked_fraction: float, seed: int
+) -> list[TrainingItem]:
+    """SFT data where a seeded ``worked_fraction`` of the items keep their worked solution and the
+    rest state only the answer — as in SFT corpora that mix worked solutions with short answers.
+
+    A model fine-tuned on such a mix sometimes writes the steps and sometimes answers at once; on
+    multi-step problems the first is right far more often, which is exactly what GRPO's reward sees
+    and what a reasoning vector should carry (see docs/pair.md).
+    """
+    if worked_fraction >= 1.0:
+        return list(items)
+    rng = random.Random(f"worked/{seed}")
+    return [
+        it if rng.random() < worked_fraction else replace(it, solution=training.bare_answer(it.doc))
+        for it in items
+    ]
 
 
 def draw_grpo_items(

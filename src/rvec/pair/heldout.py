@@ -45,6 +45,8 @@ def held_out_check(
         accuracy[name] = {"accuracy": sum(correct[name].values()) / max(1, len(samples))}
     comparisons = {}
     for b, a in (("rl", "sft"), ("sft", "init")):
+        if a not in correct or b not in correct:
+            continue  # an SFT-only run (no GRPO phase) has no RL donor
         c = paired_comparison(correct[a], correct[b])
         comparisons[f"{b}_vs_{a}"] = {
             "diff": c.diff,
@@ -58,5 +60,5 @@ def held_out_check(
         "items": limit,
         "models": accuracy,
         "comparisons": comparisons,
-        "rl_beats_sft": comparisons["rl_vs_sft"]["ci"][0] > 0,
+        "rl_beats_sft": comparisons["rl_vs_sft"]["ci"][0] > 0 if "rl_vs_sft" in comparisons else None,
     }

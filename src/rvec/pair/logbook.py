@@ -94,6 +94,11 @@ class Logbook:
             for theirs, ours in LOG_FIELDS.items()
             if theirs in logs and isinstance(logs[theirs], (int, float)) and math.isfinite(logs[theirs])
         }
+        values |= {
+            key.replace("/", "_"): float(value)
+            for key, value in logs.items()
+            if key.startswith("accuracy/level") and isinstance(value, (int, float))
+        }
         row = {"phase": phase, "step": step, **values, "step_seconds": round(seconds, 3)}
         with self.path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")

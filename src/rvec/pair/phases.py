@@ -130,8 +130,21 @@ def run_grpo(
     docs = {it.doc.doc_id: it.doc for it in items}
     rows = [{"prompt": list(it.prompt), "doc_id": it.doc.doc_id} for it in items]
 
-    def correctness(completions: list[list[dict[str, str]]], doc_id: list[str], **_: Any) -> list[float]:
-        return [training.reward(docs[d], c[-1]["content"]) for c, d in zip(completions, doc_id, strict=True)]
+    def correctness(
+        completions: list[list[dict[str, str]]], doc_id: list[str], log_metric: Any = None, **_: Any
+    ) -> list[float]:
+        rewards = [
+            training.reward(docs[d], c[-1]["content"]) for c, d in zip(completions, doc_id, strict=True)
+        ]
+        by_level: dict[int, list[float]] = {}
+        for d, r in zip(doc_id, rewards, strict=True):
+            level = docs[d].fields.get("level")
+            if level is not None:
+                by_level.setdefault(int(level), []).append(r)
+        for level, values in by_level.items():  # which levels GRPO is learning on, step by step
+            if log_metric is not None:
+                log_metric(f"accuracy/level{level}", sum(values) / len(values))
+        return rewards
 
     def answer_format(completions: list[list[dict[str, str]]], **_: Any) -> list[float]:
         return [float(training.format_ok(c[-1]["content"])) for c in completions]

@@ -36,6 +36,8 @@ class PairRecipe(BaseModel):
             phase is merged when its folder is written.
         sft_lr / grpo_lr (float): Peak learning rates (LoRA wants ≈ 10x a full fine-tune's).
         sft_batch_size (int): Examples per SFT step.
+        worked_fraction (float): Share of SFT examples that show their worked steps; the others
+            state the answer alone (1 = every example worked).
         prompts_per_step (int): GRPO prompts per step; each gets ``num_generations`` completions.
         num_generations (int): Group size G of GRPO (≥ 2: the advantage is relative to the group).
         max_completion_length (int): Token budget of a GRPO completion.
@@ -62,6 +64,7 @@ class PairRecipe(BaseModel):
     sft_lr: float = Field(1e-3, gt=0)
     grpo_lr: float = Field(2e-4, gt=0)
     sft_batch_size: int = Field(8, ge=1)
+    worked_fraction: float = Field(1.0, gt=0, le=1)
     prompts_per_step: int = Field(2, ge=1)
     num_generations: int = Field(8, ge=2)
     max_completion_length: int = Field(96, ge=8)

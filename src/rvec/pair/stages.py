@@ -17,7 +17,7 @@ from rvec.checkpoint.hashing import sha256_file
 from rvec.checkpoint.source import resolve
 from rvec.checkpoint.writer import atomic_output_dir
 from rvec.errors import InvalidArgumentError, RvecError, TrainingError
-from rvec.pair.data import TrainingSet, draw_grpo_items
+from rvec.pair.data import TrainingSet, draw_grpo_items, mix_worked_solutions
 from rvec.pair.logbook import Logbook, StepReport, plot_curves, step_rates
 from rvec.pair.phases import (
     Factors,
@@ -83,9 +83,10 @@ class PairStages:
         quiet_training_libraries()
         init = self.init_folder()
         sft_factors = self.sft(init)
-        calibration = self.calibration()
-        grpo_factors = self.grpo(calibration)
-        vector = self.vector(grpo_factors)
+        calibration = vector = None
+        if self.recipe.grpo_steps > 0:
+            calibration = self.calibration()
+            vector = self.vector(self.grpo(calibration))
         if sft_factors is not None:
             self.sft_delta(init, sft_factors)
         held_out = self.held_out(init)
@@ -134,6 +135,9 @@ class PairStages:
         levels = self.recipe.levels if self.recipe.task == "arith" else None
         items = self.training.items(
             self.recipe.sft_steps * self.recipe.sft_batch_size, seed=self.recipe.seed, levels=levels
+        )
+        items = mix_worked_solutions(
+            items, self.training, worked_fraction=self.recipe.worked_fraction, seed=self.recipe.seed
         )
         start = time.perf_counter()
         model, factors = self._phase("SFT", run_sft, init, items, work=work)
@@ -222,7 +226,9 @@ class PairStages:
             f"held-out check: {self.recipe.eval_items} {self.training.eval_task} items × init, SFT, RL"
         )
         start = time.perf_counter()
-        models = {"init": init, "sft": self.out / "sft", "rl": self.out / "rl"}
+        models = {"init": init, "sft": self.out / "sft"}
+        if self.recipe.grpo_steps > 0:
+            models["rl"] = self.out / "rl"
         result = held_out_check(
             models,
             self.training.eval_task,
@@ -235,7 +241,7 @@ class PairStages:
         return result
 
     def manifest(
-        self, init: Path, vector: Path, calibration: dict[str, Any] | None, held_out: dict[str, Any]
+        self, init: Path, vector: Path | None, calibration: dict[str, Any] | None, held_out: dict[str, Any]
     ) -> dict[str, Any]:
         import peft
         import torch
@@ -249,8 +255,8 @@ class PairStages:
             "recipe": self.recipe.to_json(),
             "init": {"source": self.recipe.init, "sha256": _weight_hashes(init)},
             "sft": {"sha256": _weight_hashes(self.out / "sft")},
-            "rl": {"sha256": _weight_hashes(self.out / "rl"), "trained_from": "sft"},
-            "vector": json.loads((vector / "rvec.json").read_text()).get("files", {}),
+            "rl": {"sha256": _weight_hashes(self.out / "rl"), "trained_from": "sft"} if vector else None,
+            "vector": json.loads((vector / "rvec.json").read_text()).get("files", {}) if vector else None,
             "calibration": calibration,
             "held_out": held_out,
             "timings_seconds": self.timings,
