@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from rvec.checkpoint.dtypes import FLOAT_NAMES
+from rvec.checkpoint.dtypes import parse_float_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -22,23 +22,16 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32 if device == "cpu" else torch.bfloat16
 
 
-FLOAT_DTYPES: dict[str, torch.dtype] = {name: dtype.torch for name, dtype in FLOAT_NAMES.items()}
-"""The float dtypes a live model may use, by canonical name (the same names ``apply --dtype`` takes)."""
-
-
 def pick_dtype(requested: str, device: str) -> torch.dtype:
-    """``auto`` → :func:`default_dtype` for ``device``; else the named dtype.
+    """``auto`` → :func:`default_dtype` for ``device``; else the named dtype (``apply --dtype``'s
+    names and aliases: float32/fp32, bfloat16/bf16, float16/fp16).
 
     Raises:
         InvalidArgumentError: an unknown name.
     """
-    if requested == "auto":
+    if requested.strip().lower() == "auto":
         return default_dtype(device)
-    if requested not in FLOAT_DTYPES:
-        from rvec.errors import InvalidArgumentError
-
-        raise InvalidArgumentError(f"unknown dtype '{requested}'; use auto, {', '.join(FLOAT_DTYPES)}")
-    return FLOAT_DTYPES[requested]
+    return parse_float_dtype(requested).torch
 
 
 def pick_device(requested: str) -> str:

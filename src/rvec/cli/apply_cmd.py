@@ -28,7 +28,9 @@ def apply_command(
     ),
     rl: str | None = typer.Option(None, "--rl", help="RL donor, with --sft."),
     dtype: str | None = typer.Option(
-        None, "--dtype", help="Output dtype: float32, bfloat16, float16 (default: the target's)."
+        None,
+        "--dtype",
+        help="Output dtype: float32, bfloat16, float16, or fp32, bf16, fp16 (default: the target's).",
     ),
     include: list[str] = typer.Option(
         None, "--include", help="Regex; only matching tensors get the vector (repeatable)."

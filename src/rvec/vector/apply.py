@@ -29,6 +29,7 @@ from rvec.checkpoint.dtypes import (
     all_finite,
     coerce,
     from_float32,
+    parse_float_dtype,
     same_width_uint,
     to_float32,
 )
@@ -59,22 +60,12 @@ logger = logging.getLogger(__name__)
 # across the dozen passes each block gets.
 APPLY_BLOCK_ELEMENTS = 1 << 18
 
-DTYPES: dict[str, DType] = {
-    **FLOAT_NAMES,
-    "fp32": FLOAT_NAMES["float32"],
-    "bf16": FLOAT_NAMES["bfloat16"],
-    "fp16": FLOAT_NAMES["float16"],
-}
 _DTYPE_NAMES = {dtype: name for name, dtype in FLOAT_NAMES.items()}
 
 
 def parse_dtype(text: str | None) -> DType | None:
-    if text is None:
-        return None
-    try:
-        return DTYPES[text.lower()]
-    except KeyError as err:
-        raise InvalidArgumentError(f"--dtype {text}: expected float32, bfloat16 or float16") from err
+    """``--dtype``: ``None`` keeps the target's dtypes; else :func:`~rvec.checkpoint.dtypes.parse_float_dtype`."""
+    return None if text is None else parse_float_dtype(text)
 
 
 @dataclass(frozen=True)
