@@ -59,6 +59,9 @@ def load_causal_lm(
     Returns:
         The model in eval mode, its tokenizer (chat template included), and a content fingerprint of
         the weights (stable across machines; used in caches and results).
+
+    Raises:
+        MissingTokenizerError: a folder without tokenizer files (checked before the weights load).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -71,8 +74,32 @@ def load_causal_lm(
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(str(ckpt.path))
+        tokenizer = _load_tokenizer(ckpt.path)
         model = AutoModelForCausalLM.from_pretrained(str(ckpt.path), dtype=dtype)
     model.to(device)
     model.eval()
     return model, tokenizer, ckpt.fingerprint()
+
+
+# Files that hold a tokenizer's vocabulary, one of which every loadable tokenizer folder has.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def _load_tokenizer(folder: Path):
+    """The folder's tokenizer, or one line saying which files are missing and where to get them."""
+    from transformers import AutoTokenizer
+
+    from rvec.errors import MissingTokenizerError
+
+    fix = "copy them from the model it was made from (rvec apply and rvec convert write them)"
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise MissingTokenizerError(
+            f"{folder}: no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); {fix}", path=str(folder)
+        )
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:  # transformers' messages run over several lines
+        reason = " ".join(str(err).split())[:200]
+        raise MissingTokenizerError(
+            f"{folder}: the tokenizer files do not load ({reason}); {fix}", path=str(folder)
+        ) from err
