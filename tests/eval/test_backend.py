@@ -189,3 +189,23 @@ def test_a_stale_fingerprint_is_refused(llama_tied) -> None:
         _ = lm.fingerprint
     lm.fingerprint = "base+v"
     assert lm.fingerprint == "base+v"
+
+
+def test_a_one_ulp_change_of_one_bfloat16_weight_is_caught(llama_tied) -> None:
+    """The stale-weights guard reads raw bits: a change a bfloat16 sum rounds away still counts."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(llama_tied.target, dtype=torch.bfloat16).eval()
+    lm = HFBackend(
+        model, AutoTokenizer.from_pretrained(llama_tied.target), fingerprint="base", progress=False
+    )
+    weight = model.model.layers[1].mlp.up_proj.weight
+    before = weight.sum()
+    with torch.no_grad():
+        weight.view(torch.int16).view(-1)[5] += 1  # the next bfloat16 value of one element
+    assert torch.equal(weight.sum(), before)  # what the former checksum (a sum in the dtype) saw
+    with pytest.raises(InvalidArgumentError, match="weights changed"):
+        _ = lm.fingerprint
+    with torch.no_grad():
+        weight.view(torch.int16).view(-1)[5] -= 1
+    assert lm.fingerprint == "base"

@@ -276,7 +276,7 @@ def test_alpha_zero_gives_exactly_the_base_model(
 def test_eval_dtype_is_chosen_by_name_and_an_unknown_one_is_refused_before_loading(
     llama_tied, tiny_data: Path, short_preset: str, tmp_path: Path
 ) -> None:
-    with pytest.raises(InvalidArgumentError, match="unknown dtype 'int8'; use auto, float32"):
+    with pytest.raises(InvalidArgumentError, match="dtype 'int8': expected float32, bfloat16 or float16"):
         eval_command("no/such-model", tasks=["gsm8k"], preset=short_preset, dtype="int8")
     eval_command(
         str(llama_tied.target),

@@ -30,8 +30,60 @@ def test_several_errors_are_reported_together() -> None:
         "backend.batch_size: Input should be greater than or equal to 1",
         "backend.gpu: unknown key",
         "colour: unknown key",
+        "donors / vector / random_in_place_of_v: give exactly one source of v",
     ]
-    assert str(info.value).startswith("s.yaml: 5 problems; alphas: Input should be a valid list; ")
+    assert str(info.value).startswith("s.yaml: 6 problems; alphas: Input should be a valid list; ")
+
+
+def test_type_errors_and_semantic_errors_come_in_one_report(tmp_path: Path) -> None:
+    """One run lists every problem: non-finite α (YAML's .nan/.inf), a bad type, an unknown task,
+    HumanEval without allow_code_execution, a missing local target."""
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        "name: x\n"
+        "targets: [./no-such-model]\n"
+        "random_in_place_of_v: .nan\n"
+        "alphas: [1.0, .nan]\n"
+        "controls: {alpha_sweep: [.inf, -.inf]}\n"
+        "tasks: [gsm9k, humaneval]\n"
+        "limit: 0\n"
+        "backend: {dtype: int8}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_study(study)
+    errors = info.value.errors
+    assert errors[:7] == [
+        "random_in_place_of_v: Input should be a finite number",
+        "alphas.1: Input should be a finite number",
+        "controls.alpha_sweep.0: Input should be a finite number",
+        "controls.alpha_sweep.1: Input should be a finite number",
+        "limit: Input should be greater than or equal to 1",
+        "backend.dtype: Value error, dtype 'int8': expected float32, bfloat16 or float16 (or fp32, bf16, fp16)",
+        "targets: ./no-such-model does not exist",
+    ]
+    assert errors[7].startswith("tasks: unknown task 'gsm9k'; valid: ")
+    assert errors[8:] == [
+        "tasks: humaneval runs model-written code; set allow_code_execution: true to evaluate it"
+    ]
+    assert str(info.value).startswith(f"{study}: 9 problems; ")
+
+
+def test_backend_dtype_takes_the_same_aliases_as_the_commands() -> None:
+    raw = {"name": "x", "targets": ["m"], "tasks": ["gsm8k"], "random_in_place_of_v": 0.01}
+    assert parse_study({**raw, "backend": {"dtype": "bf16"}}).backend.dtype == "bfloat16"
+    assert parse_study({**raw, "backend": {"dtype": "FP32"}}).backend.dtype == "float32"
+    assert parse_study(raw).backend.dtype == "auto"
+
+
+def test_vector_is_opened_where_it_was_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative ``vector:`` is read from the study file's folder, whatever the working folder."""
+    (tmp_path / "studies" / "vec").mkdir(parents=True)
+    study = tmp_path / "studies" / "s.yaml"
+    study.write_text("name: x\nvector: vec\ntargets: [m]\ntasks: [gsm8k]\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_study(study).vector == str((tmp_path / "studies" / "vec").resolve())
 
 
 def test_semantic_errors_are_collected_after_types_pass() -> None:

@@ -79,6 +79,38 @@ _BY_TORCH_NAME = {d.torch_name: d for d in BY_NAME.values()}
 # The output dtypes users may ask for, by their canonical (config.json) names.
 FLOAT_NAMES: dict[str, DType] = {"float32": F32, "bfloat16": BF16, "float16": F16}
 
+# Other spellings of those names, accepted by every command and study field that takes a dtype.
+FLOAT_ALIASES: dict[str, str] = {
+    "fp32": "float32",
+    "f32": "float32",
+    "float": "float32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "f16": "float16",
+    "half": "float16",
+}
+
+
+def parse_float_dtype(text: str) -> DType:
+    """A float dtype users named: canonical name or alias, any case, ``torch.`` prefix allowed.
+
+    Raises:
+        InvalidArgumentError: any other name.
+
+    Example:
+        >>> parse_float_dtype("BF16").torch_name
+        'bfloat16'
+    """
+    key = text.strip().lower().removeprefix("torch.")
+    found = FLOAT_NAMES.get(FLOAT_ALIASES.get(key, key))
+    if found is None:
+        from rvec.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            f"dtype '{text}': expected float32, bfloat16 or float16 (or fp32, bf16, fp16)"
+        )
+    return found
+
 
 def coerce(dtype: DType | str | Any) -> DType:
     """A :class:`DType` from itself, a safetensors or torch name, or a ``torch.dtype`` (no torch import)."""

@@ -8,6 +8,7 @@ under its Hugging Face name. Tied models come back without ``lm_head.weight`` an
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 from collections.abc import Iterator
@@ -16,9 +17,12 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
+from rvec import __version__
+from rvec.atomic import atomic_dir
 from rvec.checkpoint.dtypes import F32, DType, coerce, from_torch
-from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
-from rvec.errors import CorruptCheckpointError
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, metadata_allowance
+from rvec.errors import CorruptCheckpointError, InvalidArgumentError
+from rvec.outputs import check_output_target
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +38,17 @@ def _config_json(path: Path) -> str:
             f"{path}: cannot read GGUF metadata ({err.__class__.__name__}: {err}); is it a complete GGUF file?",
             path=str(path),
         ) from err
+    if not getattr(config, "architectures", None):
+        # GGUF metadata names no class; the converted folder gets the one AutoModelForCausalLM builds.
+        config.architectures = [_causal_lm_class(config.model_type)]
     return config.to_json_string()
+
+
+def _causal_lm_class(model_type: str) -> str:
+    """The ``transformers`` class name ``AutoModelForCausalLM`` picks for ``model_type``."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type, f"{model_type}ForCausalLM")
 
 
 def gguf_config(path: Path) -> dict[str, Any]:
@@ -90,17 +104,21 @@ def convert(
     *,
     dtype: DType | str | Any = F32,
     overwrite: bool = False,
+    overwrite_foreign: bool = False,
     progress: bool = True,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
 ) -> Path:
-    """Dequantize a GGUF checkpoint into a Hugging Face folder (safetensors, config, tokenizer, chat template).
+    """Dequantize a GGUF checkpoint into a Hugging Face folder (safetensors, config, tokenizer, chat
+    template, and an ``rvec.json`` recording the source).
 
     Args:
-        gguf_file: the ``.gguf`` file.
+        gguf_file: the ``.gguf`` file, or ``pkg:MODULE/FILE.gguf`` (a file an installed package ships).
         out: output folder, written atomically.
         dtype: dtype of the written weights (dequantization itself is float32): a
             :class:`~rvec.checkpoint.dtypes.DType`, its name or a ``torch.dtype``.
-        overwrite: replace ``out`` if it exists.
+        overwrite: replace ``out`` if it exists and rvec wrote it (it has an ``rvec.json``).
+        overwrite_foreign: replace ``out`` even if rvec did not write it (never the working
+            folder, its ancestors, home, a filesystem root, or the folder holding the GGUF file).
         progress: show transformers' per-tensor dequantization bar.
         max_shard_bytes: shard size limit.
 
@@ -108,8 +126,13 @@ def convert(
         The output folder.
 
     Raises:
+        SourceNotFoundError: no such file (or package).
+        InvalidArgumentError: the file is not a ``.gguf`` file.
         CorruptCheckpointError: the file is not a readable GGUF checkpoint.
-        OutputExistsError: ``out`` exists and ``overwrite`` is false.
+        OutputExistsError: ``out`` exists and ``overwrite`` is false (``ForeignOutputError``: rvec
+            did not write it and ``overwrite_foreign`` is false).
+        UnsafeOutputError: ``out`` is a protected place (see above).
+        OutputError: the filesystem refused the output (read-only, full, permission…).
 
     Example:
         >>> convert("SmolLM2-135M-Instruct.Q4_1.gguf", "smol/")  # doctest: +SKIP
@@ -119,8 +142,9 @@ def convert(
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     dtype = coerce(dtype)
-
-    path = Path(gguf_file).resolve()
+    path = _gguf_path(gguf_file)
+    # Before the (slow) dequantization: a refused -o costs nothing.
+    check_output_target(Path(out), inputs=[path], overwrite=overwrite, overwrite_foreign=overwrite_foreign)
     gguf_config(path)  # validates the file with a clear error
     config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
     with torch.device("meta"):
@@ -139,15 +163,57 @@ def convert(
     names = [k for k in meta_model.state_dict() if k in tensors]
     plan = [PlannedTensor(n, dtype, tuple(tensors[n].shape)) for n in names]
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=sum(p.nbytes for p in plan)) as tmp:
+    # tokenizer.json dominates the non-tensor files; its serialised size is known before writing.
+    tokenizer_bytes = 2 * len(tokenizer.backend_tokenizer.to_str().encode()) if tokenizer.is_fast else 0
+    with atomic_dir(
+        Path(out),
+        overwrite=overwrite,
+        overwrite_foreign=overwrite_foreign,
+        inputs=[path],
+        needed_bytes=sum(p.nbytes for p in plan) + tokenizer_bytes + metadata_allowance(len(plan)),
+    ) as tmp:
         writer = ShardedWriter(tmp, plan, prefix="model", max_shard_bytes=max_shard_bytes)
-        for n in names:
-            writer.write(n, from_torch(tensors[n].to(dtype.torch).reshape(-1)))
-        writer.finish()
+        try:
+            for n in names:
+                writer.write(n, from_torch(tensors[n].to(dtype.torch).reshape(-1)))
+            writer.finish()
+        except BaseException:
+            writer.abort()  # the writer thread stops before the temporary folder is removed
+            raise
         config.architectures = [type(meta_model).__name__]  # GGUF metadata has no architectures list
         config.dtype = dtype.torch_name
         config.save_pretrained(tmp)
         GenerationConfig.from_model_config(config).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        (tmp / "rvec.json").write_text(json.dumps(_provenance(path, dtype), indent=2) + "\n")
     logger.info("converted %s → %s (%d tensors)", path.name, out, len(names))
     return Path(out)
+
+
+def _gguf_path(source: str | Path) -> Path:
+    """The GGUF file a ``convert`` source names: a path or ``pkg:MODULE/FILE.gguf``."""
+    from rvec.checkpoint.source import package_path
+
+    text = str(source)
+    path = (package_path(text) if text.startswith("pkg:") else Path(text).expanduser()).resolve()
+    if not path.is_file():
+        from rvec.errors import SourceNotFoundError
+
+        raise SourceNotFoundError(
+            f"{source}: no such file; pass a .gguf file or pkg:MODULE/FILE.gguf", source=text
+        )
+    if path.suffix != ".gguf":
+        raise InvalidArgumentError(
+            f"{source}: not a .gguf file; rvec convert only dequantizes GGUF checkpoints"
+        )
+    return path
+
+
+def _provenance(path: Path, dtype: DType) -> dict[str, Any]:
+    return {
+        "kind": "rvec-converted",
+        "rvec_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": {"gguf_file": path.name, "size": path.stat().st_size},
+        "dtype": dtype.torch_name,
+    }

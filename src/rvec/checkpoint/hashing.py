@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,6 +10,8 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from rvec.atomic import write_text
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 8 * 1024 * 1024
@@ -122,10 +125,6 @@ def _load(file: Path) -> dict[str, str]:
 
 
 def _store(file: Path, memo: dict[str, str]) -> None:
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, file)
-    except OSError:
-        pass  # a read-only home only costs re-hashing next time
+    # Not fsynced, and a read-only home is fine: a lost memo only costs re-hashing next time.
+    with contextlib.suppress(OSError):
+        write_text(file, json.dumps(memo), fsync=False)

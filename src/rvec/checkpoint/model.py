@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from rvec.checkpoint.dtypes import FLOAT_NAMES
+from rvec.checkpoint.dtypes import parse_float_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -22,23 +22,16 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32 if device == "cpu" else torch.bfloat16
 
 
-FLOAT_DTYPES: dict[str, torch.dtype] = {name: dtype.torch for name, dtype in FLOAT_NAMES.items()}
-"""The float dtypes a live model may use, by canonical name (the same names ``apply --dtype`` takes)."""
-
-
 def pick_dtype(requested: str, device: str) -> torch.dtype:
-    """``auto`` → :func:`default_dtype` for ``device``; else the named dtype.
+    """``auto`` → :func:`default_dtype` for ``device``; else the named dtype (``apply --dtype``'s
+    names and aliases: float32/fp32, bfloat16/bf16, float16/fp16).
 
     Raises:
         InvalidArgumentError: an unknown name.
     """
-    if requested == "auto":
+    if requested.strip().lower() == "auto":
         return default_dtype(device)
-    if requested not in FLOAT_DTYPES:
-        from rvec.errors import InvalidArgumentError
-
-        raise InvalidArgumentError(f"unknown dtype '{requested}'; use auto, {', '.join(FLOAT_DTYPES)}")
-    return FLOAT_DTYPES[requested]
+    return parse_float_dtype(requested).torch
 
 
 def pick_device(requested: str) -> str:
@@ -66,6 +59,9 @@ def load_causal_lm(
     Returns:
         The model in eval mode, its tokenizer (chat template included), and a content fingerprint of
         the weights (stable across machines; used in caches and results).
+
+    Raises:
+        MissingTokenizerError: a folder without tokenizer files (checked before the weights load).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -78,8 +74,32 @@ def load_causal_lm(
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(str(ckpt.path))
+        tokenizer = _load_tokenizer(ckpt.path)
         model = AutoModelForCausalLM.from_pretrained(str(ckpt.path), dtype=dtype)
     model.to(device)
     model.eval()
     return model, tokenizer, ckpt.fingerprint()
+
+
+# Files that hold a tokenizer's vocabulary, one of which every loadable tokenizer folder has.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def _load_tokenizer(folder: Path):
+    """The folder's tokenizer, or one line saying which files are missing and where to get them."""
+    from transformers import AutoTokenizer
+
+    from rvec.errors import MissingTokenizerError
+
+    fix = "copy them from the model it was made from (rvec apply and rvec convert write them)"
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise MissingTokenizerError(
+            f"{folder}: no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); {fix}", path=str(folder)
+        )
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:  # transformers' messages run over several lines
+        reason = " ".join(str(err).split())[:200]
+        raise MissingTokenizerError(
+            f"{folder}: the tokenizer files do not load ({reason}); {fix}", path=str(folder)
+        ) from err

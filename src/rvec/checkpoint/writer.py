@@ -1,5 +1,5 @@
-"""Write checkpoints as they are computed: sharded safetensors streamed block by block, inside an
-output folder that only appears, complete, when everything succeeded.
+"""Write checkpoints as they are computed: sharded safetensors streamed block by block, into the
+temporary folder of :func:`rvec.atomic.atomic_dir`, which appears, complete, only on success.
 
 Why a streaming writer instead of ``safetensors.torch.save_file``: ``save_file`` needs every tensor
 of a shard in memory at once. Because ``extract``/``apply`` know every output name, dtype and shape
@@ -14,13 +14,9 @@ import hashlib
 import json
 import logging
 import math
-import os
 import queue
-import shutil
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,7 +24,7 @@ from typing import BinaryIO
 import numpy as np
 
 from rvec.checkpoint.dtypes import DType, coerce
-from rvec.errors import InvalidArgumentError, OutputExistsError, RvecError
+from rvec.errors import InvalidArgumentError, RvecError
 
 logger = logging.getLogger(__name__)
 
@@ -284,42 +280,11 @@ class ShardedWriter:
             self._open_shard = None
 
 
-def _ensure_space(parent: Path, needed: int) -> None:
-    free = shutil.disk_usage(parent).free
-    if needed > free:
-        raise RvecError(
-            f"{parent}: needs {needed / 1e9:.2f} GB free, has {free / 1e9:.2f} GB; free space or choose another -o"
-        )
+def metadata_allowance(tensor_count: int) -> int:
+    """Bytes to reserve, beside the tensor data, for what an output folder holds besides it: shard
+    headers and the index (~150 bytes a tensor), ``rvec.json`` (per-tensor records), the card.
 
-
-@contextmanager
-def atomic_output_dir(final: Path, *, overwrite: bool = False, needed_bytes: int = 0) -> Iterator[Path]:
-    """Yield a fresh temporary sibling of ``final``; rename it to ``final`` only if the block succeeds.
-
-    On any exception the temporary folder is removed and ``final`` is untouched, so an interrupted
-    command never leaves an output that looks complete.
-
-    Raises:
-        OutputExistsError: ``final`` exists and ``overwrite`` is false.
+    Generous on purpose: the free-space check must count every byte written, and these files are
+    written last, when running out of space would waste the whole computation.
     """
-    final = Path(final).absolute()
-    if final.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{final}: already exists; pass --overwrite to replace it or choose another -o"
-        )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _ensure_space(final.parent, needed_bytes)
-    tmp = final.parent / f".{final.name}.rvec-partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if final.exists():
-            trash = final.parent / f".{final.name}.rvec-old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    return 1024**2 + 2048 * tensor_count

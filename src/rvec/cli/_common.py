@@ -32,6 +32,25 @@ def data_dir_option() -> Any:
     )
 
 
+def overwrite_option() -> Any:
+    """``--overwrite``: replace an output folder rvec wrote before; the same for every writing command."""
+    return typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the output if rvec wrote it (it has an rvec.json). Never the working folder, "
+        "its ancestors, home, a filesystem root, or a folder holding an input.",
+    )
+
+
+def overwrite_foreign_option() -> Any:
+    """``--overwrite-foreign``: the second, explicit flag for replacing what rvec did not write."""
+    return typer.Option(
+        False,
+        "--overwrite-foreign",
+        help="Replace the output even if rvec did not write it (the same places stay protected).",
+    )
+
+
 def print_json(data: Any) -> None:
     """Machine-readable output on stdout (plain print: rich would wrap long lines)."""
     print(json.dumps(data, indent=2, default=str))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import typer
@@ -13,6 +14,17 @@ from rvec import __version__
 from rvec.errors import RvecError
 
 EXIT_USER_ERROR = 1
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so it unwinds like Ctrl-C: every ``finally`` runs and the
+    temporary siblings of unfinished outputs are removed."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise Terminated
 
 
 class RvecGroup(TyperGroup):
@@ -24,6 +36,15 @@ class RvecGroup(TyperGroup):
         except RvecError as err:
             typer.echo(f"rvec: error: {err}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except OSError as err:
+            # An OS failure no boundary turned into a typed error (an unreadable input): still one
+            # line, never a traceback.
+            where = f"{os.fsdecode(err.filename)}: " if err.filename is not None else ""
+            typer.echo(f"rvec: error: {where}{err.strerror or err}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except Terminated:
+            typer.echo("rvec: terminated by SIGTERM; no half-written output was left", err=True)
+            raise typer.Exit(EXIT_TERMINATED) from None
 
 
 app = typer.Typer(
@@ -106,5 +127,6 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM cleans up as Ctrl-C does, then the command runs."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app()

@@ -8,7 +8,13 @@ import typer
 
 from rvec.checkpoint.source import resolve
 from rvec.checkpoint.writer import parse_size
-from rvec.cli._common import byte_progress, err, print_json
+from rvec.cli._common import (
+    byte_progress,
+    err,
+    overwrite_foreign_option,
+    overwrite_option,
+    print_json,
+)
 from rvec.errors import InvalidArgumentError
 from rvec.vector.apply import apply, parse_dtype
 from rvec.vector.artifact import DonorPair
@@ -28,7 +34,9 @@ def apply_command(
     ),
     rl: str | None = typer.Option(None, "--rl", help="RL donor, with --sft."),
     dtype: str | None = typer.Option(
-        None, "--dtype", help="Output dtype: float32, bfloat16, float16 (default: the target's)."
+        None,
+        "--dtype",
+        help="Output dtype: float32, bfloat16, float16, or fp32, bf16, fp16 (default: the target's).",
     ),
     include: list[str] = typer.Option(
         None, "--include", help="Regex; only matching tensors get the vector (repeatable)."
@@ -45,7 +53,8 @@ def apply_command(
     embeddings: str | None = typer.Option(
         None, "--embeddings", help="apply | skip | overlap (required when vocabularies differ)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
+    overwrite: bool = overwrite_option(),
+    overwrite_foreign: bool = overwrite_foreign_option(),
     skip_lineage: bool = typer.Option(
         False, "--skip-lineage", help="Apply even if the target looks unrelated to the donors."
     ),
@@ -97,6 +106,7 @@ def apply_command(
             selection=selection,
             embeddings=parse_policy(embeddings),
             overwrite=overwrite,
+            overwrite_foreign=overwrite_foreign,
             skip_lineage=skip_lineage,
             allow_pickle=allow_pickle,
             max_shard_bytes=parse_size(max_shard_size),

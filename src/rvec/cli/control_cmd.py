@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rvec.cli._common import err
+from rvec.cli._common import err, overwrite_foreign_option, overwrite_option
 from rvec.errors import InvalidArgumentError
 from rvec.vector.control import norm_matched_random, relative_random
 
@@ -21,7 +21,8 @@ def control_command(
     rel_norm: float | None = typer.Option(
         None, "--rel-norm", help="With --like: ‖r‖/‖θ‖ per tensor, e.g. 0.002."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
+    overwrite: bool = overwrite_option(),
+    overwrite_foreign: bool = overwrite_foreign_option(),
 ) -> None:
     """Write a random control vector: same per-tensor norms as VECTOR, random direction (seeded).
 
@@ -32,9 +33,18 @@ def control_command(
       rvec control --like smol/ --rel-norm 0.002 -o random-for-smol/
     """
     if vector is not None and like is None:
-        norm_matched_random(vector, output, seed=seed, overwrite=overwrite)
+        norm_matched_random(
+            vector, output, seed=seed, overwrite=overwrite, overwrite_foreign=overwrite_foreign
+        )
     elif like is not None and vector is None and rel_norm is not None:
-        relative_random(like, output, rel_norm=rel_norm, seed=seed, overwrite=overwrite)
+        relative_random(
+            like,
+            output,
+            rel_norm=rel_norm,
+            seed=seed,
+            overwrite=overwrite,
+            overwrite_foreign=overwrite_foreign,
+        )
     else:
         raise InvalidArgumentError("pass a VECTOR to match, or --like MODEL with --rel-norm (not both)")
     err.print(f"wrote {output} (random control, seed {seed})")

@@ -46,7 +46,7 @@ def eval_command(
     dtype: str = typer.Option(
         "auto",
         "--dtype",
-        help="float32 | bfloat16 | float16 (auto: float32 on CPU, bfloat16 on GPU). Only float32 gives "
+        help="float32 | bfloat16 | float16, or bf16, fp16, fp32 (auto: float32 on CPU, bfloat16 on GPU). Only float32 gives "
         "the same texts whatever the batch size and the other tasks of the run.",
     ),
     seed: int = typer.Option(1234, "--seed", help="Seed of the perturbations."),

@@ -7,7 +7,13 @@ from pathlib import Path
 import typer
 
 from rvec.checkpoint.writer import parse_size
-from rvec.cli._common import byte_progress, err, print_json
+from rvec.cli._common import (
+    byte_progress,
+    err,
+    overwrite_foreign_option,
+    overwrite_option,
+    print_json,
+)
 from rvec.vector.extract import extract
 
 
@@ -15,7 +21,8 @@ def extract_command(
     sft: str = typer.Option(..., "--sft", help="SFT donor: folder or hub id[@rev]."),
     rl: str = typer.Option(..., "--rl", help="RL donor (GRPO) trained from the SFT."),
     output: Path = typer.Option(..., "-o", "--output", help="Vector folder to create."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
+    overwrite: bool = overwrite_option(),
+    overwrite_foreign: bool = overwrite_foreign_option(),
     skip_lineage: bool = typer.Option(
         False, "--skip-lineage", help="Extract even if the donors look unrelated."
     ),
@@ -38,6 +45,7 @@ def extract_command(
             rl,
             output,
             overwrite=overwrite,
+            overwrite_foreign=overwrite_foreign,
             skip_lineage=skip_lineage,
             allow_pickle=allow_pickle,
             max_shard_bytes=parse_size(max_shard_size),

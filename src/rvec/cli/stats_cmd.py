@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from rvec.cli._common import err, out, print_json
+from rvec.outputs import check_output_file
 from rvec.vector.artifact import read_vector
 from rvec.vector.stats import cosine, plot_norms, vector_stats
 
@@ -25,6 +26,8 @@ def stats_command(
 
     Example: rvec stats vec/ --compare vec2/ --plot norms.png
     """
+    if plot:
+        check_output_file(plot, inputs=[vector, *([compare] if compare else [])])
     vec = read_vector(vector)
     stats = vector_stats(vec)
     cos = cosine(vec, read_vector(compare)) if compare else None

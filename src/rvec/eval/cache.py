@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rvec.errors import os_error
 from rvec.eval.types import GenerateRequest, LoglikelihoodRequest, Response
 
 __all__ = ["CACHE_FORMAT", "CacheEntry", "CacheKey", "ResponseCache", "request_digest"]
@@ -143,6 +144,12 @@ class CacheEntry:
             logger.info("cache %s: skipped %d truncated line(s)", self.path.name, skipped)
 
     def _write(self, text: str) -> None:
+        try:
+            self._append(text)
+        except OSError as err:  # a full or read-only disk mid-run: one line naming the cache
+            raise os_error(err, self.path) from err
+
+    def _append(self, text: str) -> None:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fresh = not self.path.exists() or self.path.stat().st_size == 0

@@ -14,10 +14,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from rvec.atomic import check_writable
 from rvec.errors import InvalidArgumentError
 from rvec.eval.backends import HFBackend
 from rvec.eval.runner import check_code_execution, evaluate
 from rvec.eval.types import EvalResult
+from rvec.outputs import check_results_folder
 
 __all__ = ["eval_command", "vector_fingerprint"]
 
@@ -72,6 +74,8 @@ def eval_command(
 
     Raises:
         InvalidArgumentError: ``vectors`` and ``alphas`` differ in length.
+        OutputExistsError: ``out_dir`` holds files but no earlier evaluation (no ``cache/``).
+        OutputError: ``out_dir`` cannot be written (read-only, permission, a file in the path).
         CodeExecutionNotAllowedError: HumanEval without ``allow_code_execution`` (before loading).
         and every error of :func:`~rvec.checkpoint.model.load_causal_lm` and ``evaluate``.
 
@@ -84,6 +88,9 @@ def eval_command(
             f"{len(vectors)} vector(s) but {len(alphas)} alpha(s); pass one --alpha per --vector"
         )
     check_code_execution(tasks, allowed=allow_code_execution)  # before the (slow) model load
+    if out_dir is not None:  # a read-only or foreign -o fails now, not after the model load
+        check_results_folder(out_dir, markers=("cache",))
+        check_writable(out_dir)
     from rvec.checkpoint.model import load_causal_lm, pick_dtype
 
     model, tokenizer, fingerprint = load_causal_lm(

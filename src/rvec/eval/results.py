@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import rvec
+from rvec.atomic import write_json, write_text
 from rvec.eval.data import fingerprint as data_fingerprint
 from rvec.eval.perturb import Perturbation
 from rvec.eval.plan import Unit
@@ -60,8 +59,8 @@ def mean_stderr(values: Sequence[float]) -> float:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a unique temporary sibling, then rename it over ``path``."""
-    _write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+    """Write JSON (lm-eval's layout: indented, UTF-8 kept) atomically over ``path``."""
+    write_json(path, data, indent=2, ensure_ascii=False, default=_json_default)
 
 
 def write_outputs(
@@ -84,11 +83,10 @@ def write_outputs(
         Path: The ``results.json`` path.
     """
     out_dir = Path(out_dir)
-    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
     for key, records in result.samples.items():
         more = (extras or {}).get(key, [{}] * len(records))
         lines = [_sample_line(r, m) for r, m in zip(records, more, strict=True)]
-        _write_text_atomic(out_dir / "samples" / sample_filename(key), "".join(lines))
+        write_text(out_dir / "samples" / sample_filename(key), "".join(lines))
     path = out_dir / "results.json"
     write_json_atomic(path, document)
     return path
@@ -98,20 +96,6 @@ def _sample_line(record: SampleRecord, extra: Mapping[str, Any]) -> str:
     line = {**asdict(record), **extra}
     line["metrics"] = dict(record.metrics)
     return json.dumps(line, ensure_ascii=False, default=_json_default) + "\n"
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _json_default(value: Any) -> Any:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator
 
 from rvec.errors import ConfigError, RvecError
 
@@ -47,7 +47,7 @@ class Controls(BaseModel):
     """``target − α·v`` for the first α (the paper's ablation)."""
     random_seeds: list[int] = Field(default_factory=lambda: [0])
     """One norm-matched random vector per seed, applied at the first α."""
-    alpha_sweep: list[float] = Field(default_factory=list)
+    alpha_sweep: list[FiniteFloat] = Field(default_factory=list)
     """Extra α values of v (the curve in the report also includes 0 and ``alphas``)."""
     rl_donor_think: bool | None = None
     """Evaluate the RL donor under ``think`` (the paper's "G+T" row); default: yes when ``donors`` are given."""
@@ -60,8 +60,21 @@ class Backend(BaseModel):
     name: Literal["hf"] = "hf"
     device: str = "auto"
     """``auto``: cuda when available, else cpu."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: str = "auto"
+    """``auto``, or a float dtype by name or alias (``bfloat16``/``bf16``…), kept as its canonical name."""
     batch_size: int = Field(16, ge=1)
+
+    @field_validator("dtype")
+    @classmethod
+    def _canonical_dtype(cls, value: str) -> str:
+        from rvec.checkpoint.dtypes import parse_float_dtype
+
+        if value.strip().lower() == "auto":
+            return "auto"
+        try:
+            return parse_float_dtype(value).torch_name
+        except RvecError as err:
+            raise ValueError(str(err)) from None
 
 
 class StudyConfig(BaseModel):
@@ -74,10 +87,10 @@ class StudyConfig(BaseModel):
     donors: Donors | None = None
     vector: str | None = None
     """An existing vector folder instead of ``donors``."""
-    random_in_place_of_v: float | None = None
+    random_in_place_of_v: FiniteFloat | None = Field(None, gt=0)
     """No real donor pair: use a random control with this per-tensor relative norm as "v" (labelled)."""
     targets: list[str] = Field(min_length=1)
-    alphas: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    alphas: list[FiniteFloat] = Field(default_factory=lambda: [1.0], min_length=1)
     controls: Controls = Field(default_factory=Controls)
     conditions: list[str] = Field(default_factory=lambda: ["plain", "think"], min_length=1)
     tasks: list[str] = Field(min_length=1)
@@ -111,47 +124,93 @@ def _pydantic_errors(err: ValidationError) -> list[str]:
     return out
 
 
-def _semantic_errors(config: StudyConfig, base: Path) -> list[str]:
-    """Checks pydantic cannot express: names against registries, exclusive choices, files."""
+def _strings(raw: dict[str, Any], key: str, default: list[str] | None = None) -> list[str]:
+    """The string items of list field ``key`` (pydantic reports a field of the wrong type)."""
+    value = raw.get(key, default)
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _local_path(text: str, base: Path) -> Path:
+    """A study's relative path, read from the study file's folder first, then the working folder."""
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return path
+    return base / path if (base / path).exists() else path
+
+
+def _looks_local(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~", "pkg:")) or source.endswith(".gguf")
+
+
+def _semantic_errors(raw: dict[str, Any], base: Path) -> list[str]:
+    """Checks pydantic cannot express: names against registries, exclusive choices, files.
+
+    They read the raw mapping, not the validated model, so they run even when some fields failed
+    type validation: one run reports every problem of the file. A field of the wrong type is
+    skipped here (pydantic has reported it).
+    """
+    from rvec.checkpoint.source import package_path
     from rvec.eval.perturb import parse_perturbations
+    from rvec.eval.plan import check_code_execution
     from rvec.eval.presets import get_preset
     from rvec.eval.tasks.registry import expand_task_names
 
     errors: list[str] = []
-    sources = [config.donors is not None, config.vector is not None, config.random_in_place_of_v is not None]
+    sources = [raw.get(k) is not None for k in ("donors", "vector", "random_in_place_of_v")]
     if sum(sources) != 1:
         errors.append("donors / vector / random_in_place_of_v: give exactly one source of v")
-    if (
-        config.vector is not None
-        and not (base / config.vector).expanduser().is_dir()
-        and not Path(config.vector).expanduser().is_dir()
-    ):
-        errors.append(f"vector: {config.vector} is not a folder")
-    if config.controls.rl_donor_think and config.donors is None:
+    vector = raw.get("vector")
+    if isinstance(vector, str) and not _local_path(vector, base).is_dir():
+        errors.append(f"vector: {vector} is not a folder")
+    donors = raw.get("donors") if isinstance(raw.get("donors"), dict) else {}
+    for key, source in [*(("targets", t) for t in _strings(raw, "targets")), *donors.items()]:
+        if not isinstance(source, str) or not _looks_local(source):
+            continue
+        where = key if key == "targets" else f"donors.{key}"
+        try:
+            path = package_path(source) if source.startswith("pkg:") else Path(source).expanduser()
+        except RvecError as err:
+            errors.append(f"{where}: {err}")
+            continue
+        if not path.exists():
+            errors.append(f"{where}: {source} does not exist")
+    controls = raw.get("controls") if isinstance(raw.get("controls"), dict) else {}
+    if controls.get("rl_donor_think") and raw.get("donors") is None:
         errors.append("controls.rl_donor_think: needs donors (the RL donor is the model evaluated)")
-    try:
-        preset = get_preset(config.preset)
-    except RvecError as err:
-        errors.append(f"preset: {err}")
-        preset = None
+    preset = None
+    if isinstance(raw.get("preset", "paper"), str):
+        try:
+            preset = get_preset(raw.get("preset", "paper"))
+        except RvecError as err:
+            errors.append(f"preset: {err}")
     if preset is not None:
-        for cond in config.conditions:
+        for cond in _strings(raw, "conditions", ["plain", "think"]):
             if cond not in preset.conditions:
                 errors.append(
                     f"conditions: '{cond}' is not a condition of preset '{preset.name}' ({', '.join(preset.conditions)})"
                 )
-    for key, names in (("tasks", config.tasks), ("adversarial", config.adversarial)):
-        for name in names:
+    known: list[str] = []
+    for key in ("tasks", "adversarial"):
+        for name in _strings(raw, key):
             try:
                 expand_task_names(name)
+                known.append(name)
             except RvecError as err:
                 errors.append(f"{key}: {err}")
-    for spec in config.perturbations:
+    try:
+        check_code_execution(known, allowed=raw.get("allow_code_execution") is True)
+    except RvecError as err:
+        errors.append(
+            f"tasks: {str(err).replace('pass --allow-code-execution', 'set allow_code_execution: true')}"
+        )
+    for spec in _strings(raw, "perturbations"):
         try:
             parse_perturbations(spec)
         except RvecError as err:
             errors.append(f"perturbations: {err}")
-    if len(set(config.alphas)) != len(config.alphas):
+    alphas = raw.get("alphas")
+    numbers = [a for a in alphas if isinstance(a, (int, float))] if isinstance(alphas, list) else []
+    if len(set(numbers)) != len(numbers):
         errors.append("alphas: values repeat")
     return errors
 
@@ -175,14 +234,19 @@ def load_study(path: str | Path) -> StudyConfig:
 
 
 def parse_study(raw: Any, *, source: str = "study", base: Path = Path(".")) -> StudyConfig:
-    """Validate a study given as a dict (see :func:`load_study`)."""
+    """Validate a study given as a dict (see :func:`load_study`); ``base`` is the study file's
+    folder, against which a relative ``vector:`` path is read (then the working folder)."""
     if not isinstance(raw, dict):
         raise ConfigError(["expected a mapping of keys at the top level"], source=source)
+    errors: list[str] = []
+    config: StudyConfig | None = None
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_pydantic_errors(err), source=source) from None
-    errors = _semantic_errors(config, base)
-    if errors:
+        errors += _pydantic_errors(err)
+    errors += [e for e in _semantic_errors(raw, base) if e not in errors]
+    if errors or config is None:
         raise ConfigError(errors, source=source)
+    if config.vector is not None:  # opened where it was validated, whatever the working folder
+        config = config.model_copy(update={"vector": str(_local_path(config.vector, base).resolve())})
     return config

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rvec import __version__
+from rvec.atomic import write_json
 from rvec.checkpoint.model import pick_device, pick_dtype
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
@@ -22,7 +23,6 @@ from rvec.study.runner import (
     CellCallback,
     StudyRun,
     _timer,
-    _write_json,
     cell_key,
     load_cell,
     save_cell,
@@ -201,7 +201,7 @@ class StudyExecutor:
             groups.append((target, [kc for kc in keyed if kc[0].variant.model == target], True))
             if rl is not None:
                 groups.append((rl, [kc for kc in keyed if kc[0].variant.model == rl], False))
-        _write_json(
+        write_json(
             self.out_dir / "study.json",
             {
                 "rvec_version": __version__,
@@ -212,6 +212,8 @@ class StudyExecutor:
                 "notes": self.run_state.notes,
                 "cells": plan,
             },
+            indent=1,
+            default=str,
         )
         self.progress.start(total=len(plan))
         try:

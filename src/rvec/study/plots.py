@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from rvec.atomic import atomic_file
 
 __all__ = ["Bars", "SweepSeries", "plot_alpha_sweep", "plot_conditions", "plot_vector_norms"]
 
@@ -153,12 +153,7 @@ def plot_vector_norms(vector_stats: Mapping[str, Any], path: Path) -> Path:
 
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
-    try:
-        fig.savefig(tmp, dpi=_DPI, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as fh:
+        fig.savefig(fh, dpi=_DPI, format="png")
     logger.debug("wrote %s", path)
     return path

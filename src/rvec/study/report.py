@@ -21,14 +21,13 @@ import io
 import json
 import logging
 import math
-import os
 import re
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rvec.atomic import write_text
 from rvec.errors import RvecError
 from rvec.study import plots
 from rvec.study.stats import (
@@ -267,11 +266,11 @@ def render_report(
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", config_text)), default=0))
         lines += ["## Configuration", "", f"{fence}yaml", config_text.rstrip("\n"), fence, ""]
 
-    report = _write_text(out_dir / "report.md", "\n".join(lines))
-    results_json = _write_text(
+    report = write_text(out_dir / "report.md", "\n".join(lines))
+    results_json = write_text(
         out_dir / "results.json", _results_json(cells, index, comparer, title, notes, config_text) + "\n"
     )
-    results_csv = _write_text(out_dir / "results.csv", _results_csv(cells))
+    results_csv = write_text(out_dir / "results.csv", _results_csv(cells))
     logger.info("report written to %s", report)
     return {
         "report": report,
@@ -719,14 +718,3 @@ def _md(text: str) -> str:
 
 def _slug(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", task)
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """Write via a unique temporary sibling and rename, so readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
-    try:
-        tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +24,9 @@ from typing import Any
 
 import yaml
 
+from rvec.atomic import make_folder, write_json, write_text
 from rvec.errors import OutputExistsError
+from rvec.outputs import check_results_folder
 from rvec.study.config import StudyConfig
 from rvec.study.types import CellResult, Variant
 
@@ -52,14 +53,14 @@ def cell_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)  # a crash never leaves a half-written cell that would be trusted on resume
-
-
 def save_cell(cells_dir: Path, cell: CellResult, samples: list[dict[str, Any]]) -> None:
-    _write_json(cells_dir / f"{cell.cache_key}.json", {"cell": cell_to_dict(cell), "samples": samples})
+    # Atomic: a crash never leaves a half-written cell that would be trusted on resume.
+    write_json(
+        cells_dir / f"{cell.cache_key}.json",
+        {"cell": cell_to_dict(cell), "samples": samples},
+        indent=1,
+        default=str,
+    )
 
 
 def cell_to_dict(cell: CellResult) -> dict[str, Any]:
@@ -93,19 +94,21 @@ def _timer(timings: dict[str, float], what: str) -> Iterator[None]:
 
 
 def prepare_run_dir(out_dir: Path, config_text: str, *, resume: bool) -> None:
-    """Create the run folder; refuse to mix with an existing run unless resuming."""
-    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+    """Create the run folder; refuse to mix with an existing run unless resuming, and to resume
+    into a folder that is not a run (its files would be replaced)."""
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not resume:
         raise OutputExistsError(
             f"{out_dir}: a run folder already exists; pass --resume to continue it or choose another -o"
         )
-    (out_dir / "cells").mkdir(parents=True, exist_ok=True)
-    (out_dir / "vectors").mkdir(exist_ok=True)
+    check_results_folder(out_dir, markers=("cells",))
+    make_folder(out_dir / "cells")
+    make_folder(out_dir / "vectors")
     previous = out_dir / "study.yaml"
     if resume and previous.is_file() and previous.read_text() != config_text:
         logger.warning(
             "%s: the study changed since the last run; cells whose inputs changed will be recomputed", out_dir
         )
-    (out_dir / "study.yaml").write_text(config_text)
+    write_text(out_dir / "study.yaml", config_text)
 
 
 def run_study(
@@ -142,8 +145,11 @@ def run_study(
 
     with _timer(run.timings, "report"):
         render_run(out_dir)
-    _write_json(
-        out_dir / "timings.json", {"timings": run.timings, "computed": run.computed, "cached": run.cached}
+    write_json(
+        out_dir / "timings.json",
+        {"timings": run.timings, "computed": run.computed, "cached": run.cached},
+        indent=1,
+        default=str,
     )
     return run
 

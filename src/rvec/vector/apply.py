@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rvec import __version__
+from rvec.atomic import atomic_dir
 from rvec.checkpoint.dtypes import (
     F32,
     FLOAT_NAMES,
@@ -29,6 +30,7 @@ from rvec.checkpoint.dtypes import (
     all_finite,
     coerce,
     from_float32,
+    parse_float_dtype,
     same_width_uint,
     to_float32,
 )
@@ -40,9 +42,10 @@ from rvec.checkpoint.writer import (
     WRITE_QUEUE_DEPTH,
     PlannedTensor,
     ShardedWriter,
-    atomic_output_dir,
+    metadata_allowance,
 )
 from rvec.errors import IncompatibleError, InvalidArgumentError, NonFiniteError
+from rvec.outputs import input_paths
 from rvec.vector import family
 from rvec.vector.artifact import DeltaSource, DonorPair, ReasoningVector, read_vector
 from rvec.vector.cards import model_card
@@ -59,22 +62,12 @@ logger = logging.getLogger(__name__)
 # across the dozen passes each block gets.
 APPLY_BLOCK_ELEMENTS = 1 << 18
 
-DTYPES: dict[str, DType] = {
-    **FLOAT_NAMES,
-    "fp32": FLOAT_NAMES["float32"],
-    "bf16": FLOAT_NAMES["bfloat16"],
-    "fp16": FLOAT_NAMES["float16"],
-}
 _DTYPE_NAMES = {dtype: name for name, dtype in FLOAT_NAMES.items()}
 
 
 def parse_dtype(text: str | None) -> DType | None:
-    if text is None:
-        return None
-    try:
-        return DTYPES[text.lower()]
-    except KeyError as err:
-        raise InvalidArgumentError(f"--dtype {text}: expected float32, bfloat16 or float16") from err
+    """``--dtype``: ``None`` keeps the target's dtypes; else :func:`~rvec.checkpoint.dtypes.parse_float_dtype`."""
+    return None if text is None else parse_float_dtype(text)
 
 
 @dataclass(frozen=True)
@@ -265,6 +258,7 @@ def apply(
     selection: Selection | None = None,
     embeddings: EmbeddingPolicy | None = None,
     overwrite: bool = False,
+    overwrite_foreign: bool = False,
     skip_lineage: bool = False,
     allow_pickle: bool = False,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
@@ -284,7 +278,10 @@ def apply(
             (default: each tensor keeps the target's dtype).
         selection: include/exclude/layers/schedule mask (default: everything, factor 1).
         embeddings: ``apply``/``skip``/``overlap`` (required when vocabularies differ).
-        overwrite: replace ``out`` if it exists.
+        overwrite: replace ``out`` if it exists and rvec wrote it (it has an ``rvec.json``).
+        overwrite_foreign: replace ``out`` even if rvec did not write it. Neither flag allows an
+            ``out`` that is the working folder, an ancestor of it, home, a filesystem root, or a
+            folder holding an input.
         skip_lineage: apply even if the target looks unrelated to the donors.
         allow_pickle: accept a pickled ``.bin`` target.
         max_shard_bytes: shard size limit.
@@ -299,7 +296,10 @@ def apply(
     Raises:
         IncompatibleError: architecture, tensors, shapes, vocabulary or lineage do not allow it.
         NonFiniteError: the result of some tensor is NaN/Inf (nothing is written).
-        OutputExistsError: ``out`` exists and ``overwrite`` is false.
+        OutputExistsError: ``out`` exists and ``overwrite`` is false (``ForeignOutputError``: rvec
+            did not write it and ``overwrite_foreign`` is false).
+        UnsafeOutputError: ``out`` is a protected place or holds an input (see above).
+        OutputError: the filesystem refused the output (read-only, full, permission…).
         InvalidArgumentError: α count differs from the vector count.
 
     Example:
@@ -325,8 +325,15 @@ def apply(
         )
     planned = [PlannedTensor(o.name, o.dtype, o.shape) for o in plan]
     total = sum(p.nbytes for p in planned)
+    copied = sum(f.stat().st_size for f in _target_files(ckpt))
     survival = Survival()
-    with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=total) as tmp:
+    with atomic_dir(
+        Path(out),
+        overwrite=overwrite,
+        overwrite_foreign=overwrite_foreign,
+        inputs=input_paths(ckpt, *sources),
+        needed_bytes=total + copied + metadata_allowance(len(planned)),
+    ) as tmp:
         writer = ShardedWriter(tmp, planned, prefix="model", max_shard_bytes=max_shard_bytes)
         try:
             _stream_outputs(
@@ -499,12 +506,15 @@ def _cast(raw: np.ndarray, src: DType, dst: DType, out: np.ndarray, ws: Workspac
     return from_float32(f32, out)
 
 
+def _target_files(target: Checkpoint) -> list[Path]:
+    """The target's tokenizer, chat template and generation config files the output gets copies of."""
+    return [target.path / n for n in METADATA_FILES if n != "config.json" and (target.path / n).is_file()]
+
+
 def _copy_target_files(target: Checkpoint, folder: Path, *, dtype: DType | None, untie: bool) -> None:
     """Config, tokenizer, chat template, generation config: always the target's."""
-    for name in METADATA_FILES:
-        src = target.path / name
-        if src.is_file() and name != "config.json":
-            shutil.copyfile(src, folder / name)
+    for src in _target_files(target):
+        shutil.copyfile(src, folder / src.name)
     config = dict(target.config)
     if untie:
         config["tie_word_embeddings"] = False

@@ -19,13 +19,16 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from rvec import __version__
+from rvec.atomic import atomic_dir
 from rvec.checkpoint.dtypes import F32, dot
 from rvec.checkpoint.reader import blocks
 from rvec.checkpoint.source import Checkpoint, resolve
-from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, metadata_allowance
+from rvec.outputs import check_output_target, input_paths
 from rvec.vector import family
 from rvec.vector.artifact import FORMAT_VERSION, MANIFEST, VECTOR_PREFIX, ReasoningVector, read_vector
 from rvec.vector.compat import float_shapes, probe_names, probe_values
+from rvec.vector.extract import LINEAGE_FILE_BYTES
 
 if TYPE_CHECKING:
     import torch
@@ -58,29 +61,40 @@ def _write(
     formula: str,
     probe_source: Checkpoint | ReasoningVector | None,
     overwrite: bool,
+    overwrite_foreign: bool,
 ) -> ReasoningVector:
     import torch
 
     plan = [PlannedTensor(n, F32, s) for n, s in shapes.items()]
     records: dict[str, Any] = {}
-    with atomic_output_dir(out, overwrite=overwrite, needed_bytes=sum(p.nbytes for p in plan)) as tmp:
+    with atomic_dir(
+        out,
+        overwrite=overwrite,
+        overwrite_foreign=overwrite_foreign,
+        inputs=input_paths(probe_source) if probe_source is not None else (),
+        needed_bytes=sum(p.nbytes for p in plan) + LINEAGE_FILE_BYTES + metadata_allowance(len(plan)),
+    ) as tmp:
         writer = ShardedWriter(tmp, plan, prefix=VECTOR_PREFIX, max_shard_bytes=DEFAULT_MAX_SHARD_BYTES)
-        for name, shape in shapes.items():
-            numel = math.prod(shape)
-            g = _gaussian(name, numel, seed)  # (numel,) float32
-            g_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
-            scale = norms[name] / g_norm if g_norm > 0 else 0.0
-            r = g.mul_(scale)
-            writer.write(name, r.numpy())
-            records[name] = {
-                "shape": list(shape),
-                "norm": float(torch.linalg.vector_norm(r, dtype=torch.float64)),
-                "rel_norm": rel_norms[name],
-                "zero_fraction": float((r == 0).double().mean()) if numel else 1.0,
-                "module": family.module_type(name),
-                "layer": family.layer_of(name),
-            }
-        files = writer.finish()
+        try:
+            for name, shape in shapes.items():
+                numel = math.prod(shape)
+                g = _gaussian(name, numel, seed)  # (numel,) float32
+                g_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
+                scale = norms[name] / g_norm if g_norm > 0 else 0.0
+                r = g.mul_(scale)
+                writer.write(name, r.numpy())
+                records[name] = {
+                    "shape": list(shape),
+                    "norm": float(torch.linalg.vector_norm(r, dtype=torch.float64)),
+                    "rel_norm": rel_norms[name],
+                    "zero_fraction": float((r == 0).double().mean()) if numel else 1.0,
+                    "module": family.module_type(name),
+                    "layer": family.layer_of(name),
+                }
+            files = writer.finish()
+        except BaseException:
+            writer.abort()  # the writer thread stops before the temporary folder is removed
+            raise
         if probe_source is not None:
             _copy_probe(tmp, probe_source, shapes)
         manifest = {
@@ -120,7 +134,12 @@ def _copy_probe(
 
 
 def norm_matched_random(
-    vector: ReasoningVector | str | Path, out: str | Path, *, seed: int = 0, overwrite: bool = False
+    vector: ReasoningVector | str | Path,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    overwrite: bool = False,
+    overwrite_foreign: bool = False,
 ) -> ReasoningVector:
     """A random vector with ``‖r[t]‖ = ‖v[t]‖`` for every tensor ``t`` of ``vector``.
 
@@ -140,6 +159,7 @@ def norm_matched_random(
         formula="r[t] = g[t]·‖v[t]‖/‖g[t]‖, g ~ N(0, I) seeded per tensor",
         probe_source=v,
         overwrite=overwrite,
+        overwrite_foreign=overwrite_foreign,
     )
 
 
@@ -150,12 +170,17 @@ def relative_random(
     rel_norm: float,
     seed: int = 0,
     overwrite: bool = False,
+    overwrite_foreign: bool = False,
 ) -> ReasoningVector:
     """A random vector for ``model``'s family with ``‖r[t]‖ = rel_norm·‖θ[t]‖`` per tensor.
 
     Used where no real donor pair exists for a model (the offline demo): clearly a control.
     """
     ckpt = model if isinstance(model, Checkpoint) else resolve(model)
+    # Before reading the whole model for its norms: a refused -o costs nothing.
+    check_output_target(
+        Path(out), inputs=input_paths(ckpt), overwrite=overwrite, overwrite_foreign=overwrite_foreign
+    )
     shapes = float_shapes(ckpt)
     norms = {}
     for name in shapes:
@@ -175,4 +200,5 @@ def relative_random(
         formula=f"r[t] = g[t]·{rel_norm:g}·‖θ[t]‖/‖g[t]‖, g ~ N(0, I) seeded per tensor",
         probe_source=ckpt,
         overwrite=overwrite,
+        overwrite_foreign=overwrite_foreign,
     )

@@ -16,12 +16,14 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from rvec import __version__
+from rvec.atomic import atomic_dir
 from rvec.checkpoint import hashing
 from rvec.checkpoint.dtypes import F32, all_finite, dot
 from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, Workspace, blocks
 from rvec.checkpoint.source import Checkpoint, resolve
-from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, metadata_allowance
 from rvec.errors import IncompatibleError, NonFiniteError
+from rvec.outputs import input_paths
 from rvec.vector import family
 from rvec.vector.artifact import (
     FORMAT_VERSION,
@@ -32,7 +34,15 @@ from rvec.vector.artifact import (
     read_vector,
 )
 from rvec.vector.cards import vector_card
-from rvec.vector.compat import CheckReport, check_donors, float_shapes, probe_names, probe_values
+from rvec.vector.compat import (
+    PROBE_ELEMENTS,
+    PROBE_TENSORS,
+    CheckReport,
+    check_donors,
+    float_shapes,
+    probe_names,
+    probe_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +50,7 @@ ProgressCallback = Callable[[int, int], None]
 """Called with (bytes done, bytes total) as work advances."""
 
 LINEAGE_FILE = "lineage.safetensors"
+LINEAGE_FILE_BYTES = PROBE_TENSORS * PROBE_ELEMENTS * 4 + 64 * 1024  # float32 values + header, at most
 
 
 @dataclass
@@ -75,6 +86,7 @@ def extract(
     out: str | Path,
     *,
     overwrite: bool = False,
+    overwrite_foreign: bool = False,
     skip_lineage: bool = False,
     allow_pickle: bool = False,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
@@ -87,7 +99,10 @@ def extract(
         sft: SFT donor (folder, hub id[@rev], or :class:`Checkpoint`).
         rl: RL donor, trained from the SFT checkpoint.
         out: output folder; created atomically (absent until complete).
-        overwrite: replace ``out`` if it exists.
+        overwrite: replace ``out`` if it exists and rvec wrote it (it has an ``rvec.json``).
+        overwrite_foreign: replace ``out`` even if rvec did not write it. Neither flag allows an
+            ``out`` that is the working folder, an ancestor of it, home, a filesystem root, or a
+            folder holding a donor.
         skip_lineage: combine donors even if the lineage probe says they are unrelated.
         allow_pickle: accept pickled ``.bin`` donors.
         max_shard_bytes: shard size limit of the output.
@@ -100,7 +115,10 @@ def extract(
     Raises:
         IncompatibleError: the donors differ in architecture, tensor names or shapes, or are unrelated.
         NonFiniteError: a donor holds NaN/Inf (nothing is written).
-        OutputExistsError: ``out`` exists and ``overwrite`` is false.
+        OutputExistsError: ``out`` exists and ``overwrite`` is false (``ForeignOutputError``: rvec
+            did not write it and ``overwrite_foreign`` is false).
+        UnsafeOutputError: ``out`` is a protected place or holds a donor (see above).
+        OutputError: the filesystem refused the output (read-only, full, permission…).
 
     Example:
         >>> extract("org/model-sft", "org/model-grpo", "vec/")  # doctest: +SKIP
@@ -122,7 +140,13 @@ def extract(
     done = 0
     # The manifest records the donors' sha256; hash them beside the loop, not before it.
     donor_hashes = hashing.BackgroundHashes([*sft_ckpt.weight_files, *rl_ckpt.weight_files])
-    with atomic_output_dir(Path(out), overwrite=overwrite, needed_bytes=total) as tmp:
+    with atomic_dir(
+        Path(out),
+        overwrite=overwrite,
+        overwrite_foreign=overwrite_foreign,
+        inputs=input_paths(sft_ckpt, rl_ckpt),
+        needed_bytes=total + LINEAGE_FILE_BYTES + metadata_allowance(len(plan)),
+    ) as tmp:
         writer = ShardedWriter(tmp, plan, prefix=VECTOR_PREFIX, max_shard_bytes=max_shard_bytes)
         pair = DonorPair(sft=sft_ckpt, rl=rl_ckpt)
         ws = Workspace(block_elements)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rvec.atomic import atomic_file
 from rvec.checkpoint import dtypes
 from rvec.checkpoint.reader import blocks
 from rvec.vector.artifact import ReasoningVector
@@ -125,6 +126,7 @@ def plot_norms(stats: list[tuple[str, VectorStats]], path: str | Path) -> Path:
         ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as fh:
+        fig.savefig(fh, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)
     return path

@@ -516,11 +516,32 @@ def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> frozenset[int]:
 
 
 @torch.inference_mode()
-def _weights_checksum(model: torch.nn.Module) -> float:
-    """Sum of every parameter (float32 per tensor, summed on their device, one transfer). Not a
-    hash: it only has to change when α·v is added, which it does unless the deltas cancel exactly."""
-    sums = [p.detach().sum() for p in model.parameters()]
-    return float(torch.stack([s.float() for s in sums]).double().sum()) if sums else 0.0
+def _weights_checksum(model: torch.nn.Module) -> str:
+    """A checksum of every parameter's raw bits that changes when any element changes.
+
+    Each parameter's bytes are read as 64-bit words and summed modulo 2**64 on its device (one
+    transfer for all): a changed element changes its word, and so the sum, by a non-zero amount
+    below 2**64, whatever the dtype. A sum of the values in their own dtype missed that: in
+    bfloat16 a small α·v rounds away in the running sum. Integer sums are also exact and
+    order-free, so the checksum does not depend on how the device reduces. As fast as a float sum.
+    """
+    sums = [_bit_sum(p.detach()) for p in model.parameters()]
+    if not sums:
+        return ""
+    words = torch.stack(sums).cpu().numpy().tobytes()
+    return hashlib.sha256(words).hexdigest()
+
+
+def _bit_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Σ of ``tensor``'s bytes as little-endian int64 words, mod 2**64; trailing bytes weighted by place."""
+    raw = tensor.contiguous().view(-1).view(torch.uint8)  # (bytes,)
+    whole = raw.numel() // 8 * 8
+    total = raw[:whole].view(torch.int64).sum()
+    if whole < raw.numel():  # at most 7 bytes: each at its own place so two cannot trade values
+        tail = raw[whole:].to(torch.int64)
+        places = torch.arange(tail.numel(), device=tail.device, dtype=torch.int64) * 8
+        total = total + torch.bitwise_left_shift(tail, places).sum()
+    return total
 
 
 def _cache_kwarg(model: torch.nn.Module) -> str:
