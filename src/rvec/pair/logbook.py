@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rvec.atomic import atomic_file, write_text
+
 __all__ = ["LOG_FIELDS", "Logbook", "StepReport", "plot_curves", "read_log", "step_rates"]
 
 LOG_FIELDS: dict[str, str] = {
@@ -68,7 +70,7 @@ class Logbook:
                 row["phase"] == phase and row["step"] <= after_step
             ):
                 kept.append(line)
-        self.path.write_text("".join(k + "\n" for k in kept))
+        write_text(self.path, "".join(k + "\n" for k in kept))
 
     def callback(self, phase: str) -> Any:
         """A ``transformers.TrainerCallback`` that logs ``phase``'s steps here."""
@@ -161,5 +163,6 @@ def plot_curves(log: Path, out: Path, *, held_out: dict[str, float] | None = Non
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    with atomic_file(out) as fh:
+        fig.savefig(fh, dpi=110, format="png")
     plt.close(fig)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from rvec import __version__
+from rvec.atomic import atomic_dir, write_json
 from rvec.checkpoint.hashing import sha256_file
 from rvec.checkpoint.source import resolve
-from rvec.checkpoint.writer import atomic_output_dir
 from rvec.errors import InvalidArgumentError, RvecError, TrainingError
 from rvec.pair.data import TrainingSet, draw_grpo_items, mix_worked_solutions
 from rvec.pair.logbook import Logbook, StepReport, plot_curves, step_rates
@@ -29,7 +29,7 @@ from rvec.pair.phases import (
 )
 from rvec.pair.recipe import PairRecipe
 
-__all__ = ["MANIFEST", "PairResult", "PairStages", "write_json"]
+__all__ = ["MANIFEST", "PairResult", "PairStages"]
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ class PairStages:
             ) from err
 
     def _save_model(self, model: Any, tokenizer_from: Path, folder: Path) -> None:
-        with atomic_output_dir(folder, overwrite=False) as tmp:
+        with atomic_dir(folder) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             copy_tokenizer(tokenizer_from, tmp)
 
@@ -319,13 +319,6 @@ class PairStages:
     def _save(self, name: str, data: Any) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         write_json(self.work / f"{name}.json", data)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` as JSON, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
 
 
 def copy_tokenizer(src: Path, dst: Path) -> None:

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from rvec import __version__
+from rvec.atomic import write_json
 from rvec.errors import InvalidArgumentError, OutputExistsError
 from rvec.pair.data import training_set
 from rvec.pair.logbook import StepReport
 from rvec.pair.recipe import PairRecipe, recipe_differences
-from rvec.pair.stages import PairResult, PairStages, write_json
+from rvec.pair.stages import PairResult, PairStages
 
 __all__ = ["make_pair"]
 
