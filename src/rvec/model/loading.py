@@ -1,4 +1,8 @@
-"""Load a checkpoint source as a live ``transformers`` causal LM (for evaluation and in-memory α)."""
+"""Load a checkpoint source as a live ``transformers`` causal LM (for evaluation and in-memory α).
+
+The HF backend's :class:`~rvec.model.hf.HFModelState` loads through here; so do tests and benchmarks
+that want a bare ``(model, tokenizer, fingerprint)``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from pathlib import Path
 import torch
 
 from rvec.checkpoint.dtypes import FLOAT_NAMES
+from rvec.errors import InvalidArgumentError
+
+__all__ = ["FLOAT_DTYPES", "default_dtype", "load_causal_lm", "pick_device", "pick_dtype"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +42,6 @@ def pick_dtype(requested: str, device: str) -> torch.dtype:
     if requested == "auto":
         return default_dtype(device)
     if requested not in FLOAT_DTYPES:
-        from rvec.errors import InvalidArgumentError
-
         raise InvalidArgumentError(f"unknown dtype '{requested}'; use auto, {', '.join(FLOAT_DTYPES)}")
     return FLOAT_DTYPES[requested]
 
