@@ -72,12 +72,27 @@ def command(
     config_fd: int,
     info_fd: int,
     sync_fd: int,
+    python_fd: int,
     launcher: str,
     work_bytes: int,
 ) -> list[str]:
-    """The whole argv: outer layer (as root) + inner ``bwrap`` + the interpreter running ``launcher``."""
+    """The whole argv: outer layer (as root) + inner ``bwrap`` + the interpreter running ``launcher``.
+
+    ``python_fd`` is the interpreter binary opened for reading; the sandbox gets an execute-only
+    copy of it at the same path (see :func:`_inner`).
+    """
     python, prefixes = interpreter()
     inner = _inner(tools.bwrap, prefixes=prefixes, work_bytes=work_bytes, info_fd=info_fd, sync_fd=sync_fd)
+    inner += [
+        # An execute-only copy of the interpreter over the original: the kernel makes a process
+        # whose image it may not read non-dumpable, so no other process in the sandbox (a child
+        # running a Python with ctypes, say) may ptrace the launcher or read its memory.
+        "--perms",
+        "0111",
+        "--ro-bind-data",
+        str(python_fd),
+        python,
+    ]
     program = [python, "-I", "-S", "-B", "-c", launcher, str(config_fd)]
     if tools.setpriv is None:
         return [*inner, "--", *program]

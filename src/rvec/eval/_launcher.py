@@ -14,6 +14,8 @@ anyway is refused by a second hook: object-graph walks (``gc.get_objects``/``get
 frames, adding audit hooks, building code objects, and native-code modules (``ctypes``, ``_test*``).
 Python-level signal handlers (which receive whatever frame is running) cannot be installed, and the
 collector is switched off before the reporting hook takes a frame, so no finaliser runs inside it.
+The interpreter's image is execute-only inside the sandbox, so the kernel makes this process
+non-dumpable: no other process there may ptrace it or read its memory.
 
 **Defence in depth** (``guard``): processes, signals to other processes, sockets, and writes or
 deletions outside the work folder are refused here too, although the OS isolation already contains
@@ -61,6 +63,7 @@ _VAULT_PREFIXES = ("sys.monitoring", "ctypes.")
 _NATIVE_MODULES = frozenset(
     {"ctypes", "_ctypes", "_ctypes_test", "cffi", "_cffi_backend", "_xxsubinterpreters", "_xxinterpchannels"}
 )
+_PROCESS_MODULES = frozenset({"_posixsubprocess"})  # its fork_exec raises no audit event
 # Defence in depth: the OS isolation already contains these.
 _PROCESS_EVENTS = frozenset(
     {
@@ -144,6 +147,7 @@ def _install_guard(workdir: str, *, defence: bool) -> None:
         native: frozenset[str] = _NATIVE_MODULES,
         defence: bool = defence,
         process_events: frozenset[str] = _PROCESS_EVENTS,
+        process_modules: frozenset[str] = _PROCESS_MODULES,
         path_events: tuple[tuple[str, int], ...] = tuple(_PATH_EVENTS.items()),
         write_flags: int = _WRITE_FLAGS,
         root: str = workdir.rstrip("/") + "/",
@@ -159,6 +163,8 @@ def _install_guard(workdir: str, *, defence: bool) -> None:
             return
         if event in process_events:
             raise error(f"blocked by the rvec sandbox: {event}")
+        if event == "import" and args and type(args[0]) is str and args[0] in process_modules:
+            raise error(f"blocked by the rvec sandbox: import {args[0]}")
         paths: tuple[object, ...] = ()
         if event == "open" and len(args) == 3:
             mode, flags = args[1], args[2]
@@ -190,7 +196,6 @@ def _block_signal_handlers() -> None:
     """
     import _imp
     import _signal
-
     import warnings
 
     with warnings.catch_warnings():

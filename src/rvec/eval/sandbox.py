@@ -174,20 +174,23 @@ class Sandbox:
         }
         config_fd = _memfd(json.dumps(config).encode() + b"\n" + program.encode("utf-8", "replace"))
         del config
+        python_fd = os.open(_bwrap.interpreter()[0], os.O_RDONLY | os.O_CLOEXEC)  # bwrap reads it to the end
         argv = _bwrap.command(
             _tools(),
             config_fd=config_fd,
             info_fd=info_w,
             sync_fd=sync_w,
+            python_fd=python_fd,
             launcher=_LAUNCHER,
             work_bytes=self.max_file_mb * 1024 * 1024,
         )
         owned = [report_r, info_r, sync_r]
+        passed_on = (config_fd, report_w, info_w, sync_w, python_fd)
         try:
             with tempfile.TemporaryFile() as stderr:
                 start = time.monotonic()
-                proc = _spawn(argv, stderr, keep=(config_fd, report_w, info_w, sync_w))
-                for fd in (config_fd, report_w, info_w, sync_w):
+                proc = _spawn(argv, stderr, keep=passed_on)
+                for fd in passed_on:
                     os.close(fd)
                 deadline = start + self.timeout_s
                 child_pid, init = _watch_init(info_r, sync_r, deadline)
