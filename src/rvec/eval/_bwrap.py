@@ -11,6 +11,7 @@ inner layer runs. Each flag is explained where it is set and in docs/security.md
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -58,6 +59,7 @@ def find_tools() -> Tools:
     return Tools(os.path.realpath(bwrap), setpriv and os.path.realpath(setpriv))
 
 
+@functools.cache
 def interpreter() -> tuple[str, tuple[str, ...]]:
     """The real path of this Python's base interpreter and the folders it needs (read-only)."""
     exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import secrets
@@ -58,9 +59,12 @@ from rvec.eval import _bwrap
 
 __all__ = ["ExecutionResult", "Sandbox", "require_isolation"]
 
+logger = logging.getLogger(__name__)
+
 _LAUNCHER = (Path(__file__).parent / "_launcher.py").read_text(encoding="utf-8")
 _EXIT_SIGXCPU = 128 + signal.SIGXCPU  # bwrap reports a signal death as 128 + signal
 _TEARDOWN_S = 10.0  # how long the kernel may take to tear the sandbox down after SIGKILL
+_SETUP_GRACE_S = 60.0  # bwrap's own start does not count against the program's timeout
 _STDERR_TAIL = 2000
 
 
@@ -189,20 +193,25 @@ class Sandbox:
         try:
             with tempfile.TemporaryFile() as stderr:
                 start = time.monotonic()
-                proc = _spawn(argv, stderr, keep=passed_on)
-                for fd in passed_on:
-                    os.close(fd)
-                deadline = start + self.timeout_s
-                child_pid, init = _watch_init(info_r, sync_r, deadline)
-                timed_out = _wait(proc, deadline)
-                _kill(proc, init)
+                try:
+                    proc = _spawn(argv, stderr, keep=passed_on)
+                finally:
+                    for fd in passed_on:
+                        os.close(fd)
+                init = None
+                try:
+                    child_pid, init = _watch_init(info_r, sync_r, start + self.timeout_s + _SETUP_GRACE_S)
+                    # The program's time starts once bwrap has built the sandbox.
+                    timed_out = _wait(proc, time.monotonic() + self.timeout_s)
+                finally:
+                    _kill(proc, init)
                 duration = time.monotonic() - start
                 stderr_tail = _tail(stderr)
             report = _read_available(report_r, limit=4096)
         finally:
             for fd in owned:
                 os.close(fd)
-        if child_pid is None:  # bwrap never started the sandbox: an infrastructure error
+        if child_pid is None:  # bwrap did not start the sandbox: an infrastructure error, not a verdict
             raise SandboxUnavailableError(
                 f"the sandbox for model-written code could not start ({_last_line(stderr_tail)}); "
                 "bubblewrap needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0)"
@@ -314,7 +323,8 @@ def _kill(proc: subprocess.Popen[bytes], init: int | None) -> None:
             signal.pidfd_send_signal(init, signal.SIGKILL)
         # A pidfd turns readable once the process has exited, which for a namespace's init is after
         # every other process in the namespace is gone.
-        select.select([init], [], [], _TEARDOWN_S)
+        if not select.select([init], [], [], _TEARDOWN_S)[0]:
+            logger.warning("sandbox: its init still runs %.0f s after SIGKILL", _TEARDOWN_S)
         os.close(init)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
