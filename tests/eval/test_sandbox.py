@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from fixtures import processes_with
 from rvec.cli import app
 from rvec.errors import CodeExecutionNotAllowedError, SandboxUnavailableError
 from rvec.eval import sandbox as sandbox_module
@@ -105,19 +106,6 @@ def test_a_program_that_never_ends_is_stopped_at_the_timeout_and_leaves_nothing(
     result = Sandbox(allow=True, timeout_s=2, python_guard=False).run(program)
     assert (result.passed, result.status, result.returncode) == (False, "timeout", None)
     assert processes_with(marker) == []
-
-
-def processes_with(marker: str) -> list[int]:
-    """Host processes whose command line contains ``marker``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 @pytest.fixture

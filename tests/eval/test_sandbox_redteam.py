@@ -1,4 +1,4 @@
-"""Red team: every hostile program of redteam_programs.py, run for real under the sandbox — with the
+"""Red team: every hostile program of redteam_programs.py and redteam_verdict_programs.py, run for real under the sandbox — with the
 in-process guard, and with the OS isolation alone — and checked twice: its verdict (never passed) and
 the harm it tried (nothing outside changed or created, no socket reached, no signal received, nothing
 left running, no secret or pass token in its output, no escalation)."""
@@ -14,14 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from redteam_programs import ATTACKS, Attack
+from redteam_programs import HOST_ATTACKS, Attack
+from redteam_verdict_programs import VERDICT_ATTACKS
 
+from fixtures import processes_with
 from rvec.eval import _bwrap
 from rvec.eval import sandbox as sandbox_module
 from rvec.eval.sandbox import ExecutionResult, Sandbox
 
 TOKEN = "5ec12e7b0ca7a1f0" * 2  # the pass token of every run here, so the suite can look for it
 SECRET = "rvec-redteam-secret-7f3a9c"
+ATTACKS = HOST_ATTACKS + VERDICT_ATTACKS
 LAYERS = {"guard+os": True, "os-only": False}
 WATCHED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGHUP)
 
@@ -127,18 +130,6 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     yield h
     for sock in h.listeners.values():
         sock.close()
-
-
-def processes_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def reached(sock: socket.socket) -> bool:

@@ -47,25 +47,17 @@ _VAULT_EVENTS = frozenset(
         "gc.get_referrers",
         "gc.get_referents",
         "code.__new__",
-        "ctypes.dlopen",
-        "ctypes.dlsym",
-        "ctypes.addressof",
-        "ctypes.cdata",
-        "ctypes.string_at",
-        "ctypes.wstring_at",
-        "ctypes.call_function",
-        "ctypes.PyObj_FromPtr",
         "cpython.PyInterpreterState_New",
         "cpython._PySys_ClearAuditHooks",
     }
 )
-_VAULT_PREFIXES = ("sys.monitoring", "ctypes.")
+_VAULT_PREFIXES = ("sys.monitoring", "ctypes.")  # every ctypes event: calls, memory reads
 _NATIVE_MODULES = frozenset(
     {"ctypes", "_ctypes", "_ctypes_test", "cffi", "_cffi_backend", "_xxsubinterpreters", "_xxinterpchannels"}
 )
 _PROCESS_MODULES = frozenset({"_posixsubprocess"})  # its fork_exec raises no audit event
-# Defence in depth: the OS isolation already contains these.
-_PROCESS_EVENTS = frozenset(
+# Defence in depth (processes, signals, sockets): the OS isolation already contains these.
+_DEFENCE_EVENTS = frozenset(
     {
         "os.fork",
         "os.forkpty",
@@ -146,7 +138,7 @@ def _install_guard(workdir: str, *, defence: bool) -> None:
         vault_prefixes: tuple[str, ...] = _VAULT_PREFIXES,
         native: frozenset[str] = _NATIVE_MODULES,
         defence: bool = defence,
-        process_events: frozenset[str] = _PROCESS_EVENTS,
+        defence_events: frozenset[str] = _DEFENCE_EVENTS,
         process_modules: frozenset[str] = _PROCESS_MODULES,
         path_events: tuple[tuple[str, int], ...] = tuple(_PATH_EVENTS.items()),
         write_flags: int = _WRITE_FLAGS,
@@ -161,7 +153,7 @@ def _install_guard(workdir: str, *, defence: bool) -> None:
                 raise error(f"blocked by the rvec sandbox: import {args[0]}")
         if not defence:
             return
-        if event in process_events:
+        if event in defence_events:
             raise error(f"blocked by the rvec sandbox: {event}")
         if event == "import" and args and type(args[0]) is str and args[0] in process_modules:
             raise error(f"blocked by the rvec sandbox: import {args[0]}")
