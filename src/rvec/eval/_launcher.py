@@ -184,7 +184,8 @@ def _block_signal_handlers() -> None:
 
     SIGINT's default handler (the only one Python installs) is set to ignore; then ``signal()`` and
     the making of a second ``_signal`` module are replaced by refusals that keep no reference to the
-    originals. Every built-in module is imported first, so nothing legitimate needs a new one.
+    originals. Every built-in module the guard allows is imported first, so nothing legitimate needs
+    a new one (one the guard refuses stays refused: its import event is raised again on each try).
     """
     import _imp
     import _signal
@@ -193,7 +194,10 @@ def _block_signal_handlers() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # e.g. spwd in Debian's python3.11
         for name in sys.builtin_module_names:
-            __import__(name)
+            try:
+                __import__(name)
+            except PermissionError:  # refused by the guard (Debian builds _posixsubprocess in): stays so
+                continue
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
 
     def refuse(*args: object, **kwargs: object) -> None:
