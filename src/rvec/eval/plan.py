@@ -4,7 +4,8 @@ A *unit* is one task key: a task clean (``"gsm8k"``), or under one perturbation
 (``"gsm8k+typo:0.05"``, same doc_ids as the clean one). Adversarial tasks bring their clean
 counterpart along (``gsm-plus:<type>`` → ``gsm-plus:seed``, ``gsm-symbolic`` →
 ``gsm-symbolic:original``) so every adversarial score has the clean score of the same items beside
-it. Tasks that run model-written code are refused here, before any work, unless allowed.
+it. Tasks that run model-written code are refused here, before any work, unless allowed and the
+sandbox (bubblewrap) works on this machine.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rvec.errors import CodeExecutionNotAllowedError, InvalidArgumentError, Pert
 from rvec.eval.data import DataSource
 from rvec.eval.perturb import Perturbation, perturb
 from rvec.eval.presets import Preset
+from rvec.eval.sandbox import require_isolation
 from rvec.eval.tasks import Task, expand_task_names, get_task
 from rvec.eval.types import Doc, LoglikelihoodRequest, Request, Response
 
@@ -85,17 +87,21 @@ def with_counterparts(names: list[str]) -> list[str]:
 
 
 def check_code_execution(tasks: Sequence[str], *, allowed: bool) -> None:
-    """Refuse tasks that run model-written code (HumanEval) unless the user allowed it.
+    """Refuse tasks that run model-written code (HumanEval) unless allowed and isolatable here.
 
     Raises:
         CodeExecutionNotAllowedError: such a task is among ``tasks`` (names or groups) and not
             ``allowed``; the one-line message names ``--allow-code-execution``.
+        SandboxUnavailableError: such a task is allowed but bubblewrap is missing or cannot create
+            the sandbox; the one-line message names the install command.
     """
     runs_code = [n for n in expand_task_names(list(tasks)) if get_task(n).family == "humaneval"]
     if runs_code and not allowed:
         raise CodeExecutionNotAllowedError(
             f"{', '.join(runs_code)} runs model-written code; pass --allow-code-execution to evaluate it"
         )
+    if runs_code:
+        require_isolation()
 
 
 def plan_units(

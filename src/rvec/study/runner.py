@@ -69,8 +69,13 @@ def run_study(
 
     Raises:
         OutputExistsError: ``out_dir`` holds a run and ``resume`` is false.
+        CodeExecutionNotAllowedError, SandboxUnavailableError: HumanEval without permission or sandbox.
         ConfigError, IncompatibleError, DataNotFoundError: as raised by the stages.
     """
+    from rvec.eval.plan import check_code_execution
+
+    # Before any folder is written or model loaded: HumanEval needs permission and a working sandbox.
+    check_code_execution(config.tasks, allowed=config.allow_code_execution)
     out_dir = Path(out_dir)
     text = config_text if config_text is not None else yaml.safe_dump(config.model_dump(), sort_keys=False)
     prepare_run_dir(out_dir, text, resume=resume)
