@@ -108,10 +108,10 @@ def test_torch_round_trip_shares_bits() -> None:
 def test_apply_eval_and_studies_share_one_dtype_alias_table(name: str) -> None:
     """``apply --dtype bf16`` worked while ``eval --dtype bf16`` was refused: one table serves both."""
     from rvec.checkpoint.model import pick_dtype
-    from rvec.study.config import Backend
+    from rvec.model.settings import HFSettings
     from rvec.vector.apply import parse_dtype
 
     dtype = parse_dtype(name)
     assert dtype is not None
     assert pick_dtype(name, "cpu") == dtype.torch
-    assert Backend(dtype=name).dtype == dtype.torch_name
+    assert HFSettings(dtype=name).dtype == dtype.torch_name
