@@ -42,6 +42,7 @@ def eval_command(
     dtype: str = "auto",
     seed: int = 1234,
     progress: bool = True,
+    verify: bool = True,
 ) -> EvalResult:
     """Evaluate a checkpoint, optionally with ``Σ αᵢ·vᵢ`` added in memory (restored afterwards).
 
@@ -66,6 +67,9 @@ def eval_command(
             bfloat16 on GPU. Half precisions make greedy texts depend on the batch.
         seed (int, default 1234): Seed of the perturbations.
         progress (bool, default True): Show a progress bar.
+        verify (bool, default True): Check each vector's shards against the sha256 in its
+            ``rvec.json`` before using it (``--no-verify``: the cache key then includes the
+            shards' file versions, so an edited shard still gets fresh responses).
 
     Returns:
         EvalResult: As :func:`~rvec.eval.runner.evaluate`.
@@ -73,6 +77,7 @@ def eval_command(
     Raises:
         InvalidArgumentError: ``vectors`` and ``alphas`` differ in length.
         CodeExecutionNotAllowedError: HumanEval without ``allow_code_execution`` (before loading).
+        VectorIntegrityError: a vector's shards or family differ from its ``rvec.json`` (before loading).
         and every error of :func:`~rvec.checkpoint.model.load_causal_lm` and ``evaluate``.
 
     Example:
@@ -84,12 +89,12 @@ def eval_command(
             f"{len(vectors)} vector(s) but {len(alphas)} alpha(s); pass one --alpha per --vector"
         )
     check_code_execution(tasks, allowed=allow_code_execution)  # before the (slow) model load
+    loaded = _read_vectors([(v, float(a)) for v, a in zip(vectors, alphas, strict=True)], verify=verify)
     from rvec.checkpoint.model import load_causal_lm, pick_dtype
 
     model, tokenizer, fingerprint = load_causal_lm(
         model_source, device=device, dtype=pick_dtype(dtype, device)
     )
-    loaded = _read_vectors([(v, float(a)) for v, a in zip(vectors, alphas, strict=True)])
     fingerprint = vector_fingerprint(fingerprint, [(v.content_hash, a) for v, a in loaded])
     with _applied(model, loaded):
         lm = HFBackend(model, tokenizer, fingerprint=fingerprint, batch_size=batch_size, progress=False)
@@ -122,12 +127,13 @@ def vector_fingerprint(base: str, vectors: Sequence[tuple[str, float]]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _read_vectors(pairs: Sequence[tuple[str, float]]) -> list[tuple[Any, float]]:
+def _read_vectors(pairs: Sequence[tuple[str, float]], *, verify: bool) -> list[tuple[Any, float]]:
     if not pairs:
         return []
     from rvec.vector.artifact import read_vector
 
-    return [(read_vector(Path(v)), a) for v, a in pairs]
+    # Verified, a vector's content_hash (in the cache key) is its recorded shard hashes, now proven.
+    return [(read_vector(Path(v), verify=verify), a) for v, a in pairs]
 
 
 def _applied(model: Any, loaded: Sequence[tuple[Any, float]]) -> Any:

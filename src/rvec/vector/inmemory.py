@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from rvec.checkpoint.reader import Workspace
 from rvec.errors import IncompatibleError, InvalidArgumentError
 from rvec.vector import family
 from rvec.vector.artifact import DeltaSource, ReasoningVector, read_vector
@@ -32,13 +34,35 @@ logger = logging.getLogger(__name__)
 _CHUNK = 1 << 18
 
 
+class _EncodedDelta:
+    """A factored or sparse ``v[name]`` kept in its encoding and expanded chunk by chunk on each α
+    switch, through the same numpy reader ``apply`` uses: memory stays at the stored factors (the
+    page cache) and one chunk, and the values are bit-identical to the written model's."""
+
+    def __init__(self, source: ReasoningVector, name: str, numel: int, device: torch.device) -> None:
+        self.source, self.name, self._numel, self.device = source, name, numel, device
+        self._workspace = Workspace(_CHUNK)
+
+    def numel(self) -> int:
+        return self._numel
+
+    def __getitem__(self, span: slice) -> torch.Tensor:
+        """Flat float32 elements ``[span.start, span.stop)`` on the parameter's device."""
+        n = span.stop - span.start
+        block = self.source.read_delta_into(
+            self.name, span.start, self._workspace.get("chunk", np.float32, n), self._workspace
+        )
+        return torch.from_numpy(block).to(self.device)
+
+
 @dataclass
 class _Slot:
     """One parameter touched by the vectors: its original values and each vector's delta."""
 
     param: torch.nn.Parameter
     original: torch.Tensor
-    deltas: list[tuple[int, torch.Tensor, float]]  # (vector index, float32 delta rows, mask factor)
+    # (vector index, float32 delta rows — or their encoding, expanded per chunk —, mask factor)
+    deltas: list[tuple[int, torch.Tensor | _EncodedDelta, float]]
 
 
 class InMemoryVectors:
@@ -113,7 +137,7 @@ class InMemoryVectors:
         shape: tuple[int, ...],
         embeddings: EmbeddingPolicy | None,
         device: torch.device,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | _EncodedDelta:
         vshape = source.shapes[name]
         if vshape != shape and not (
             family.is_embedding(name) and embeddings == "overlap" and vshape[1:] == shape[1:]
@@ -124,6 +148,8 @@ class InMemoryVectors:
                 else f"{name}: shape {vshape} in {source.label} ≠ {shape} in the model"
             )
         numel = math.prod(shape) if vshape == shape else min(vshape[0], shape[0]) * math.prod(shape[1:])
+        if isinstance(source, ReasoningVector) and source.encoding(name) != "dense":
+            return _EncodedDelta(source, name, numel, device)
         flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32
         return torch.from_numpy(flat).to(device)
 
