@@ -39,9 +39,11 @@ class _EncodedDelta:
     switch, through the same numpy reader ``apply`` uses: memory stays at the stored factors (the
     page cache) and one chunk, and the values are bit-identical to the written model's."""
 
-    def __init__(self, source: ReasoningVector, name: str, numel: int, device: torch.device) -> None:
+    def __init__(
+        self, source: ReasoningVector, name: str, numel: int, device: torch.device, workspace: Workspace
+    ) -> None:
         self.source, self.name, self._numel, self.device = source, name, numel, device
-        self._workspace = Workspace(_CHUNK)
+        self._workspace = workspace  # shared by every encoded delta: α switches run one chunk at a time
 
     def numel(self) -> int:
         return self._numel
@@ -96,6 +98,7 @@ class InMemoryVectors:
         )
         num_layers = int(family.family_fingerprint(config).get("num_hidden_layers") or 0)
         slots: dict[str, _Slot] = {}
+        workspace = Workspace(_CHUNK)  # scratch of the encoded (factored, sparse) deltas
         for i, source in enumerate(self.sources):
             shapes = source.shapes
             src_tied = is_tied(source.config)
@@ -114,7 +117,9 @@ class InMemoryVectors:
                 factor = self.selection.factor(name, num_layers)
                 if factor == 0.0 or (family.is_embedding(name) and embeddings == "skip"):
                     continue
-                delta = self._load_delta(source, delta_name, tuple(param.shape), embeddings, param.device)
+                delta = self._load_delta(
+                    source, delta_name, tuple(param.shape), embeddings, param.device, workspace
+                )
                 slot = slots.get(name)
                 if slot is None:
                     # The parameter gets a fresh copy and the loaded tensor becomes the original:
@@ -137,6 +142,7 @@ class InMemoryVectors:
         shape: tuple[int, ...],
         embeddings: EmbeddingPolicy | None,
         device: torch.device,
+        workspace: Workspace,
     ) -> torch.Tensor | _EncodedDelta:
         vshape = source.shapes[name]
         if vshape != shape and not (
@@ -149,7 +155,7 @@ class InMemoryVectors:
             )
         numel = math.prod(shape) if vshape == shape else min(vshape[0], shape[0]) * math.prod(shape[1:])
         if isinstance(source, ReasoningVector) and source.encoding(name) != "dense":
-            return _EncodedDelta(source, name, numel, device)
+            return _EncodedDelta(source, name, numel, device, workspace)
         flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32
         return torch.from_numpy(flat).to(device)
 
