@@ -22,8 +22,8 @@ from rvec.vector.apply import apply
 from rvec.vector.artifact import read_vector
 from rvec.vector.compress import compress
 from rvec.vector.extract import extract
+from rvec.vector.factored import write_factored_vector
 from rvec.vector.lora import UNEXPORTED_FILE, export_lora
-from rvec.vector.writing import write_factored_vector
 
 runner = CliRunner()
 RANK = 4

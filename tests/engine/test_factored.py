@@ -19,9 +19,10 @@ from rvec.vector.apply import apply
 from rvec.vector.artifact import read_vector
 from rvec.vector.compress import compress
 from rvec.vector.extract import extract
+from rvec.vector.factored import write_factored_vector
 from rvec.vector.inmemory import InMemoryVectors, applied
 from rvec.vector.stats import vector_stats
-from rvec.vector.writing import Dense, TensorPlan, write_factored_vector, write_vector_folder
+from rvec.vector.writing import Dense, TensorPlan, write_vector_folder
 
 RANK = 3
 
@@ -36,14 +37,14 @@ def vec(qwen_untied: Family, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def factored(vec: Path, qwen_untied: Family, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random rank-3 factors for every matrix of the family, the real deltas for its 1-D tensors,
-    and one matrix given as exactly zero."""
+    and one matrix left out: the base makes it an exact zero (as for the tensors LoRA did not train)."""
     v = read_vector(vec)
     g = np.random.default_rng(0)
-    factors, dense, zeros = {}, {}, {}
+    factors, dense = {}, {}
     for name, shape in v.shapes.items():
         if name == "model.layers.1.mlp.down_proj.weight":
-            zeros[name] = shape
-        elif len(shape) == 2:
+            continue
+        if len(shape) == 2:
             scale = 1e-3 / math.sqrt(RANK)
             a = g.standard_normal((RANK, shape[1]), dtype=np.float32) * np.float32(scale)
             b = g.standard_normal((shape[0], RANK), dtype=np.float32)
@@ -55,12 +56,9 @@ def factored(vec: Path, qwen_untied: Family, tmp_path_factory: pytest.TempPathFa
         out,
         factors=factors,
         dense=dense,
-        zeros=zeros,
-        config=v.config,
+        base=qwen_untied.sft,  # config, the zero tensor, ‖θ_SFT‖ for rel_norm, the lineage probe
         sources=v.manifest["sources"],
         extra={"recipe": {"what": "test"}},
-        base_norms={n: r["norm"] / r["rel_norm"] for n, r in v.manifest["tensors"].items()},
-        lineage=qwen_untied.sft,
     )
     return out
 

@@ -62,6 +62,8 @@ def compress_command(
         err.print(
             f"kept dense (not matrices): {len(result.dense)} tensors, e.g. {result.dense[0]}", soft_wrap=True
         )
+    if result.zero:
+        err.print(f"exactly zero (stored with no entries): {len(result.zero)} tensors", soft_wrap=True)
     err.print(
         f"wrote {output}: {result.method} {result.setting:g}, relative error {result.relative_error:.4g}, "
         f"{result.bytes_before / 1e6:.2f} MB → {result.bytes_after / 1e6:.2f} MB",

@@ -44,7 +44,8 @@ def export_lora_command(
         out.print(f"not exported: {item['tensor']} {tuple(item['shape'])} — {item['reason']}", soft_wrap=True)
     err.print(
         f"wrote {output}: {len(result.modules)} LoRA modules at rank {result.rank}, relative error "
-        f"{result.relative_error:.4g}; {len(result.unexported)} tensors not exported "
+        f"{result.relative_error:.4g}; {len(result.zero)} tensors exactly zero (no module needed); "
+        f"{len(result.unexported)} tensors not exported "
         f"({100 * result.unexported_fraction:.3g}% of ‖v‖, listed in {output / UNEXPORTED_FILE})",
         soft_wrap=True,
     )

@@ -166,6 +166,21 @@ class ReasoningVector:
             return fill_factored(self._reader, stored[0], stored[1], start, out, workspace)
         return fill_sparse(self._reader, stored[0], stored[1], start, out, workspace)
 
+    def is_zero(self, name: str) -> bool:
+        """Whether ``v[name]`` is exactly zero: stored with no entries (sparse ``kept: 0``), or recorded
+        with norm 0 and read back, block by block, as zeros (the manifest alone is not proof)."""
+        record = self.manifest["tensors"][name]
+        if self.encoding(name) == "sparse" and int(record["kept"]) == 0:
+            return True
+        if record.get("norm") != 0:
+            return False
+        numel, ws = math.prod(self.shapes[name]), Workspace()
+        for start in range(0, numel, ws.block_elements):
+            n = min(ws.block_elements, numel - start)
+            if np.any(self.read_delta_into(name, start, ws.get("zero_check", np.float32, n), ws)):
+                return False
+        return True
+
     def read(self, name: str) -> np.ndarray:
         """The whole ``v[name]`` as float32 in its shape."""
         shape = self.shapes[name]

@@ -7,10 +7,13 @@ overall error is ``sqrt(Σ_t ‖v_t − v̂_t‖²)/sqrt(Σ_t ‖v_t‖²)``. Bo
 Tensors are read, compressed and written one at a time.
 
 Density is **per tensor**: each tensor keeps exactly ``k = ⌊D·n + ½⌋`` of its ``n`` entries (round
-half up), the ``k`` largest in magnitude (ties broken by position order of ``numpy.argpartition``,
-deterministically). Per tensor rather than one global threshold so that every tensor keeps the same
-share — a global cut would empty the small-delta tensors (norms, early layers) entirely — and so
-that one pass over one tensor at a time suffices.
+half up), the ``k`` largest in magnitude (ties at the cut broken as ``numpy.argpartition`` breaks
+them, deterministically). Per tensor rather than one global threshold so that every tensor keeps the
+same share — a global cut would empty the small-delta tensors (norms, early layers) entirely — and
+so that one pass over one tensor at a time suffices.
+
+A tensor that is exactly zero (the untrained tensors of a LoRA pair) is stored with no entries under
+either method: keeping zeros, or factors of zeros, would add bytes and change nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class CompressResult:
     relative_error: float
     per_tensor: dict[str, dict[str, Any]] = field(default_factory=dict)
     dense: list[str] = field(default_factory=list)  # tensors --rank keeps dense (not 2-D)
+    zero: list[str] = field(default_factory=list)  # tensors exactly zero: stored with no entries
     bytes_before: int = 0
     bytes_after: int = 0
 
@@ -54,6 +58,7 @@ class CompressResult:
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
             "kept_dense": self.dense,
+            "zero": self.zero,
             "per_tensor": self.per_tensor,
         }
 
@@ -109,15 +114,13 @@ def compress(
     v = read_vector(vector, verify=verify) if isinstance(vector, (str, Path)) else vector
     if rank is not None:
         check_rank(rank, v.shapes, str(v.path))
-        plan = [_rank_plan(v, name, rank) for name in v.shapes]
-        method, setting = "rank", float(rank)
     else:
-        setting = float(density or 0.0)
-        check_density(setting)
-        plan = [
-            TensorPlan(n, s, "sparse", kept=kept_count(setting, math.prod(s))) for n, s in v.shapes.items()
-        ]
-        method = "density"
+        check_density(float(density or 0.0))
+    # A zero delta (every tensor a LoRA pair did not train) stays zero at no cost in either method:
+    # factors or kept entries of zeros would only add bytes.
+    zero = [n for n in v.shapes if v.is_zero(n)]
+    plan = [_plan_one(v, n, rank=rank, density=density, zero=n in zero) for n in v.shapes]
+    method, setting = ("rank", float(rank)) if rank is not None else ("density", float(density or 0.0))
     per_tensor: dict[str, dict[str, Any]] = {}
     total = sum(math.prod(s) for s in v.shapes.values())
     shown: int | float = int(setting) if method == "rank" else setting
@@ -125,7 +128,7 @@ def compress(
     def produce() -> Iterator[tuple[str, Encoded, Mapping[str, Any]]]:
         done = 0
         for p in plan:
-            tensor, source_norm, dropped = _compress_one(v, p)
+            tensor, source_norm, dropped = _compress_one(v, p, p.name in zero)
             rec = v.manifest["tensors"][p.name]
             base = source_norm / rec["rel_norm"] if rec.get("rel_norm") else None
             error = dropped / source_norm if source_norm > 0 else 0.0
@@ -156,6 +159,7 @@ def compress(
                 method: shown,
                 "relative_error": math.sqrt(drop_sq / src_sq) if src_sq > 0 else 0.0,
                 "kept_dense": [p.name for p in plan if p.encoding == "dense"],
+                "zero": zero,
                 "from": v.describe(),
             }
         }
@@ -184,6 +188,7 @@ def compress(
         relative_error=summary["relative_error"],
         per_tensor={n: {**written.manifest["tensors"][n], **t} for n, t in per_tensor.items()},
         dense=summary["kept_dense"],
+        zero=zero,
         bytes_before=sum(i.nbytes for i in v.index),
         bytes_after=sum(i.nbytes for i in written.index),
     )
@@ -197,15 +202,23 @@ def _describe(method: str, setting: int | float) -> str:
     )
 
 
-def _rank_plan(v: ReasoningVector, name: str, rank: int) -> TensorPlan:
+def _plan_one(
+    v: ReasoningVector, name: str, *, rank: int | None, density: float | None, zero: bool
+) -> TensorPlan:
     shape = v.shapes[name]
+    if zero:
+        return TensorPlan(name, shape, "sparse", kept=0)
+    if rank is None:
+        return TensorPlan(name, shape, "sparse", kept=kept_count(float(density or 0.0), math.prod(shape)))
     if len(shape) != 2:
         return TensorPlan(name, shape, "dense")
     return TensorPlan(name, shape, "factored", rank=planned_rank(v, name, rank))
 
 
-def _compress_one(v: ReasoningVector, plan: TensorPlan) -> tuple[Encoded, float, float]:
+def _compress_one(v: ReasoningVector, plan: TensorPlan, zero: bool) -> tuple[Encoded, float, float]:
     """(the compressed tensor, ‖v_t‖, ‖v_t − compressed‖) for one tensor of the plan."""
+    if zero:
+        return Sparse(np.empty(0, np.int64), np.empty(0, np.float32)), 0.0, 0.0
     if plan.encoding == "factored":
         f = factors_at_rank(v, plan.name, int(plan.rank or 0))
         return Factored(f.a, f.b), f.norm, f.tail

@@ -19,7 +19,9 @@ columns to rank R (the product is unchanged, and one ``r`` serves every module).
 What LoRA cannot express is listed, never dropped silently: tensors that are not matrices (RMSNorm
 weights, biases — LoRA adds a low-rank product to a weight matrix and has nothing for a vector;
 PEFT's ``modules_to_save`` would store absolute weights of one target, not a delta). They go to
-``rvec-unexported.json`` in the adapter folder (with their norms) and are printed.
+``rvec-unexported.json`` in the adapter folder (with their norms) and are printed. Tensors whose
+delta is exactly zero (those a LoRA pair did not train) need no module: they are listed there as
+``zero``, and the adapter then reproduces such a vector exactly.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 
 from rvec import __version__
 from rvec.checkpoint.writer import PlannedTensor, ShardedWriter, atomic_output_dir
-from rvec.errors import IncompatibleError
+from rvec.errors import IncompatibleError, InvalidArgumentError
 from rvec.vector import family
 from rvec.vector.artifact import ReasoningVector, read_vector
 from rvec.vector.lowrank import check_rank, factors_at_rank
@@ -56,6 +58,7 @@ class LoraExport:
     rank: int
     modules: list[str]
     unexported: list[dict[str, Any]]
+    zero: list[str]  # tensors whose delta is exactly zero: nothing to add, no module written
     relative_error: float  # over the exported tensors: sqrt(Σ tail²)/sqrt(Σ ‖v_t‖²)
     unexported_fraction: float  # ‖v restricted to unexported tensors‖ / ‖v‖
     per_tensor: dict[str, float] = field(default_factory=dict)  # relative error per exported tensor
@@ -68,6 +71,7 @@ class LoraExport:
             "relative_error": self.relative_error,
             "unexported_norm_fraction": self.unexported_fraction,
             "unexported": self.unexported,
+            "zero": self.zero,
             "per_tensor": self.per_tensor,
         }
 
@@ -110,7 +114,7 @@ def export_lora(
         :class:`LoraExport`: modules written, tensors not exported, relative errors.
 
     Raises:
-        InvalidArgumentError: rank < 1 or larger than every matrix.
+        InvalidArgumentError: rank < 1 or larger than every matrix; no nonzero matrix to export.
         IncompatibleError: the family stores its matrices as Conv1D (GPT-2), which this export does not map.
         VectorIntegrityError: the input fails verification.
 
@@ -125,8 +129,14 @@ def export_lora(
             f"{v.path}: model_type {model_type} stores its matrices as Conv1D (in, out); export-lora maps nn.Linear "
             "and nn.Embedding families (llama, qwen2, mistral, gemma…) only — use rvec apply for this vector"
         )
+    zero = [n for n in v.shapes if v.is_zero(n)]  # e.g. every tensor a LoRA pair did not train
     kinds = {n: lora_kind(n, s) for n, s in v.shapes.items()}
-    matrices = [n for n, k in kinds.items() if k is not None]
+    matrices = [n for n, k in kinds.items() if k is not None and n not in zero]
+    if not matrices:
+        raise InvalidArgumentError(
+            f"{v.path}: no matrix of the vector is nonzero, so a LoRA adapter would add nothing; "
+            "use rvec apply for its 1-D tensors"
+        )
     unexported = [
         {
             "tensor": n,
@@ -135,7 +145,7 @@ def export_lora(
             "reason": _unexported_reason(s),
         }
         for n, s in v.shapes.items()
-        if kinds[n] is None
+        if kinds[n] is None and n not in zero
     ]
     plan = [p for n in matrices for p in _planned(n, v.shapes[n], kinds[n], rank)]
     errors: dict[str, float] = {}
@@ -168,6 +178,7 @@ def export_lora(
             rank=rank,
             modules=config["target_modules"],
             unexported=unexported,
+            zero=zero,
             relative_error=math.sqrt(tail_sq / norm_sq) if norm_sq > 0 else 0.0,
             unexported_fraction=math.sqrt(unexported_sq / (norm_sq + unexported_sq))
             if unexported_sq
@@ -263,4 +274,7 @@ Not exported ({100 * result.unexported_fraction:.3g}% of ‖v‖; also in `{UNEX
 `rvec apply` to include them:
 
 {listed}
+
+{len(result.zero)} tensors of the vector are exactly zero and need no module (listed as `zero` in
+`{UNEXPORTED_FILE}`).
 """

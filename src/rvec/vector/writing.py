@@ -1,9 +1,10 @@
 """Write a vector folder whose tensors are dense, low-rank factored or sparse (format version 2).
 
 ``rvec extract`` streams dense deltas block by block with its own loop; everything that produces a
-vector tensor by tensor — ``rvec compress``, ``rvec pair`` from LoRA factors — goes through
-:func:`write_vector_folder`: sharded safetensors, ``rvec.json`` with exact per-tensor norms, a
-README card and the lineage probe, in a folder that appears only when complete.
+vector tensor by tensor — ``rvec compress``, ``rvec pair`` from LoRA factors
+(:mod:`rvec.vector.factored`) — goes through :func:`write_vector_folder`: sharded safetensors,
+``rvec.json`` with exact per-tensor norms, a README card and the lineage probe, in a folder that
+appears only when complete.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rvec import __version__
 from rvec.checkpoint import hashing
 from rvec.checkpoint.dtypes import all_finite, dot
 from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS
-from rvec.checkpoint.source import Checkpoint, resolve
+from rvec.checkpoint.source import Checkpoint
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, atomic_output_dir
 from rvec.errors import InvalidArgumentError, NonFiniteError
 from rvec.vector import family
@@ -112,7 +113,8 @@ def plan_of(name: str, shape: Sequence[int], tensor: Encoded) -> TensorPlan:
     return TensorPlan(name, shape, "dense")
 
 
-def _sum_sq(flat: np.ndarray) -> float:
+def sum_squares(flat: np.ndarray) -> float:
+    """``Σ flat²`` of a float32 array."""
     # float32 dot per block summed in float64, as extract does: the error does not grow with size.
     return sum(
         dot(flat[i : i + DEFAULT_BLOCK_ELEMENTS], flat[i : i + DEFAULT_BLOCK_ELEMENTS])
@@ -151,7 +153,7 @@ def _measure(plan: TensorPlan, arrays: list[np.ndarray]) -> tuple[float, float]:
         return factored_norm(a, b), zeros / numel if numel else 1.0
     values = arrays[-1]
     nonzero = int(np.count_nonzero(values))
-    return math.sqrt(_sum_sq(values)), (numel - nonzero) / numel if numel else 1.0
+    return math.sqrt(sum_squares(values)), (numel - nonzero) / numel if numel else 1.0
 
 
 def write_vector_folder(
@@ -271,88 +273,3 @@ def write_lineage_probe(
     else:
         return {}
     return {LINEAGE_FILE: hashlib.sha256(file.read_bytes()).hexdigest()}  # < 1 MB: no memo needed
-
-
-def write_factored_vector(
-    out: str | Path,
-    *,
-    factors: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    dense: Mapping[str, np.ndarray] | None = None,
-    zeros: Mapping[str, Sequence[int]] | None = None,
-    config: Mapping[str, Any],
-    sources: Mapping[str, Any],
-    formula: str = "v = θ_RL − θ_SFT (float32)",
-    extra: Mapping[str, Any] | None = None,
-    base_norms: Mapping[str, float] | None = None,
-    lineage: Checkpoint | str | Path | None = None,
-    overwrite: bool = False,
-    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
-) -> ReasoningVector:
-    """Write an ordinary vector folder from low-rank factors (``rvec pair`` with a LoRA GRPO phase).
-
-    Args:
-        out: folder to create; it appears only when complete.
-        factors: ``name → (A, B)`` with A (r, in), B (out, r) and ``v[name] = B @ A`` exactly: fold
-            LoRA's ``lora_alpha / r`` scale into B first. Any float dtype; stored as float32.
-        dense: ``name → v[name]`` for tensors stored as they are (norms, biases, full-rank deltas).
-        zeros: ``name → shape`` for tensors whose delta is exactly zero (every other float tensor of
-            the SFT): stored sparse with no entries, so they cost no bytes but ``check``/``apply`` see
-            the full tensor set a target must match.
-        config: the SFT's ``config.json`` (gives ``family``).
-        sources: ``{"sft": Checkpoint.describe(), "rl": …}`` or any JSON the card can show.
-        formula: how v was made.
-        extra: more top-level ``rvec.json`` fields (for example ``{"recipe": {...}, "check": ...}``).
-        base_norms: ``‖θ_SFT[name]‖`` per tensor, for ``rel_norm`` (``None`` in the manifest without it).
-        lineage: the SFT checkpoint (or its source): its probe values make ``apply``'s lineage check work.
-        overwrite: replace ``out`` if it exists.
-        max_shard_bytes: shard size limit.
-
-    Returns:
-        The written :class:`ReasoningVector` (verified: its hashes are remembered, not re-read).
-
-    Raises:
-        InvalidArgumentError: a name in two mappings, or factors that do not multiply to a matrix.
-        NonFiniteError: NaN or Inf in any array (nothing is written).
-        OutputExistsError: ``out`` exists and ``overwrite`` is false.
-
-    Example:
-        >>> write_factored_vector("pair/vector", factors={"model.layers.0.mlp.up_proj.weight": (A, B)},
-        ...     zeros=zero_shapes, config=sft.config, sources={"sft": sft.describe(), "rl": rl.describe()},
-        ...     lineage=sft)  # doctest: +SKIP
-    """
-    dense, zeros = dict(dense or {}), dict(zeros or {})
-    groups = [set(factors), set(dense), set(zeros)]
-    twice = sorted((groups[0] & groups[1]) | (groups[0] & groups[2]) | (groups[1] & groups[2]))
-    if twice:
-        raise InvalidArgumentError(
-            f"{twice[0]}: given in more than one of factors/dense/zeros; give each tensor once"
-        )
-    ckpt = lineage if isinstance(lineage, Checkpoint) or lineage is None else resolve(lineage)
-    encoded: dict[str, tuple[tuple[int, ...], Encoded]] = {}
-    for name, (a, b) in factors.items():
-        encoded[name] = (
-            (np.shape(b)[0], np.shape(a)[-1]),
-            Factored(np.asarray(a, np.float32), np.asarray(b, np.float32)),
-        )
-    for name, values in dense.items():
-        arr = np.asarray(values, np.float32)
-        encoded[name] = (arr.shape, Dense(arr))
-    for name, shape in zeros.items():
-        encoded[name] = (tuple(shape), Sparse(np.empty(0, np.int64), np.empty(0, np.float32)))
-    order = list(ckpt.index.names) if ckpt is not None else []
-    names = [n for n in order if n in encoded] + sorted(n for n in encoded if n not in set(order))
-    plan = [plan_of(n, encoded[n][0], encoded[n][1]) for n in names]
-
-    def produce() -> Iterable[tuple[str, Encoded, Mapping[str, Any]]]:
-        for n in names:
-            yield n, encoded[n][1], ({"base_norm": base_norms[n]} if base_norms and n in base_norms else {})
-
-    return write_vector_folder(
-        out,
-        plan,
-        produce(),
-        manifest={"formula": formula, "sources": dict(sources), "config": dict(config), **dict(extra or {})},
-        lineage=ckpt,
-        overwrite=overwrite,
-        max_shard_bytes=max_shard_bytes,
-    )
