@@ -17,6 +17,7 @@ from rvec.checkpoint import hashing
 from rvec.cli import app
 from rvec.errors import VectorFormatError, VectorIntegrityError
 from rvec.vector.artifact import read_vector
+from rvec.vector.compress import compress
 from rvec.vector.extract import extract
 
 runner = CliRunner()
@@ -173,3 +174,50 @@ def test_memo_detects_an_edit_that_keeps_size_and_mtime(tmp_path: Path) -> None:
     first = hashing.sha256_file(file)
     flip_last_byte(file)  # same size, same mtime: only the inode's ctime moved
     assert hashing.sha256_file(file) != first
+
+
+def test_truncated_shard_is_a_one_line_error_with_and_without_verification(
+    vec: Path, qwen_untied: Family, tmp_path: Path
+) -> None:
+    shard = sorted(vec.glob("vector-*.safetensors"))[0]
+    with shard.open("r+b") as f:
+        f.truncate(shard.stat().st_size - 100)
+    verified = run("stats", vec)
+    assert_user_error(verified, str(shard))
+    assert "--no-verify" in verified.stderr
+    assert_user_error(run("stats", vec, "--no-verify"), f"{shard}: truncated")
+    out = tmp_path / "o"
+    for extra in ([], ["--no-verify"]):
+        result = run("apply", vec, "--to", qwen_untied.target, "-a", "1", "-o", out, "--no-progress", *extra)
+        assert_user_error(result, str(shard))
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda r: r.update(rank=3), ":A' is F32 (2, 64) in its shard but rvec.json implies F32 (3, 64)"),
+        (
+            lambda r: r.update(shape=[64, 32]),
+            ":A' is F32 (2, 64) in its shard but rvec.json implies F32 (2, 32)",
+        ),
+    ],
+)
+def test_factored_record_that_disagrees_with_its_shard_is_a_one_line_error(
+    vec: Path, qwen_untied: Family, tmp_path: Path, edit, fragment: str
+) -> None:
+    """rvec.json is not hashed (the shards are): an edited rank or shape of a factored tensor must
+    still be caught against the shard headers, verified or not, before anything is written."""
+    factored = compress(vec, tmp_path / "r2", rank=2).vector.path
+    name = "model.layers.0.mlp.down_proj.weight"  # (32, 64): A (2, 64), B (32, 2)
+    manifest = json.loads((factored / "rvec.json").read_text())
+    edit(manifest["tensors"][name])
+    (factored / "rvec.json").write_text(json.dumps(manifest))
+    out = tmp_path / "o"
+    for extra in ([], ["--no-verify"]):
+        assert_user_error(run("stats", factored, *extra), f"'{name}{fragment}")
+        result = run(
+            "apply", factored, "--to", qwen_untied.target, "-a", "1", "-o", out, "--no-progress", *extra
+        )
+        assert_user_error(result, f"'{name}{fragment}")
+        assert not out.exists()
