@@ -89,7 +89,19 @@ class InvalidArgumentError(RvecError, ValueError):
 
 
 class VectorFormatError(RvecError, ValueError):
-    """A folder is not a valid rvec vector (missing or bad ``rvec.json``)."""
+    """A folder is not a valid rvec vector (missing or bad ``rvec.json``, shards or index inconsistent)."""
+
+
+class VectorIntegrityError(VectorFormatError):
+    """A vector's bytes or manifest differ from what ``rvec.json`` recorded when it was written.
+
+    Example: ``vec/vector.safetensors: sha256 3f2a… ≠ rvec.json 9c1d…; the vector was modified
+    after extraction: re-run rvec extract, or pass --no-verify``
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ConfigError(RvecError, ValueError):

@@ -15,7 +15,10 @@ from rvec.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["inspect", "check", "extract", "apply", "stats", "control", "convert"])
+@pytest.mark.parametrize(
+    "command",
+    ["inspect", "check", "extract", "apply", "stats", "compress", "export-lora", "control", "convert"],
+)
 def test_every_command_has_help_with_an_example(command: str) -> None:
     result = runner.invoke(app, [command, "-h"])
     assert result.exit_code == 0

@@ -1,4 +1,9 @@
-"""sha256 of weight files, computed once per (path, size, mtime) and remembered on disk."""
+"""sha256 of weight files, computed once per file version and remembered on disk.
+
+A file version is (resolved path, device, inode, size, mtime, ctime): an edit in place changes
+mtime and ctime, a replacement changes the inode, and ``touch -r``/``os.utime`` can restore mtime
+but not ctime, which only the kernel sets. So a remembered hash is never served for edited bytes.
+"""
 
 from __future__ import annotations
 
@@ -32,15 +37,16 @@ def known_sha256(path: Path) -> str | None:
     return _linked_blob_hash(path) or _remembered(_memo_key(path))
 
 
-def sha256_file(path: Path) -> str:
-    """sha256 of a file's bytes.
+def sha256_file(path: Path, *, trust_blob_links: bool = True) -> str:
+    """sha256 of a file's bytes, streamed in 8 MB chunks (memory stays flat).
 
     Hugging Face cache snapshots link LFS files to ``blobs/<sha256>``, so for hub files the hash is
-    read off the link instead of recomputed. Other files are hashed once and remembered in
-    ``<cache_dir>/sha256.json`` under (resolved path, size, mtime).
+    read off the link instead of recomputed, unless ``trust_blob_links`` is false (verification:
+    a blob edited after download keeps its name). Other files are hashed once and remembered in
+    ``<cache_dir>/sha256.json`` under their version (see the module docstring).
     """
     path = Path(path)
-    blob = _linked_blob_hash(path)
+    blob = _linked_blob_hash(path) if trust_blob_links else None
     if blob:
         return blob
     key = _memo_key(path)
@@ -52,13 +58,23 @@ def sha256_file(path: Path) -> str:
     with path.open("rb") as f:
         while n := f.readinto(buffer):
             digest.update(buffer[:n])
-    _SEEN[key] = digest.hexdigest()
+    _remember(key, digest.hexdigest())
+    return _SEEN[key]
+
+
+def remember(path: Path, digest: str) -> None:
+    """Record ``digest`` as the sha256 of ``path`` as it is now, for a writer that hashed the bytes it
+    wrote (so reading the file back to verify it does not hash it again)."""
+    _remember(_memo_key(Path(path)), digest)
+
+
+def _remember(key: str, digest: str) -> None:
+    _SEEN[key] = digest
     with _MEMO_LOCK:
         memo_file = cache_dir() / "sha256.json"
         memo = _load(memo_file)  # again: another thread may have remembered a file meanwhile
-        memo[key] = _SEEN[key]
+        memo[key] = digest
         _store(memo_file, memo)
-    return _SEEN[key]
 
 
 def _linked_blob_hash(path: Path) -> str | None:
@@ -71,7 +87,9 @@ def _linked_blob_hash(path: Path) -> str | None:
 
 def _memo_key(path: Path) -> str:
     stat = path.stat()
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return (
+        f"{path.resolve()}|{stat.st_dev}:{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
+    )
 
 
 def _remembered(key: str) -> str | None:

@@ -214,6 +214,7 @@ class ShardedWriter:
         With it, the writer thread uses ``block`` itself and calls ``on_written`` once the bytes are
         in the file and the hash: the caller must not touch the buffer before.
         """
+        self._skip_empty()  # zero-element tensors planned before this one (they get no blocks)
         if self._pos >= len(self._order):
             raise RvecError(f"writer: unexpected tensor '{name}' after all planned tensors")
         shard, planned = self._order[self._pos]

@@ -51,6 +51,15 @@ def overwrite_foreign_option() -> Any:
     )
 
 
+def no_verify_option() -> Any:
+    """``--no-verify``, the same for every command that reads a vector folder."""
+    return typer.Option(
+        False,
+        "--no-verify",
+        help="Use the vector without checking its shards against the sha256 in its rvec.json (and its family).",
+    )
+
+
 def print_json(data: Any) -> None:
     """Machine-readable output on stdout (plain print: rich would wrap long lines)."""
     print(json.dumps(data, indent=2, default=str))

@@ -11,13 +11,14 @@ from rvec.checkpoint.writer import parse_size
 from rvec.cli._common import (
     byte_progress,
     err,
+    no_verify_option,
     overwrite_foreign_option,
     overwrite_option,
     print_json,
 )
 from rvec.errors import InvalidArgumentError
 from rvec.vector.apply import apply, parse_dtype
-from rvec.vector.artifact import DonorPair
+from rvec.vector.artifact import DonorPair, read_vector
 from rvec.vector.embeddings import parse_policy
 from rvec.vector.masks import Selection, parse_layers, parse_schedule
 
@@ -55,6 +56,7 @@ def apply_command(
     ),
     overwrite: bool = overwrite_option(),
     overwrite_foreign: bool = overwrite_foreign_option(),
+    no_verify: bool = no_verify_option(),
     skip_lineage: bool = typer.Option(
         False, "--skip-lineage", help="Apply even if the target looks unrelated to the donors."
     ),
@@ -72,7 +74,8 @@ def apply_command(
     """Add α·v to a target and write a normal Hugging Face model folder (config and tokenizer from the target).
 
     Float32 arithmetic, one cast to the output dtype; reports how much of α·v survived that cast.
-    The folder appears only when complete.
+    The folder appears only when complete. Each vector's shards are checked against the sha256 in
+    its rvec.json first (--no-verify skips that); dense, factored and sparse vectors all apply.
 
     Examples:
       rvec apply vec/ --to Qwen/Qwen2.5-1.5B-Instruct --alpha 1 -o out/
@@ -80,7 +83,7 @@ def apply_command(
       rvec apply v1/ v2/ --alpha 0.5 --alpha 1 --to T -o out/        (several vectors)
       rvec apply --sft A --rl B --to T --alpha 1 --dtype bfloat16 -o out/   (no vector on disk)
     """
-    sources: list = list(vectors or [])
+    sources: list = [read_vector(v, verify=not no_verify) for v in vectors or []]
     if sft or rl:
         if not (sft and rl):
             raise InvalidArgumentError("--sft and --rl go together")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from rvec.cli._common import data_dir_option, err, out
+from rvec.cli._common import data_dir_option, err, no_verify_option, out
 
 
 def eval_command(
@@ -28,6 +28,7 @@ def eval_command(
         None, "--vector", help="Vector folder added in memory (repeatable; one --alpha each)."
     ),
     alpha: list[float] = typer.Option(None, "--alpha", "-a", help="α for each --vector, in order."),
+    no_verify: bool = no_verify_option(),
     perturb: str | None = typer.Option(
         None, "--perturb", help="Seeded perturbations, e.g. distractor,hint,shuffle,typo:0.05,system:alt."
     ),
@@ -90,6 +91,7 @@ def eval_command(
         backend=settings,
         seed=seed,
         progress=progress,
+        verify=not no_verify,
     )
     table = Table("task", "metric", "value", "n")
     for task, metrics in result.scores.items():

@@ -7,9 +7,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from rvec.cli._common import err, out, print_json
+from rvec.cli._common import err, no_verify_option, out, print_json
 from rvec.outputs import check_output_file
 from rvec.vector.artifact import read_vector
+from rvec.vector.encodings import storage_label
 from rvec.vector.stats import cosine, plot_norms, vector_stats
 
 
@@ -21,26 +22,29 @@ def stats_command(
     plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of per-layer norms by module type."),
     top: int = typer.Option(10, "--top", help="Show the N tensors with the largest relative norm."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    no_verify: bool = no_verify_option(),
 ) -> None:
     """Per-tensor and per-layer norms, module-type breakdown, cosine between vectors, PNG plot.
+
+    Norms come from rvec.json (recorded exactly for every encoding), after the shards are checked
+    against their recorded sha256 (--no-verify skips that).
 
     Example: rvec stats vec/ --compare vec2/ --plot norms.png
     """
     if plot:
         check_output_file(plot, inputs=[vector, *([compare] if compare else [])])
-    vec = read_vector(vector)
+    vec = read_vector(vector, verify=not no_verify)
     stats = vector_stats(vec)
-    cos = cosine(vec, read_vector(compare)) if compare else None
+    other = read_vector(compare, verify=not no_verify) if compare else None
+    cos = cosine(vec, other) if other else None
     if plot:
-        panels = [(str(vector), stats)] + (
-            [(str(compare), vector_stats(read_vector(compare)))] if compare else []
-        )
+        panels = [(str(vector), stats)] + ([(str(compare), vector_stats(other))] if other else [])
         plot_norms(panels, plot)
         err.print(f"wrote {plot}")
     if as_json:
         print_json({**stats.to_dict(), **({"cosine": cos} if cos else {})})
         return
-    out.print(f"‖v‖ = {stats.total_norm:.6g} over {len(stats.per_tensor)} tensors")
+    out.print(f"‖v‖ = {stats.total_norm:.6g} over {len(stats.per_tensor)} tensors ({stats.storage})")
     modules = Table("module", "‖v‖")
     for m, n in sorted(stats.per_module.items()):
         modules.add_row(m, f"{n:.6g}")
@@ -51,11 +55,14 @@ def stats_command(
             str(layer), f"{n:.6g}", *((f"{cos['per_layer'].get(str(layer), 0.0):.4f}",) if cos else ())
         )
     out.print(layers)
-    biggest = sorted(stats.per_tensor.items(), key=lambda kv: -kv[1]["rel_norm"])[:top]
-    tensors = Table("tensor", "‖v‖", "‖v‖/‖θ_SFT‖", "zeros")
+    # ‖v‖/‖θ_SFT‖ ranks tensors of different sizes fairly; vectors written without the SFT lack it.
+    key = "rel_norm" if all(r["rel_norm"] is not None for r in stats.per_tensor.values()) else "norm"
+    biggest = sorted(stats.per_tensor.items(), key=lambda kv: -kv[1][key])[:top]
+    tensors = Table("tensor", "‖v‖", "‖v‖/‖θ_SFT‖", "zeros", "stored")
     for name, rec in biggest:
+        rel = "–" if rec["rel_norm"] is None else f"{rec['rel_norm']:.4g}"
         tensors.add_row(
-            name, f"{rec['norm']:.4g}", f"{rec['rel_norm']:.4g}", f"{100 * rec['zero_fraction']:.2f}%"
+            name, f"{rec['norm']:.4g}", rel, f"{100 * rec['zero_fraction']:.2f}%", storage_label(rec)
         )
     out.print(tensors)
     if cos:

@@ -42,6 +42,7 @@ def eval_command(
     backend: BackendSettings | None = None,
     seed: int = 1234,
     progress: bool = True,
+    verify: bool = True,
 ) -> EvalResult:
     """Evaluate a checkpoint, optionally with ``Σ αᵢ·vᵢ`` added in memory (restored afterwards).
 
@@ -66,6 +67,9 @@ def eval_command(
             precisions make greedy texts depend on the batch.
         seed (int, default 1234): Seed of the perturbations.
         progress (bool, default True): Show a progress bar.
+        verify (bool, default True): Check each vector's shards against the sha256 in its
+            ``rvec.json`` before using it (``--no-verify``: the cache key then includes the
+            shards' file versions, so an edited shard still gets fresh responses).
 
     Returns:
         EvalResult: As :func:`~rvec.eval.runner.evaluate`.
@@ -76,6 +80,7 @@ def eval_command(
         OutputError: ``out_dir`` cannot be written (read-only, permission, a file in the path).
         CodeExecutionNotAllowedError: HumanEval without ``allow_code_execution`` (before loading).
         UnknownNameError: ``backend.name`` is not a registered backend.
+        VectorIntegrityError: a vector's shards or family differ from its ``rvec.json`` (before loading).
         and every error of the backend's load (:func:`rvec.model.registry.open_model_state`),
         of :meth:`~rvec.model.state.ModelState.set_vectors` and of ``evaluate``.
 
@@ -92,9 +97,14 @@ def eval_command(
     if out_dir is not None:  # a read-only or foreign -o fails now, not after the model load
         check_results_folder(out_dir, markers=("cache",))
         check_writable(out_dir)
+    from rvec.vector.artifact import read_vector
+
+    # Verified before the (slow) model load; verified, a vector's content_hash (in the cache key) is
+    # its recorded shard hashes, now proven.
+    opened = [(read_vector(Path(v), verify=verify), float(a)) for v, a in zip(vectors, alphas, strict=True)]
     with open_model_state(model_source, backend or HFSettings()) as state:
-        if vectors:
-            state.set_vectors([(Path(v), float(a)) for v, a in zip(vectors, alphas, strict=True)])
+        if opened:
+            state.set_vectors(opened)
         return evaluate(
             state.language_model(),
             tasks=tasks,

@@ -2,7 +2,8 @@
 
 A :class:`DeltaSource` yields float32 blocks of ``v`` per tensor name. Two kinds exist:
 
-* :class:`ReasoningVector` — a vector folder written by ``rvec extract`` (``rvec.json`` + shards);
+* :class:`ReasoningVector` — a vector folder written by ``rvec extract`` (``rvec.json`` + shards),
+  each tensor dense, low-rank factored or sparse, verified against its recorded sha256;
 * :class:`DonorPair` — ``θ_RL − θ_SFT`` computed on the fly from two checkpoints, so ``apply`` can
   fuse extraction and application without writing the vector (same float32 arithmetic, same bits).
 """
@@ -10,6 +11,7 @@ A :class:`DeltaSource` yields float32 blocks of ``v`` per tensor name. Two kinds
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,14 +21,26 @@ import numpy as np
 
 from rvec.checkpoint.dtypes import F32, to_float32
 from rvec.checkpoint.hashing import sha256_text
-from rvec.checkpoint.index import TensorIndex
+from rvec.checkpoint.index import TensorIndex, TensorInfo
 from rvec.checkpoint.reader import FileReader, Workspace
 from rvec.checkpoint.source import Checkpoint
 from rvec.errors import VectorFormatError
+from rvec.vector.encodings import (
+    Encoding,
+    check_stored,
+    encoding_of,
+    fill_factored,
+    fill_sparse,
+    stored_tensors,
+)
+from rvec.vector.integrity import validate_index_files, verify_family, verify_files
 
-FORMAT_VERSION = 1
+# 2 added per-tensor encodings (factored, sparse) and ``aux_files``; version 1 folders read as dense.
+FORMAT_VERSION = 2
 MANIFEST = "rvec.json"
 VECTOR_PREFIX = "vector"
+SHARD_GLOB = f"{VECTOR_PREFIX}*.safetensors"
+LINEAGE_FILE = "lineage.safetensors"  # first elements of a few SFT weights: apply's lineage check
 
 
 class DeltaSource(Protocol):
@@ -53,10 +67,16 @@ class DeltaSource(Protocol):
 
 @dataclass
 class ReasoningVector:
-    """A vector folder: ``rvec.json`` manifest plus float32 safetensors shards."""
+    """A vector folder: ``rvec.json`` manifest plus float32 safetensors shards.
+
+    Each tensor is stored dense, factored or sparse (:mod:`rvec.vector.encodings`); every reader
+    gets plain float32 blocks whatever the encoding. ``verified`` says whether the shards were
+    checked against the manifest's sha256 (:meth:`verify`, done by :func:`read_vector` by default).
+    """
 
     path: Path
     manifest: dict[str, Any]
+    verified: bool = False
 
     @property
     def label(self) -> str:
@@ -64,19 +84,26 @@ class ReasoningVector:
 
     @cached_property
     def index(self) -> TensorIndex:
-        files = sorted(self.path.glob(f"{VECTOR_PREFIX}*.safetensors"))
+        files = sorted(self.path.glob(SHARD_GLOB))
         if not files:
-            raise VectorFormatError(
-                f"{self.path}: no {VECTOR_PREFIX}*.safetensors files; re-run rvec extract"
-            )
+            raise VectorFormatError(f"{self.path}: no {SHARD_GLOB} files; re-run rvec extract")
         index = TensorIndex.from_files(files)
-        expected = set(self.manifest["tensors"])
+        validate_index_files(self.path, index)
+        expected = {s.name for n, r in self.manifest["tensors"].items() for s in stored_tensors(n, r)}
         if set(index.names) != expected:
             missing = sorted(expected - set(index.names))
+            extra = sorted(set(index.names) - expected)
             raise VectorFormatError(
-                f"{self.path}: shards do not match rvec.json ({len(missing)} tensors missing, e.g. {missing[:1]}); re-run rvec extract"
+                f"{self.path}: shards do not match rvec.json ({len(missing)} tensors missing, e.g. {missing[:1]}; "
+                f"{len(extra)} unexpected, e.g. {extra[:1]}); re-run rvec extract"
             )
         return index
+
+    @cached_property
+    def _stored(self) -> dict[str, list[TensorInfo]]:
+        """Per tensor, its stored entries, checked against the manifest's encoding, shape and rank."""
+        found = self.index.tensors
+        return {n: check_stored(n, r, found, str(self.path)) for n, r in self.manifest["tensors"].items()}
 
     @cached_property
     def _reader(self) -> FileReader:
@@ -94,28 +121,88 @@ class ReasoningVector:
     def fingerprint(self) -> dict[str, Any]:
         return self.manifest["family"]
 
+    def encoding(self, name: str) -> Encoding:
+        """How ``v[name]`` is stored: ``dense``, ``factored`` or ``sparse``."""
+        return encoding_of(self.manifest["tensors"][name])
+
+    def verify(self) -> None:
+        """Check every shard's sha256 and the manifest's family against the recorded values.
+
+        Raises:
+            VectorIntegrityError: a shard is missing, unrecorded or edited; ``family`` disagrees with
+                the config or the tensors.
+        """
+        verify_files(self.path, self.manifest, shard_glob=SHARD_GLOB)
+        verify_family(self.path, self.manifest)
+        self.verified = True
+
     @property
     def content_hash(self) -> str:
-        """Identity of the vector's data: hash of its shard hashes (recorded at extraction)."""
-        return sha256_text(json.dumps(sorted(self.manifest["files"].values())))[:16]
+        """Identity of the vector's data: hash of its shard hashes (recorded when it was written).
+
+        Sound once :meth:`verify` has passed. Unverified, the shards' file versions (inode, size,
+        mtime, ctime) enter the hash too, so an edited shard still changes the identity (and with
+        it every cache key built on it).
+        """
+        recorded = sorted(self.manifest["files"].values())
+        if self.verified:
+            return sha256_text(json.dumps(recorded))[:16]
+        versions = []
+        for file in self.index.files:
+            st = file.stat()
+            versions.append([file.name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+        return sha256_text(json.dumps({"recorded": recorded, "unverified": versions}))[:16]
 
     def read_delta(self, name: str, start: int, stop: int) -> np.ndarray:
-        return self._reader.read_range(self.index[name], start, stop)
+        n = stop - start
+        return self.read_delta_into(name, start, np.empty(n, dtype=np.float32), Workspace(max(n, 1)))
 
     def read_delta_into(self, name: str, start: int, out: np.ndarray, workspace: Workspace) -> np.ndarray:
-        del workspace  # stored as float32: read straight into the buffer
-        return self._reader.read_into(self.index[name], start, out)
+        stored = self._stored[name]
+        enc = self.encoding(name)
+        if enc == "dense":  # stored as float32: read straight into the buffer
+            return self._reader.read_into(stored[0], start, out)
+        if enc == "factored":
+            return fill_factored(self._reader, stored[0], stored[1], start, out, workspace)
+        return fill_sparse(self._reader, stored[0], stored[1], start, out, workspace)
+
+    def is_zero(self, name: str) -> bool:
+        """Whether ``v[name]`` is exactly zero: stored with no entries (sparse ``kept: 0``), or recorded
+        with norm 0 and read back, block by block, as zeros (the manifest alone is not proof)."""
+        record = self.manifest["tensors"][name]
+        if self.encoding(name) == "sparse" and int(record["kept"]) == 0:
+            return True
+        if record.get("norm") != 0:
+            return False
+        numel, ws = math.prod(self.shapes[name]), Workspace()
+        for start in range(0, numel, ws.block_elements):
+            n = min(ws.block_elements, numel - start)
+            if np.any(self.read_delta_into(name, start, ws.get("zero_check", np.float32, n), ws)):
+                return False
+        return True
 
     def read(self, name: str) -> np.ndarray:
         """The whole ``v[name]`` as float32 in its shape."""
-        info = self.index[name]
-        return self._reader.read(info)
+        shape = self.shapes[name]
+        return self.read_delta(name, 0, math.prod(shape)).reshape(shape)
+
+    def factors(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(A, B)`` of a factored tensor, float32, with ``v[name] = B @ A``: A (r, in), B (out, r).
+
+        Raises:
+            VectorFormatError: ``name`` is not stored factored.
+        """
+        if self.encoding(name) != "factored":
+            raise VectorFormatError(f"{self.path}: '{name}' is stored {self.encoding(name)}, not factored")
+        a_info, b_info = self._stored[name]
+        return self._reader.read(a_info), self._reader.read(b_info)
 
     def describe(self) -> dict[str, Any]:
         return {
             "kind": "vector",
             "path": str(self.path),
             "hash": self.content_hash,
+            "verified": self.verified,
             "sources": self.manifest.get("sources"),
         }
 
@@ -123,11 +210,19 @@ class ReasoningVector:
         self._reader.close()
 
 
-def read_vector(path: str | Path) -> ReasoningVector:
-    """Open a vector folder written by ``rvec extract``.
+def read_vector(path: str | Path, *, verify: bool = True) -> ReasoningVector:
+    """Open a vector folder written by ``rvec extract`` (or compress, control, pair).
+
+    Args:
+        path: the vector folder.
+        verify: check every shard against the sha256 in ``rvec.json`` and the manifest's family
+            against its config and tensors (streamed; remembered per file version, so a vector
+            checked once is not read again until a file changes). ``False`` is ``--no-verify``.
 
     Raises:
-        VectorFormatError: no ``rvec.json``, unreadable, or from a newer format version.
+        VectorFormatError: no ``rvec.json``, unreadable, from a newer format version, or shards and
+            index inconsistent with it.
+        VectorIntegrityError: ``verify`` and a shard or the manifest was changed after writing.
     """
     path = Path(path)
     file = path / MANIFEST
@@ -139,7 +234,11 @@ def read_vector(path: str | Path) -> ReasoningVector:
         manifest = json.loads(file.read_text())
     except json.JSONDecodeError as err:
         raise VectorFormatError(f"{file}: invalid JSON ({err.msg}); re-run rvec extract") from err
-    if manifest.get("kind") != "reasoning-vector" or "tensors" not in manifest:
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("kind") != "reasoning-vector"
+        or "tensors" not in manifest
+    ):
         raise VectorFormatError(
             f"{file}: not a reasoning-vector manifest; is this a model folder? (rvec apply takes vectors)"
         )
@@ -147,7 +246,11 @@ def read_vector(path: str | Path) -> ReasoningVector:
         raise VectorFormatError(
             f"{file}: format version {manifest['format_version']} is newer than this rvec supports; upgrade rvec"
         )
-    return ReasoningVector(path=path, manifest=manifest)
+    vector = ReasoningVector(path=path, manifest=manifest)
+    if verify:
+        vector.verify()  # before the structure: an edited shard is named as such, not as a bad header
+    vector._stored  # noqa: B018 — shards and index must match the manifest before any use
+    return vector
 
 
 @dataclass

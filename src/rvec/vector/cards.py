@@ -10,12 +10,35 @@ def _source_line(d: dict[str, Any]) -> str:
     return f"`{d.get('repo_id') or d.get('source')}`{rev}"
 
 
+def _sources_rows(sources: dict[str, Any]) -> str:
+    if "sft" in sources and "rl" in sources:
+        return f"| SFT donor | {_source_line(sources['sft'])} |\n| RL donor | {_source_line(sources['rl'])} |"
+    return "\n".join(f"| {k} | `{v}` |" for k, v in sources.items())
+
+
+def _storage_line(tensors: dict[str, Any]) -> str:
+    counts: dict[str, int] = {}
+    for t in tensors.values():
+        counts[t.get("encoding", "dense")] = counts.get(t.get("encoding", "dense"), 0) + 1
+    ranks = sorted({t["rank"] for t in tensors.values() if t.get("encoding") == "factored"})
+    parts = [f"{n} {enc}" for enc, n in sorted(counts.items())]
+    if ranks:
+        parts.append(f"rank {ranks[0]}–{ranks[-1]}" if len(ranks) > 1 else f"rank {ranks[0]}")
+    return ", ".join(parts)
+
+
 def vector_card(manifest: dict[str, Any]) -> str:
     """README.md of a vector folder: what it is, how it was made, how to apply it."""
     fam = manifest["family"]
     tensors = manifest["tensors"]
     total_sq = sum(t["norm"] ** 2 for t in tensors.values())
-    sft, rl = manifest["sources"]["sft"], manifest["sources"]["rl"]
+    compression = manifest.get("compression")
+    compressed = (
+        f"| compression | {compression['method']} {compression.get('rank') or compression.get('density')}, "
+        f"relative error {compression['relative_error']:.4g} |\n"
+        if compression
+        else ""
+    )
     return f"""---
 tags:
 - rvec
@@ -25,18 +48,17 @@ tags:
 
 # Reasoning vector
 
-`{manifest["formula"]}`, extracted by rvec {manifest["rvec_version"]} on {manifest["created"]}.
+`{manifest["formula"]}`, written by rvec {manifest["rvec_version"]} on {manifest["created"]}.
 
 | | |
 |---|---|
-| SFT donor | {_source_line(sft)} |
-| RL donor | {_source_line(rl)} |
+{_sources_rows(manifest.get("sources") or {})}
 | family | {fam.get("architecture")}, hidden {fam.get("hidden_size")}, {fam.get("num_hidden_layers")} layers, vocab {fam.get("vocab_size")}, tied embeddings {fam.get("tie_word_embeddings")} |
-| tensors | {len(tensors)} (float32) |
-| ‖v‖ | {total_sq**0.5:.6g} |
+| tensors | {len(tensors)} (float32: {_storage_line(tensors)}) |
+{compressed}| ‖v‖ | {total_sq**0.5:.6g} |
 
-Per-tensor shapes, norms, relative norms and zero fractions are in `rvec.json`; sha256 of every
-source weight file and of every shard too.
+Per-tensor shapes, encodings, norms, relative norms and zero fractions are in `rvec.json`; sha256 of
+every source weight file and of every shard too (rvec verifies the shards before using them).
 
 ## Apply it
 

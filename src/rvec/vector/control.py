@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from safetensors.numpy import save_file
 
 from rvec import __version__
 from rvec.atomic import atomic_dir
@@ -27,8 +26,9 @@ from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, Shard
 from rvec.outputs import check_output_target, input_paths
 from rvec.vector import family
 from rvec.vector.artifact import FORMAT_VERSION, MANIFEST, VECTOR_PREFIX, ReasoningVector, read_vector
-from rvec.vector.compat import float_shapes, probe_names, probe_values
+from rvec.vector.compat import float_shapes
 from rvec.vector.extract import LINEAGE_FILE_BYTES
+from rvec.vector.writing import remember_hashes, write_lineage_probe
 
 if TYPE_CHECKING:
     import torch
@@ -85,6 +85,7 @@ def _write(
                 writer.write(name, r.numpy())
                 records[name] = {
                     "shape": list(shape),
+                    "encoding": "dense",
                     "norm": float(torch.linalg.vector_norm(r, dtype=torch.float64)),
                     "rel_norm": rel_norms[name],
                     "zero_fraction": float((r == 0).double().mean()) if numel else 1.0,
@@ -95,8 +96,7 @@ def _write(
         except BaseException:
             writer.abort()  # the writer thread stops before the temporary folder is removed
             raise
-        if probe_source is not None:
-            _copy_probe(tmp, probe_source, shapes)
+        aux = write_lineage_probe(tmp, probe_source, shapes)
         manifest = {
             "kind": "reasoning-vector",
             "format_version": FORMAT_VERSION,
@@ -111,6 +111,7 @@ def _write(
             "check": None,
             "skipped_non_float": [],
             "files": {f: writer.sha256[f] for f in files},
+            "aux_files": aux,
             "tensors": records,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -118,19 +119,8 @@ def _write(
             f"---\ntags:\n- rvec\n- random-control\n---\n\n# Random control vector\n\n`{formula}`, seed {seed}.\n"
             "This is **not** a reasoning vector: it is a control with a random direction.\n"
         )
+    remember_hashes(out, {**manifest["files"], **aux})  # verifying the output reads nothing again
     return read_vector(out)
-
-
-def _copy_probe(
-    folder: Path, source: Checkpoint | ReasoningVector, shapes: dict[str, tuple[int, ...]]
-) -> None:
-    """Keep lineage checks working for the control: the same probe as the model/vector it copies."""
-    if isinstance(source, ReasoningVector):
-        probe_file = source.path / "lineage.safetensors"
-        if probe_file.is_file():
-            (folder / "lineage.safetensors").write_bytes(probe_file.read_bytes())
-        return
-    save_file(probe_values(source, probe_names(shapes)), str(folder / "lineage.safetensors"))
 
 
 def norm_matched_random(

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
 
 from rvec import __version__
 from rvec.atomic import atomic_dir
@@ -27,6 +26,7 @@ from rvec.outputs import input_paths
 from rvec.vector import family
 from rvec.vector.artifact import (
     FORMAT_VERSION,
+    LINEAGE_FILE,
     MANIFEST,
     VECTOR_PREFIX,
     DonorPair,
@@ -34,22 +34,16 @@ from rvec.vector.artifact import (
     read_vector,
 )
 from rvec.vector.cards import vector_card
-from rvec.vector.compat import (
-    PROBE_ELEMENTS,
-    PROBE_TENSORS,
-    CheckReport,
-    check_donors,
-    float_shapes,
-    probe_names,
-    probe_values,
-)
+from rvec.vector.compat import PROBE_ELEMENTS, PROBE_TENSORS, CheckReport, check_donors, float_shapes
+from rvec.vector.writing import remember_hashes, write_lineage_probe
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (bytes done, bytes total) as work advances."""
 
-LINEAGE_FILE = "lineage.safetensors"
+__all__ = ["LINEAGE_FILE", "LINEAGE_FILE_BYTES", "ProgressCallback", "extract"]
+
 LINEAGE_FILE_BYTES = PROBE_TENSORS * PROBE_ELEMENTS * 4 + 64 * 1024  # float32 values + header, at most
 
 
@@ -72,6 +66,7 @@ class _TensorStats:
         numel = math.prod(shape)
         return {
             "shape": list(shape),
+            "encoding": "dense",
             "norm": norm,
             "rel_norm": norm / base if base > 0 else (0.0 if norm == 0 else math.inf),
             "zero_fraction": self.zeros / numel if numel else 1.0,
@@ -170,11 +165,13 @@ def extract(
         except BaseException:
             writer.abort()
             raise
-        _write_lineage_probe(tmp, sft_ckpt)
+        aux = write_lineage_probe(tmp, sft_ckpt, float_shapes(sft_ckpt))
         donor_hashes.wait()  # remembered now: the manifest's describe() gets them without reading
         manifest = _manifest(sft_ckpt, rl_ckpt, report, records, skipped, writer.sha256, files)
+        manifest["aux_files"] = aux
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=True) + "\n")
         (tmp / "README.md").write_text(vector_card(manifest))
+    remember_hashes(Path(out), {**manifest["files"], **aux})  # verifying the output reads nothing again
     logger.info("wrote vector %s (%d tensors)", out, len(records))
     return read_vector(out)
 
@@ -188,15 +185,6 @@ def _raise_non_finite(name: str, sft: Checkpoint, rl: Checkpoint) -> None:
             )
     raise NonFiniteError(
         f"{name}: RL − SFT overflows float32; the donors are not fine-tunes of one model", tensor=name
-    )
-
-
-def _write_lineage_probe(folder: Path, sft: Checkpoint) -> None:
-    """Keep the first elements of a few SFT weights so ``apply`` can test target lineage without the SFT."""
-    save_file(
-        probe_values(sft, probe_names(float_shapes(sft))),
-        str(folder / LINEAGE_FILE),
-        metadata={"what": "first elements of SFT weights, for lineage checks"},
     )
 
 

@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from rvec.checkpoint.reader import Workspace
 from rvec.errors import IncompatibleError, InvalidArgumentError
 from rvec.vector import family
 from rvec.vector.artifact import DeltaSource, ReasoningVector, read_vector
@@ -32,13 +34,37 @@ logger = logging.getLogger(__name__)
 _CHUNK = 1 << 18
 
 
+class _EncodedDelta:
+    """A factored or sparse ``v[name]`` kept in its encoding and expanded chunk by chunk on each α
+    switch, through the same numpy reader ``apply`` uses: memory stays at the stored factors (the
+    page cache) and one chunk, and the values are bit-identical to the written model's."""
+
+    def __init__(
+        self, source: ReasoningVector, name: str, numel: int, device: torch.device, workspace: Workspace
+    ) -> None:
+        self.source, self.name, self._numel, self.device = source, name, numel, device
+        self._workspace = workspace  # shared by every encoded delta: α switches run one chunk at a time
+
+    def numel(self) -> int:
+        return self._numel
+
+    def __getitem__(self, span: slice) -> torch.Tensor:
+        """Flat float32 elements ``[span.start, span.stop)`` on the parameter's device."""
+        n = span.stop - span.start
+        block = self.source.read_delta_into(
+            self.name, span.start, self._workspace.get("chunk", np.float32, n), self._workspace
+        )
+        return torch.from_numpy(block).to(self.device)
+
+
 @dataclass
 class _Slot:
     """One parameter touched by the vectors: its original values and each vector's delta."""
 
     param: torch.nn.Parameter
     original: torch.Tensor
-    deltas: list[tuple[int, torch.Tensor, float]]  # (vector index, float32 delta rows, mask factor)
+    # (vector index, float32 delta rows — or their encoding, expanded per chunk —, mask factor)
+    deltas: list[tuple[int, torch.Tensor | _EncodedDelta, float]]
 
 
 class InMemoryVectors:
@@ -72,6 +98,7 @@ class InMemoryVectors:
         )
         num_layers = int(family.family_fingerprint(config).get("num_hidden_layers") or 0)
         slots: dict[str, _Slot] = {}
+        workspace = Workspace(_CHUNK)  # scratch of the encoded (factored, sparse) deltas
         for i, source in enumerate(self.sources):
             shapes = source.shapes
             src_tied = is_tied(source.config)
@@ -90,7 +117,9 @@ class InMemoryVectors:
                 factor = self.selection.factor(name, num_layers)
                 if factor == 0.0 or (family.is_embedding(name) and embeddings == "skip"):
                     continue
-                delta = self._load_delta(source, delta_name, tuple(param.shape), embeddings, param.device)
+                delta = self._load_delta(
+                    source, delta_name, tuple(param.shape), embeddings, param.device, workspace
+                )
                 slot = slots.get(name)
                 if slot is None:
                     # The parameter gets a fresh copy and the loaded tensor becomes the original:
@@ -113,7 +142,8 @@ class InMemoryVectors:
         shape: tuple[int, ...],
         embeddings: EmbeddingPolicy | None,
         device: torch.device,
-    ) -> torch.Tensor:
+        workspace: Workspace,
+    ) -> torch.Tensor | _EncodedDelta:
         vshape = source.shapes[name]
         if vshape != shape and not (
             family.is_embedding(name) and embeddings == "overlap" and vshape[1:] == shape[1:]
@@ -124,6 +154,8 @@ class InMemoryVectors:
                 else f"{name}: shape {vshape} in {source.label} ≠ {shape} in the model"
             )
         numel = math.prod(shape) if vshape == shape else min(vshape[0], shape[0]) * math.prod(shape[1:])
+        if isinstance(source, ReasoningVector) and source.encoding(name) != "dense":
+            return _EncodedDelta(source, name, numel, device, workspace)
         flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32
         return torch.from_numpy(flat).to(device)
 

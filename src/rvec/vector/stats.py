@@ -25,10 +25,17 @@ class VectorStats:
     per_layer: dict[int, float]
     per_module: dict[str, float]
     per_layer_module: dict[int, dict[str, float]]
+    encodings: dict[str, int]  # tensors per storage encoding (dense, factored, sparse)
+
+    @property
+    def storage(self) -> str:
+        """``"30 factored, 21 dense"``: how the tensors are stored."""
+        return ", ".join(f"{n} {enc}" for enc, n in sorted(self.encodings.items(), key=lambda kv: -kv[1]))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "total_norm": self.total_norm,
+            "encodings": self.encodings,
             "per_layer": {str(k): v for k, v in sorted(self.per_layer.items())},
             "per_module": self.per_module,
             "per_layer_module": {str(k): v for k, v in sorted(self.per_layer_module.items())},
@@ -37,12 +44,18 @@ class VectorStats:
 
 
 def vector_stats(vector: ReasoningVector) -> VectorStats:
-    """Aggregate the per-tensor norms recorded in ``rvec.json`` (no tensor data is read)."""
+    """Aggregate the per-tensor norms recorded in ``rvec.json`` (no tensor data is read).
+
+    Every encoding records its exact norm when written (factored: from r×r Gram matrices), so
+    dense, factored and sparse vectors aggregate alike.
+    """
     layer_sq: dict[int, float] = defaultdict(float)
     module_sq: dict[str, float] = defaultdict(float)
     layer_module_sq: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     total_sq = 0.0
-    for rec in vector.manifest["tensors"].values():
+    encodings: dict[str, int] = defaultdict(int)
+    for name, rec in vector.manifest["tensors"].items():
+        encodings[vector.encoding(name)] += 1
         sq = rec["norm"] ** 2
         total_sq += sq
         module_sq[rec["module"]] += sq
@@ -55,6 +68,7 @@ def vector_stats(vector: ReasoningVector) -> VectorStats:
         per_layer={k: math.sqrt(v) for k, v in layer_sq.items()},
         per_module={k: math.sqrt(v) for k, v in module_sq.items()},
         per_layer_module={k: {m: math.sqrt(s) for m, s in v.items()} for k, v in layer_module_sq.items()},
+        encodings=dict(encodings),
     )
 
 

@@ -1,0 +1,278 @@
+"""Write a vector folder whose tensors are dense, low-rank factored or sparse (format version 2).
+
+``rvec extract`` streams dense deltas block by block with its own loop; everything that produces a
+vector tensor by tensor — ``rvec compress``, ``rvec pair`` from LoRA factors
+(:mod:`rvec.vector.factored`) — goes through :func:`write_vector_folder`: sharded safetensors,
+``rvec.json`` with exact per-tensor norms, a README card and the lineage probe, in a folder that
+appears only when complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from rvec import __version__
+from rvec.atomic import atomic_dir
+from rvec.checkpoint import hashing
+from rvec.checkpoint.dtypes import all_finite, dot
+from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS
+from rvec.checkpoint.source import Checkpoint
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, metadata_allowance
+from rvec.errors import InvalidArgumentError, NonFiniteError
+from rvec.vector import family
+from rvec.vector.artifact import (
+    FORMAT_VERSION,
+    LINEAGE_FILE,
+    MANIFEST,
+    VECTOR_PREFIX,
+    ReasoningVector,
+    read_vector,
+)
+from rvec.vector.cards import vector_card
+from rvec.vector.compat import float_shapes, probe_names, probe_values
+from rvec.vector.encodings import Encoding, factored_norm, factored_zero_count, stored_tensors
+
+
+@dataclass(frozen=True)
+class Dense:
+    """``v[name]`` itself: float32, in the tensor's shape."""
+
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class Factored:
+    """``v[name] = b @ a``: ``a`` (r, in) and ``b`` (out, r), float32, any scale folded in."""
+
+    a: np.ndarray
+    b: np.ndarray
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """``v[name]`` zero except at the sorted flat positions ``indices`` (int64), which hold ``values``."""
+
+    indices: np.ndarray
+    values: np.ndarray
+
+
+Encoded = Dense | Factored | Sparse
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """One tensor of the folder, known before its data: name, shape, encoding and its parameter."""
+
+    name: str
+    shape: tuple[int, ...]
+    encoding: Encoding
+    rank: int | None = None  # factored
+    kept: int | None = None  # sparse
+
+    def record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {"shape": list(self.shape), "encoding": self.encoding}
+        if self.encoding == "factored":
+            rec["rank"] = self.rank
+        if self.encoding == "sparse":
+            rec["kept"] = self.kept
+        return rec
+
+    def planned(self) -> list[PlannedTensor]:
+        return [PlannedTensor(s.name, s.dtype, s.shape) for s in stored_tensors(self.name, self.record())]
+
+
+def plan_of(name: str, shape: Sequence[int], tensor: Encoded) -> TensorPlan:
+    """The :class:`TensorPlan` an encoded tensor fits (shapes checked)."""
+    shape = tuple(int(d) for d in shape)
+    if isinstance(tensor, Factored):
+        a, b = tensor.a, tensor.b
+        if (
+            a.ndim != 2
+            or b.ndim != 2
+            or len(shape) != 2
+            or a.shape[0] != b.shape[1]
+            or (b.shape[0], a.shape[1]) != shape
+        ):
+            raise InvalidArgumentError(
+                f"{name}: factors A {a.shape} and B {b.shape} do not multiply to {shape}; expected A (r, {shape[-1]}) and B ({shape[0]}, r)"
+            )
+        return TensorPlan(name, shape, "factored", rank=int(a.shape[0]))
+    if isinstance(tensor, Sparse):
+        return TensorPlan(name, shape, "sparse", kept=int(tensor.indices.size))
+    if tuple(tensor.values.shape) != shape:
+        raise InvalidArgumentError(f"{name}: dense values have shape {tensor.values.shape}, expected {shape}")
+    return TensorPlan(name, shape, "dense")
+
+
+def sum_squares(flat: np.ndarray) -> float:
+    """``Σ flat²`` of a float32 array."""
+    # float32 dot per block summed in float64, as extract does: the error does not grow with size.
+    return sum(
+        dot(flat[i : i + DEFAULT_BLOCK_ELEMENTS], flat[i : i + DEFAULT_BLOCK_ELEMENTS])
+        for i in range(0, flat.size, DEFAULT_BLOCK_ELEMENTS)
+    )
+
+
+def _arrays(plan: TensorPlan, tensor: Encoded) -> list[np.ndarray]:
+    """The float32/int64 arrays stored for ``tensor``, in :meth:`TensorPlan.planned` order."""
+    if isinstance(tensor, Factored):
+        return [np.ascontiguousarray(tensor.a, np.float32), np.ascontiguousarray(tensor.b, np.float32)]
+    if isinstance(tensor, Sparse):
+        idx = np.ascontiguousarray(tensor.indices, np.int64)
+        numel = math.prod(plan.shape)
+        if idx.size and (idx[0] < 0 or idx[-1] >= numel or np.any(np.diff(idx) <= 0)):
+            raise InvalidArgumentError(
+                f"{plan.name}: sparse indices must be strictly increasing within [0, {numel})"
+            )
+        return [idx, np.ascontiguousarray(tensor.values, np.float32).reshape(-1)]
+    return [np.ascontiguousarray(tensor.values, np.float32).reshape(-1)]
+
+
+def _relative(norm: float, base: float | None) -> float | None:
+    """``‖v‖/‖θ_SFT‖`` as extract records it; ``None`` when the SFT norm is unknown."""
+    if base is None:
+        return None
+    return norm / base if base > 0 else (0.0 if norm == 0 else math.inf)
+
+
+def _measure(plan: TensorPlan, arrays: list[np.ndarray]) -> tuple[float, float]:
+    """(‖v‖, fraction of exact zeros) of the stored tensor, computed from its encoding."""
+    numel = math.prod(plan.shape)
+    if plan.encoding == "factored":
+        a, b = arrays[0], arrays[1]
+        zeros = factored_zero_count(a, b)
+        return factored_norm(a, b), zeros / numel if numel else 1.0
+    values = arrays[-1]
+    nonzero = int(np.count_nonzero(values))
+    return math.sqrt(sum_squares(values)), (numel - nonzero) / numel if numel else 1.0
+
+
+def write_vector_folder(
+    out: str | Path,
+    plan: Sequence[TensorPlan],
+    tensors: Iterable[tuple[str, Encoded, Mapping[str, Any]]],
+    *,
+    manifest: Mapping[str, Any],
+    summarise: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    lineage: Checkpoint | ReasoningVector | None = None,
+    overwrite: bool = False,
+    inputs: Sequence[Path] = (),
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> ReasoningVector:
+    """Write a vector folder tensor by tensor (only the tensor being written is in memory).
+
+    Args:
+        out: folder to create (atomically).
+        plan: every tensor, in the order ``tensors`` yields them.
+        tensors: ``(name, encoded tensor, extra record fields)``; extra fields (``relative_error``…)
+            join the tensor's ``rvec.json`` record, except ``base_norm`` (‖θ_SFT‖), which gives ``rel_norm``.
+        manifest: top-level ``rvec.json`` fields: ``formula``, ``sources``, ``config`` at least;
+            ``kind``, ``format_version``, ``family``, ``files``, ``aux_files`` and ``tensors`` are set here.
+        summarise: called with the tensor records once all are written; returns more top-level
+            fields (``compress`` puts its overall error there).
+        lineage: where the lineage probe comes from: the SFT checkpoint, or a vector whose probe is copied.
+        overwrite: replace ``out`` if it exists (only an rvec output, never one of ``inputs``).
+        inputs: what the command read (never replaced, nor a folder holding them).
+        max_shard_bytes: shard size limit.
+
+    Raises:
+        InvalidArgumentError: a tensor does not fit its plan.
+        NonFiniteError: a tensor holds NaN or Inf.
+    """
+    planned = [p for t in plan for p in t.planned()]
+    records: dict[str, Any] = {}
+    needed = sum(p.nbytes for p in planned) + metadata_allowance(len(planned)) + (1 << 20)  # + lineage probe
+    with atomic_dir(Path(out), overwrite=overwrite, inputs=inputs, needed_bytes=needed) as tmp:
+        writer = ShardedWriter(tmp, planned, prefix=VECTOR_PREFIX, max_shard_bytes=max_shard_bytes)
+        try:
+            for expected, (name, tensor, extra) in zip(plan, tensors, strict=True):
+                got = plan_of(name, expected.shape, tensor)
+                if got != expected:
+                    raise InvalidArgumentError(f"{name}: {got} does not match the plan {expected}")
+                arrays = _arrays(expected, tensor)
+                for stored, array in zip(expected.planned(), arrays, strict=True):
+                    if array.dtype == np.float32 and not all_finite(array):
+                        raise NonFiniteError(
+                            f"{name}: NaN or Inf in '{stored.name}'; nothing was written", tensor=name
+                        )
+                    if array.size:  # the writer expects no block for a zero-element entry
+                        writer.write(stored.name, array)
+                norm, zero_fraction = _measure(expected, arrays)
+                fields = dict(extra)
+                base = fields.pop("base_norm", None)
+                records[name] = {
+                    **expected.record(),
+                    "norm": norm,
+                    "rel_norm": _relative(norm, base),
+                    "zero_fraction": zero_fraction,
+                    "module": family.module_type(name),
+                    "layer": family.layer_of(name),
+                    **fields,
+                }
+            files = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        aux = write_lineage_probe(tmp, lineage, {t.name: t.shape for t in plan})
+        full = {
+            "kind": "reasoning-vector",
+            "format_version": FORMAT_VERSION,
+            "dtype": "float32",
+            "rvec_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "family": family.family_fingerprint(dict(manifest.get("config") or {})),
+            "check": None,
+            "skipped_non_float": [],
+            **manifest,
+            **(summarise(records) if summarise else {}),
+            "files": {f: writer.sha256[f] for f in files},
+            "aux_files": aux,
+            "tensors": records,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, allow_nan=True) + "\n")
+        (tmp / "README.md").write_text(vector_card(full))
+    remember_hashes(Path(out), {**full["files"], **aux})
+    return read_vector(out)
+
+
+def remember_hashes(folder: Path, hashes: Mapping[str, str]) -> None:
+    """Tell the hash memo what a writer just hashed, so verifying its output reads nothing again."""
+    for name, digest in hashes.items():
+        hashing.remember(folder / name, digest)
+
+
+def write_lineage_probe(
+    folder: Path, source: Checkpoint | ReasoningVector | None, shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, str]:
+    """Write ``lineage.safetensors`` into ``folder`` so ``apply`` can test a target's lineage without
+    the SFT: the first elements of a few of the SFT's weights, or a vector's probe copied.
+
+    Returns:
+        ``{"lineage.safetensors": sha256}`` for the manifest's ``aux_files``; ``{}`` when there is no probe.
+    """
+    file = folder / LINEAGE_FILE
+    if isinstance(source, ReasoningVector):
+        probe = source.path / LINEAGE_FILE
+        if not probe.is_file():
+            return {}
+        file.write_bytes(probe.read_bytes())
+    elif isinstance(source, Checkpoint):
+        names = [n for n in probe_names(float_shapes(source)) if n in shapes]
+        save_file(
+            probe_values(source, names),
+            str(file),
+            metadata={"what": "first elements of SFT weights, for lineage checks"},
+        )
+    else:
+        return {}
+    return {LINEAGE_FILE: hashlib.sha256(file.read_bytes()).hexdigest()}  # < 1 MB: no memo needed
