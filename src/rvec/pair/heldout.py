@@ -25,6 +25,7 @@ def held_out_check(
         resumed run re-scores without regenerating.
     """
     from rvec.eval.command import eval_command
+    from rvec.model.settings import HFSettings
     from rvec.study.stats import paired_comparison
 
     correct: dict[str, dict[str, bool]] = {}
@@ -36,8 +37,7 @@ def held_out_check(
             preset="paper",
             limit=limit,
             out_dir=work / name,
-            device=device,
-            dtype="float32",
+            backend=HFSettings(device=device, dtype="float32"),
             progress=False,
         )
         samples = result.samples[task]

@@ -58,15 +58,26 @@ def check_factors(base: Path, tuned: Path, factors: Factors) -> float:
 
 
 def write_pair_vector(base: Path, tuned: Path, out: Path, *, factors: Factors | None, label: str) -> Path:
-    """Write ``tuned − base`` to ``out`` as a vector folder (factored when ``factors`` are given)."""
+    """Write ``tuned − base`` to ``out`` as a vector folder: factored (exact, small) from the
+    adapter's factors when the phase was LoRA, after checking them against the merged folders; else
+    dense through ``rvec extract``."""
     from rvec.vector.extract import extract
 
     if factors is None:
         extract(str(base), str(tuned), out, overwrite=False)
         return out
+    from rvec.vector.factored import write_factored_vector
+
     worst = check_factors(base, tuned, factors)
     logger.info(
         "%s: adapter factors match the merged folders (worst %.2f of the rounding bound)", label, worst
     )
-    extract(str(base), str(tuned), out, overwrite=False)
+    write_factored_vector(
+        out,
+        factors=factors,  # (A, scaling·B): the scaling is already folded in
+        base=base,
+        sources={"base": str(base), "tuned": str(tuned)},
+        formula=f"{label} (LoRA factors, float32)",
+        extra={"check": {"merged_vs_factors_worst_of_rounding_bound": worst}},
+    )
     return out
