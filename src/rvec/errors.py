@@ -132,3 +132,17 @@ class PerturbationNotApplicableError(RvecError, ValueError):
         super().__init__(message)
         self.perturbation = perturbation
         self.task = task
+
+
+class BackendUnavailableError(RvecError, ImportError):
+    """An optional backend's package is not installed.
+
+    Example: ``--backend vllm: the vllm package is not installed; pip install 'reasoning-vectors[vllm]'``
+    """
+
+
+class BackendError(RvecError, RuntimeError):
+    """A running engine refused an operation rvec needs (a cache reset, a weight reload).
+
+    Example: ``vLLM refused to reset its prefix cache after an α switch; …``
+    """
