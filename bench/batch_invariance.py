@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from rvec.checkpoint.model import load_causal_lm
+from rvec.model.loading import load_causal_lm
 from rvec.eval.backends import HFBackend
 from rvec.eval.types import GenerateRequest
 

@@ -51,7 +51,7 @@ def smollm2_gguf() -> Path:
 def smollm2(smollm2_gguf: Path):
     """SmolLM2-135M-Instruct as ``(model, tokenizer, fingerprint)`` from ``load_causal_lm``, loaded
     once per session (float32, CPU). Tests must leave its weights as they found them."""
-    from rvec.checkpoint.model import load_causal_lm
+    from rvec.model.loading import load_causal_lm
 
     return load_causal_lm(smollm2_gguf)
 

@@ -18,6 +18,8 @@ from rvec.eval.cache import CacheKey, ResponseCache, request_digest
 from rvec.eval.command import eval_command, vector_fingerprint
 from rvec.eval.runner import evaluate
 from rvec.eval.types import GenerateRequest, LoglikelihoodRequest, Response
+from rvec.model.registry import parse_backend_settings
+from rvec.model.settings import HFSettings
 
 GSM8K_ROWS = [
     {
@@ -255,7 +257,12 @@ def test_alpha_zero_gives_exactly_the_base_model(
 
     vector = extract(llama_tied.sft, llama_tied.rl, tmp_path / "vec")
     args = dict(
-        tasks=["gsm8k"], preset=short_preset, limit=2, data_dir=tiny_data, batch_size=2, progress=False
+        tasks=["gsm8k"],
+        preset=short_preset,
+        limit=2,
+        data_dir=tiny_data,
+        backend=HFSettings(batch_size=2),
+        progress=False,
     )
     base = eval_command(str(llama_tied.target), out_dir=tmp_path / "base", **args)
     zero = eval_command(
@@ -276,20 +283,42 @@ def test_alpha_zero_gives_exactly_the_base_model(
 def test_eval_dtype_is_chosen_by_name_and_an_unknown_one_is_refused_before_loading(
     llama_tied, tiny_data: Path, short_preset: str, tmp_path: Path
 ) -> None:
-    with pytest.raises(InvalidArgumentError, match="unknown dtype 'int8'; use auto, float32"):
-        eval_command("no/such-model", tasks=["gsm8k"], preset=short_preset, dtype="int8")
+    with pytest.raises(
+        InvalidArgumentError, match="backend hf: dtype: unknown dtype 'int8'; use auto, float32"
+    ):
+        parse_backend_settings({"name": "hf", "dtype": "int8"})
     eval_command(
         str(llama_tied.target),
         tasks=["gsm8k"],
         preset=short_preset,
         limit=1,
         data_dir=tiny_data,
-        dtype="bfloat16",
+        backend=parse_backend_settings({"dtype": "bfloat16"}),
         out_dir=tmp_path / "bf16",
         progress=False,
     )
     backend = json.loads((tmp_path / "bf16" / "results.json").read_text())["rvec"]["backend"]
     assert backend["name"] == "hf/bfloat16" and backend["tie_margin"] == 0.0
+    assert backend["settings"] == {"name": "hf", "device": "auto", "dtype": "bfloat16", "batch_size": 16}
+
+
+def test_rvec_eval_selects_the_backend_by_name_and_records_its_settings(
+    llama_tied, tiny_data: Path, short_preset: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from rvec.cli import app
+
+    args = ["eval", str(llama_tied.target), "--tasks", "gsm8k", "--preset", short_preset, "--limit", "1"]
+    args += ["--data-dir", str(tiny_data), "--device", "cpu", "--batch-size", "2", "--no-progress"]
+    unknown = CliRunner().invoke(app, [*args, "--backend", "vlm"])
+    assert unknown.exit_code == 1
+    assert unknown.stderr == "rvec: error: unknown backend 'vlm'; valid: hf\n"
+    ok = CliRunner().invoke(app, [*args, "--backend", "hf", "-o", str(tmp_path / "e")])
+    assert ok.exit_code == 0, ok.output
+    backend = json.loads((tmp_path / "e" / "results.json").read_text())["rvec"]["backend"]
+    assert backend["name"] == "hf/float32"
+    assert backend["settings"] == {"name": "hf", "device": "cpu", "dtype": "auto", "batch_size": 2}
 
 
 # -------------------------------------------------------------------------- real model, slow

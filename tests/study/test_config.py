@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rvec.errors import ConfigError
+from rvec.model.settings import HFSettings
 from rvec.study.config import load_study, parse_study
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
@@ -58,6 +59,26 @@ def test_semantic_errors_are_collected_after_types_pass() -> None:
     assert any(e.startswith("perturbations: ") and "wobble" in e for e in errors)
     assert "alphas: values repeat" in errors
     assert len(errors) == 8
+
+
+def test_an_unknown_backend_is_one_of_the_problems_listed() -> None:
+    raw = {"name": "x", "targets": ["m"], "tasks": ["gsm8k"], "limit": 0, "backend": {"name": "vlm"}}
+    with pytest.raises(ConfigError) as info:
+        parse_study(raw, source="s.yaml")
+    assert info.value.errors == [
+        "limit: Input should be greater than or equal to 1",
+        "backend.name: unknown backend 'vlm'; valid: hf",
+    ]
+
+
+def test_backend_settings_are_the_named_backends() -> None:
+    raw = {"name": "x", "targets": ["m"], "tasks": ["gsm8k"], "vector": "."}
+    config = parse_study({**raw, "backend": {"name": "hf", "dtype": "float32"}})
+    assert config.backend == HFSettings(dtype="float32")
+    assert parse_study(raw).backend == HFSettings()
+    with pytest.raises(ConfigError) as info:
+        parse_study({**raw, "backend": {"dtype": "fp8"}})
+    assert info.value.errors == ["backend.dtype: unknown dtype 'fp8'; use auto, float32, bfloat16, float16"]
 
 
 def test_exactly_one_source_of_v() -> None:

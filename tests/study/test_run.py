@@ -33,7 +33,7 @@ def study(family: Family, data_dir: Path, **overrides) -> dict:
         "limit": 3,
         "data_dir": str(data_dir),
         "bootstrap_resamples": 2000,
-        "backend": {"device": "cpu", "batch_size": 8},
+        "backend": {"name": "hf", "device": "cpu", "batch_size": 8},
     }
     raw.update(overrides)
     return raw
@@ -215,3 +215,10 @@ def test_each_alpha_state_gets_its_own_responses(finished: tuple[Path, dict]) ->
 
     assert responses("target") != responses("target + 1·v")
     assert responses("target + 1·v") != responses("target − 1·v")
+
+
+def test_the_study_backend_is_the_one_named_and_is_recorded(finished: tuple[Path, dict]) -> None:
+    out, info = finished
+    plan = json.loads((out / "study.json").read_text())
+    assert plan["backend"] == {"name": "hf", "device": "cpu", "dtype": "auto", "batch_size": 8}
+    assert info["run"].timings["load"] > 0 and info["run"].timings["apply"] > 0

@@ -41,6 +41,9 @@ def eval_command(
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Folder for results.json, samples/ and the resume cache."
     ),
+    backend: str = typer.Option(
+        "hf", "--backend", help="Engine: hf (transformers, built in). See docs/model-state.md."
+    ),
     batch_size: int = typer.Option(16, "--batch-size", help="Sequences per batch."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1… (auto: cuda when available)."),
     dtype: str = typer.Option(
@@ -60,13 +63,16 @@ def eval_command(
 
     Examples:
       rvec eval MODEL --tasks gsm8k,humaneval,sciq,bbh --preset paper --condition think --limit 50 -o runs/x/ --allow-code-execution
-      rvec eval MODEL --tasks gsm8k --preset lm-eval
+      rvec eval MODEL --tasks gsm8k --preset lm-eval --backend hf --dtype float32 --batch-size 32
       rvec eval MODEL --vector vec/ --alpha 1.0 --tasks gsm8k
       rvec eval MODEL --tasks gsm8k --perturb distractor,hint,typo:0.05
     """
-    from rvec.checkpoint.model import pick_device
     from rvec.eval.command import eval_command as run
+    from rvec.model.registry import parse_backend_settings
 
+    settings = parse_backend_settings(
+        {"name": backend, "device": device, "dtype": dtype, "batch_size": batch_size}
+    )
     result = run(
         model,
         vectors=[str(v) for v in vector or []],
@@ -79,9 +85,7 @@ def eval_command(
         data_dir=data_dir,
         allow_code_execution=allow_code_execution,
         out_dir=output,
-        batch_size=batch_size,
-        device=pick_device(device),
-        dtype=dtype,
+        backend=settings,
         seed=seed,
         progress=progress,
     )

@@ -1,25 +1,25 @@
-"""``rvec eval`` as one library call: load the model once, add vectors in memory, evaluate.
+"""``rvec eval`` as one library call: load the model once on the chosen backend, set vectors in
+memory, evaluate.
 
-The CLI parses arguments and calls :func:`eval_command`; everything else happens here, so the
-command and a notebook behave the same.
+The CLI parses arguments (backend settings included, :func:`rvec.model.registry.parse_backend_settings`)
+and calls :func:`eval_command`; everything else happens here and in the model-state seam
+(:mod:`rvec.model`), which ``rvec run`` shares, so the command and a notebook behave the same.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 from rvec.errors import InvalidArgumentError
-from rvec.eval.backends import HFBackend
 from rvec.eval.runner import check_code_execution, evaluate
 from rvec.eval.types import EvalResult
+from rvec.model.fingerprint import vector_fingerprint
+from rvec.model.registry import open_model_state
+from rvec.model.settings import BackendSettings, HFSettings
 
-__all__ = ["eval_command", "vector_fingerprint"]
+__all__ = ["eval_command", "vector_fingerprint"]  # vector_fingerprint: its former home, kept
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +37,13 @@ def eval_command(
     data_dir: Path | None = None,
     allow_code_execution: bool = False,
     out_dir: Path | None = None,
-    batch_size: int = 16,
-    device: str = "cpu",
-    dtype: str = "auto",
+    backend: BackendSettings | None = None,
     seed: int = 1234,
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate a checkpoint, optionally with ``Σ αᵢ·vᵢ`` added in memory (restored afterwards).
 
-    Vectors are applied through the engine's bit-exact in-memory apply; with α = 0 the weights are
+    Vectors are applied through the backend's bit-exact in-memory apply; with α = 0 the weights are
     bit-identical to the base model's, and so are its fingerprint and cached responses.
 
     Args:
@@ -60,10 +58,10 @@ def eval_command(
         data_dir (Path | None, default None): Local data root.
         allow_code_execution (bool, default False): Allow HumanEval to run model-written code.
         out_dir (Path | None, default None): Where results, samples and the cache go.
-        batch_size (int, default 16): Requests per forward batch.
-        device (str, default "cpu"): Torch device.
-        dtype (str, default "auto"): ``float32``, ``bfloat16``, ``float16``; auto: float32 on CPU,
-            bfloat16 on GPU. Half precisions make greedy texts depend on the batch.
+        backend (BackendSettings | None, default None): Which backend and its settings (device,
+            dtype, batch size, engine options); ``None`` is ``HFSettings()``: the ``transformers``
+            backend, cuda when available, float32 on CPU and bfloat16 on GPU, batches of 16. Half
+            precisions make greedy texts depend on the batch.
         seed (int, default 1234): Seed of the perturbations.
         progress (bool, default True): Show a progress bar.
 
@@ -73,28 +71,25 @@ def eval_command(
     Raises:
         InvalidArgumentError: ``vectors`` and ``alphas`` differ in length.
         CodeExecutionNotAllowedError: HumanEval without ``allow_code_execution`` (before loading).
-        and every error of :func:`~rvec.checkpoint.model.load_causal_lm` and ``evaluate``.
+        UnknownNameError: ``backend.name`` is not a registered backend.
+        and every error of the backend's load (:func:`rvec.model.registry.open_model_state`),
+        of :meth:`~rvec.model.state.ModelState.set_vectors` and of ``evaluate``.
 
     Example:
         >>> eval_command("Qwen/Qwen2.5-1.5B-Instruct", vectors=["vec/"], alphas=[1.0],
-        ...              tasks=["gsm8k"], preset="paper", limit=50, out_dir=Path("runs/v1"))
+        ...              tasks=["gsm8k"], preset="paper", limit=50, out_dir=Path("runs/v1"),
+        ...              backend=HFSettings(dtype="float32"))
     """
     if len(vectors) != len(alphas):
         raise InvalidArgumentError(
             f"{len(vectors)} vector(s) but {len(alphas)} alpha(s); pass one --alpha per --vector"
         )
     check_code_execution(tasks, allowed=allow_code_execution)  # before the (slow) model load
-    from rvec.checkpoint.model import load_causal_lm, pick_dtype
-
-    model, tokenizer, fingerprint = load_causal_lm(
-        model_source, device=device, dtype=pick_dtype(dtype, device)
-    )
-    loaded = _read_vectors([(v, float(a)) for v, a in zip(vectors, alphas, strict=True)])
-    fingerprint = vector_fingerprint(fingerprint, [(v.content_hash, a) for v, a in loaded])
-    with _applied(model, loaded):
-        lm = HFBackend(model, tokenizer, fingerprint=fingerprint, batch_size=batch_size, progress=False)
+    with open_model_state(model_source, backend or HFSettings()) as state:
+        if vectors:
+            state.set_vectors([(Path(v), float(a)) for v, a in zip(vectors, alphas, strict=True)])
         return evaluate(
-            lm,
+            state.language_model(),
             tasks=tasks,
             preset=preset,
             condition=condition,
@@ -106,33 +101,3 @@ def eval_command(
             out_dir=out_dir,
             progress=progress,
         )
-
-
-def vector_fingerprint(base: str, vectors: Sequence[tuple[str, float]]) -> str:
-    """The fingerprint of ``base + Σ αᵢ·vᵢ``: sha256 over the base fingerprint and each (hash, α).
-
-    Example:
-        >>> vector_fingerprint("abc", [])
-        'abc'
-    """
-    applied = [(h, a) for h, a in vectors if float(a) != 0.0]  # α = 0 leaves the weights bit-identical
-    if not applied:
-        return base
-    payload = {"base": base, "vectors": [[h, repr(float(a))] for h, a in applied]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _read_vectors(pairs: Sequence[tuple[str, float]]) -> list[tuple[Any, float]]:
-    if not pairs:
-        return []
-    from rvec.vector.artifact import read_vector
-
-    return [(read_vector(Path(v)), a) for v, a in pairs]
-
-
-def _applied(model: Any, loaded: Sequence[tuple[Any, float]]) -> Any:
-    if not loaded:
-        return nullcontext(model)
-    from rvec.vector.inmemory import applied
-
-    return applied(model, list(loaded))

@@ -158,7 +158,7 @@ def results_document(
     """The ``results.json`` content: lm-eval's keys, then rvec's under ``"rvec"``.
 
     Args:
-        lm (LanguageModel): The backend (its name and, when it has one, ``describe()``).
+        lm (LanguageModel): The backend (its name, batch size and ``describe()``).
         result (EvalResult): Scores and samples per task key.
         fingerprint (str): The weights' fingerprint the responses came from.
         units (Sequence[Unit]): The evaluated task keys.
@@ -213,7 +213,7 @@ def results_document(
         "config": {
             "model": lm.name,
             "model_fingerprint": fingerprint,
-            "batch_size": getattr(lm, "batch_size", None),
+            "batch_size": lm.batch_size,
             "limit": limit,
             "random_seed": seed,
         },
@@ -225,7 +225,7 @@ def results_document(
             "condition": condition,
             "perturbations": [p.name for p in perturbations],
             "model_fingerprint": fingerprint,
-            "backend": _describe(lm),
+            "backend": lm.describe(),
             "data_fingerprints": {u.key: data_fingerprint(u.docs) for u in units},
             "samples_files": {u.key: f"samples/{sample_filename(u.key)}" for u in units},
             "pairs": {u.key: _pairing(u, result, primaries) for u in units if u.clean_key != u.key},
@@ -236,11 +236,6 @@ def results_document(
             "requests": dict(requests),
         },
     }
-
-
-def _describe(lm: LanguageModel) -> dict[str, Any]:
-    describe = getattr(lm, "describe", None)
-    return describe() if callable(describe) else {"name": lm.name}
 
 
 def _groups(scores: dict[str, dict[str, float]]) -> dict[str, Any]:

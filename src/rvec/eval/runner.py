@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import time
@@ -61,10 +60,6 @@ from rvec.eval.types import (
 __all__ = ["check_code_execution", "clean_counterpart", "evaluate"]
 
 logger = logging.getLogger(__name__)
-
-# A backend without streaming (no ``on_result``) is called this many requests at a time, so an
-# interrupted run loses at most one chunk.
-_CHUNK = 64
 
 
 @dataclass
@@ -260,17 +255,9 @@ def _answer(
 def _call(
     method: Callable[..., list[Response]], requests: list[Request], on_result: Callable[[int, Response], None]
 ) -> None:
-    """Stream results through ``on_result``; chunk the call when the backend cannot stream."""
-    if "on_result" in inspect.signature(method).parameters:
-        responses = method(requests, on_result=on_result)
-        _check_count(responses, requests)
-        return
-    for start in range(0, len(requests), _CHUNK):
-        part = requests[start : start + _CHUNK]
-        responses = method(part)
-        _check_count(responses, part)
-        for j, response in enumerate(responses):
-            on_result(start + j, response)
+    """Stream results through ``on_result`` (every backend streams; see ``LanguageModel``)."""
+    responses = method(requests, on_result=on_result)
+    _check_count(responses, requests)
 
 
 def _check_count(responses: Sequence[Response], requests: Sequence[Request]) -> None:
@@ -287,7 +274,7 @@ def _store(unit: Unit, index: int, aux: bool, response: Response) -> None:
 def _cache_key(
     lm: LanguageModel, fingerprint: str, unit: Unit, preset: Preset, condition: str, seed: int, aux: bool
 ) -> CacheKey:
-    backend = f"{lm.name}:{getattr(lm, 'identity', '')}"
+    backend = f"{lm.name}:{lm.identity}"
     task = unit.key + ("#loglikelihood" if aux else "")
     pert = unit.perturbation.name if unit.perturbation is not None else None
     return CacheKey(fingerprint, backend, f"{preset.name}@{preset.version}", condition, task, pert, seed)

@@ -8,7 +8,7 @@ collects :class:`SampleRecord`s into an :class:`EvalResult`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -109,17 +109,41 @@ class EvalResult:
     generated_tokens: int = 0
 
 
+ResultCallback = Callable[[int, Response], None]
+"""``on_result(index, response)``: called once per request as soon as it is finished."""
+
+
 @runtime_checkable
 class LanguageModel(Protocol):
-    """A backend. ``model`` is the live torch module (for in-memory vector application) or ``None``
-    for engines that own their weights; ``fingerprint`` identifies the weights for caches."""
+    """A backend's evaluation object: answers requests with the weights of its model state
+    (:meth:`rvec.model.state.ModelState.language_model`). Everything the eval runner and the study
+    read from a backend is declared here."""
 
     name: str
+    """Backend and dtype as results show them (``"hf/float32"``)."""
     fingerprint: str
+    """Identifies the current weights (vectors applied in memory included); caches key on it."""
+    identity: str
+    """Hash of everything besides the weights that changes a response (dtype, tokenizer, chat
+    template, decoding rules, engine options); part of every response cache key."""
+    batch_size: int | None
+    """Requests per forward batch, or ``None`` where the engine schedules its own; recorded."""
 
-    def generate(self, requests: Sequence[GenerateRequest]) -> list[Response]: ...
+    def describe(self) -> dict[str, Any]:
+        """Settings and counters for ``results.json`` (its ``rvec.backend``)."""
+        ...
 
-    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Response]: ...
+    def generate(
+        self, requests: Sequence[GenerateRequest], *, on_result: ResultCallback | None = None
+    ) -> list[Response]:
+        """Greedy generation, results in input order; ``on_result`` streams each as it finishes."""
+        ...
+
+    def loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], *, on_result: ResultCallback | None = None
+    ) -> list[Response]:
+        """Summed log-probability of each continuation (lm-eval semantics), streamed likewise."""
+        ...
 
 
 OutputType = Literal["generate", "loglikelihood"]

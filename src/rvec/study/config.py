@@ -21,12 +21,14 @@ Example ``study.yaml``::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rvec.errors import ConfigError, RvecError
+from rvec.model.registry import BACKENDS, BackendSettingsField, get_backend, setting_error_message
+from rvec.model.settings import HFSettings
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -51,17 +53,6 @@ class Controls(BaseModel):
     """Extra α values of v (the curve in the report also includes 0 and ``alphas``)."""
     rl_donor_think: bool | None = None
     """Evaluate the RL donor under ``think`` (the paper's "G+T" row); default: yes when ``donors`` are given."""
-
-
-class Backend(BaseModel):
-    """Generation engine and its options."""
-
-    model_config = _FROZEN
-    name: Literal["hf"] = "hf"
-    device: str = "auto"
-    """``auto``: cuda when available, else cpu."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    batch_size: int = Field(16, ge=1)
 
 
 class StudyConfig(BaseModel):
@@ -94,14 +85,25 @@ class StudyConfig(BaseModel):
     bootstrap_resamples: int = Field(10_000, ge=1000)
     allow_code_execution: bool = False
     data_dir: str | None = None
-    backend: Backend = Field(default_factory=Backend)
+    backend: BackendSettingsField = Field(default_factory=HFSettings)
+    """Engine and its options: ``name`` (a registered backend, default ``hf``) and that backend's
+    settings (:mod:`rvec.model.settings`), the same ones ``rvec eval`` takes as flags."""
     output: str | None = None
 
 
 def _pydantic_errors(err: ValidationError) -> list[str]:
     out = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = [str(p) for p in e["loc"]]
+        if loc[:1] == ["backend"] and e["type"] == "unknown_backend":
+            name = e["input"].get("name") if isinstance(e["input"], dict) else e["input"]
+            out.append(f"backend.name: unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+            continue
+        if loc[:1] == ["backend"] and len(loc) > 2 and loc[1] in BACKENDS:
+            # pydantic names the union member it tried; the user wrote backend.<key>
+            out.append(f"{'.'.join([loc[0], *loc[2:]])}: {_backend_message(e, loc[1])}")
+            continue
+        where = ".".join(loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             out.append(f"{where}: unknown key")
         elif e["type"] == "missing":
@@ -109,6 +111,12 @@ def _pydantic_errors(err: ValidationError) -> list[str]:
         else:
             out.append(f"{where}: {e['msg']}")
     return out
+
+
+def _backend_message(error: Any, backend: str) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"  # the same words as every other unknown key of a study
+    return setting_error_message(error, get_backend(backend))
 
 
 def _semantic_errors(config: StudyConfig, base: Path) -> list[str]:

@@ -1,5 +1,6 @@
-"""Executes a study's matrix: prepares vectors once, loads each model once, switches α in memory,
-evaluates the cells that are not cached, and saves each as soon as it finishes."""
+"""Executes a study's matrix: prepares vectors once, loads each model once on the study's backend
+(:mod:`rvec.model`), switches α in memory, evaluates the cells that are not cached, and saves each
+as soon as it finishes."""
 
 from __future__ import annotations
 
@@ -9,25 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from rvec import __version__
-from rvec.checkpoint.model import pick_device, pick_dtype
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
 from rvec.eval.data import DataSource, fingerprint
 from rvec.eval.presets import Preset, get_preset
 from rvec.eval.tasks.registry import get_task
+from rvec.eval.types import LanguageModel
+from rvec.model.registry import get_backend
+from rvec.study.cells import _write_json, cell_key, load_cell, save_cell
 from rvec.study.config import StudyConfig
 from rvec.study.plan import PlannedCell, plan_cells
-from rvec.study.progress import MatrixProgress
-from rvec.study.runner import (
-    CellCallback,
-    StudyRun,
-    _timer,
-    _write_json,
-    cell_key,
-    load_cell,
-    save_cell,
-)
-from rvec.study.types import CellResult
+from rvec.study.progress import MatrixProgress, timed
+from rvec.study.types import CellCallback, CellResult, StudyRun
 from rvec.vector.artifact import ReasoningVector, read_vector
 
 logger = logging.getLogger(__name__)
@@ -61,8 +55,8 @@ class StudyExecutor:
         self.on_cell = on_cell
         self.preset = resolved_preset(config)
         self.source = DataSource(Path(config.data_dir) if config.data_dir else None)
-        self.device = pick_device(config.backend.device)
-        self.dtype = pick_dtype(config.backend.dtype, self.device)
+        self.backend = get_backend(config.backend.name)
+        self.backend_key = self.backend.cache_identity(config.backend)
         self.run_state = StudyRun(out_dir=out_dir, cells=[])
         self.progress = MatrixProgress(enabled=progress)
         self._data_fp: dict[str, str] = {}
@@ -79,7 +73,7 @@ class StudyExecutor:
 
                 folder = self.out_dir / "models" / ckpt.gguf_file.stem
                 if not (folder / "config.json").is_file():
-                    with _timer(self.run_state.timings, "convert"):
+                    with timed(self.run_state.timings, "convert"):
                         convert(
                             ckpt.gguf_file, folder, overwrite=True, progress=False
                         )  # the run shows its own
@@ -94,7 +88,7 @@ class StudyExecutor:
 
         c = self.config
         folder = self.out_dir / "vectors"
-        with _timer(self.run_state.timings, "extract"):
+        with timed(self.run_state.timings, "extract"):
             if c.donors is not None:
                 v_dir = folder / "v"
                 v = (
@@ -172,7 +166,7 @@ class StudyExecutor:
                 "data": self.data_fingerprint(cell.base_task),
                 "limit": self.config.limit,
                 "seed": self.config.seed,
-                "dtype": str(self.dtype),
+                **self.backend_key,
                 "rvec": __version__,
             }
         )
@@ -209,6 +203,7 @@ class StudyExecutor:
                 "seed": c.seed,
                 "bootstrap_resamples": c.bootstrap_resamples,
                 "preset": self.preset.to_dict(),
+                "backend": c.backend.model_dump(),
                 "notes": self.run_state.notes,
                 "cells": plan,
             },
@@ -233,42 +228,26 @@ class StudyExecutor:
                 todo.append((cell, key))
         if not todo:
             return
-        from rvec.checkpoint.model import load_causal_lm
-        from rvec.eval.backends.hf import HFBackend
-        from rvec.eval.command import vector_fingerprint
-        from rvec.vector.inmemory import InMemoryVectors
-
-        with _timer(self.run_state.timings, "load"):
-            model, tokenizer, fp = load_causal_lm(
-                self.local(model_source), dtype=self.dtype, device=self.device
-            )
-        lm = HFBackend(
-            model, tokenizer, fingerprint=fp, batch_size=self.config.backend.batch_size, progress=False
-        )
-        labels = list(vectors)
-        applier = InMemoryVectors(model, [vectors[k] for k in labels]) if vectors else None
+        with timed(self.run_state.timings, "load"):
+            state = self.backend.load(self.local(model_source), self.config.backend)
         try:
-            by_state: dict[tuple[str, float | None, str | None, str], list[tuple[PlannedCell, str]]] = {}
-            for cell, key in todo:
-                v = cell.variant
-                by_state.setdefault((v.name, v.alpha, v.vector, cell.condition), []).append((cell, key))
+            if vectors:
+                state.attach(list(vectors.values()))  # read once; the α switches below read nothing
             current: tuple[str | None, float | None] | None = None
-            for (_, alpha, vector, condition), group in by_state.items():
-                if applier is not None and (vector, alpha) != current:
-                    with _timer(self.run_state.timings, "apply"):
-                        applier.set_alphas([alpha if label == vector else 0.0 for label in labels])
-                    # The response cache is keyed by the weights' fingerprint: give each α state its own.
-                    applied = [(vectors[vector].content_hash, alpha)] if vector is not None and alpha else []
-                    lm.fingerprint = vector_fingerprint(fp, applied)
+            for vector, alpha, condition, group in _by_model_state(todo):
+                if vectors and (vector, alpha) != current:
+                    # The state's fingerprint, and with it the response cache key, follows each switch.
+                    with timed(self.run_state.timings, "apply"):
+                        state.set_vectors([(vectors[vector], alpha)] if vector is not None and alpha else [])
                     current = (vector, alpha)
-                self._evaluate_group(lm, condition, group)
+                self._evaluate_group(state.language_model(), condition, group)
         finally:
-            if applier is not None:
-                with _timer(self.run_state.timings, "apply"):
-                    applier.restore()
-            del model, lm
+            with timed(self.run_state.timings, "apply"):
+                state.close()  # θ₀ restored bit for bit; the weights are freed with the state
 
-    def _evaluate_group(self, lm: Any, condition: str, group: list[tuple[PlannedCell, str]]) -> None:
+    def _evaluate_group(
+        self, lm: LanguageModel, condition: str, group: list[tuple[PlannedCell, str]]
+    ) -> None:
         """All todo cells of one model state and condition in batched evaluations, then one cached
         cell per task key (a crash loses at most this group's unsaved cells; the response cache
         keeps what was generated)."""
@@ -293,12 +272,12 @@ class StudyExecutor:
         return bool(self.config.perturbations) and base_task in expand_task_names(self.config.tasks)
 
     def _evaluate_part(
-        self, lm: Any, condition: str, part: list[tuple[PlannedCell, str]], perturbations: list[str]
+        self, lm: LanguageModel, condition: str, part: list[tuple[PlannedCell, str]], perturbations: list[str]
     ) -> None:
         from rvec.eval.runner import evaluate
 
         start = time.perf_counter()
-        with _timer(self.run_state.timings, "evaluate"):
+        with timed(self.run_state.timings, "evaluate"):
             result = evaluate(
                 lm,
                 tasks=list(dict.fromkeys(cell.base_task for cell, _ in part)),
@@ -369,6 +348,18 @@ class StudyExecutor:
         self.progress.advance(cell.seconds if not cached else 0.0)
         if self.on_cell is not None:
             self.on_cell(cell, cached)
+
+
+def _by_model_state(
+    todo: list[tuple[PlannedCell, str]],
+) -> list[tuple[str | None, float | None, str, list[tuple[PlannedCell, str]]]]:
+    """``(vector, α, condition, cells)`` per variant and condition, in plan order, so the weights
+    switch once per variant at most."""
+    groups: dict[tuple[str, str | None, float | None, str], list[tuple[PlannedCell, str]]] = {}
+    for cell, key in todo:
+        v = cell.variant
+        groups.setdefault((v.name, v.vector, v.alpha, cell.condition), []).append((cell, key))
+    return [(vector, alpha, condition, g) for (_, vector, alpha, condition), g in groups.items()]
 
 
 __all__ = ["StudyExecutor", "resolved_preset"]

@@ -1,8 +1,12 @@
-"""A progress display over the whole study matrix: cells done of total, elapsed, ETA, current cell."""
+"""A progress display over the whole study matrix (cells done of total, elapsed, ETA, current cell),
+and where the time went (:func:`timed`)."""
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import (
@@ -52,3 +56,13 @@ class MatrixProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+@contextmanager
+def timed(timings: dict[str, float], what: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``timings[what]`` (the run's ``timings.json``)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[what] = timings.get(what, 0.0) + time.perf_counter() - start

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from rvec.errors import RvecError
+from rvec.study.cells import load_cell
 from rvec.study.plan import short_name
 from rvec.study.report import render_report
-from rvec.study.runner import load_cell
 
 
 def render_run(run_dir: str | Path) -> list[Path]:

@@ -12,84 +12,20 @@ Run folder layout::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from rvec.errors import OutputExistsError
+from rvec.study.cells import _write_json, cell_from_dict, cell_key, cell_to_dict, load_cell, save_cell
 from rvec.study.config import StudyConfig
-from rvec.study.types import CellResult, Variant
+from rvec.study.execute import StudyExecutor
+from rvec.study.progress import timed
+from rvec.study.reporting import render_run
+from rvec.study.types import CellCallback, StudyRun
 
 logger = logging.getLogger(__name__)
-
-CellCallback = Callable[[CellResult, bool], None]
-"""Called after each cell with (result, came from cache)."""
-
-
-@dataclass
-class StudyRun:
-    """What :func:`run_study` did: every cell, how many were computed vs cached, where time went."""
-
-    out_dir: Path
-    cells: list[CellResult]
-    computed: int = 0
-    cached: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-def cell_key(parts: dict[str, Any]) -> str:
-    """Content address of a cell: sha256 of everything that changes its result."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)  # a crash never leaves a half-written cell that would be trusted on resume
-
-
-def save_cell(cells_dir: Path, cell: CellResult, samples: list[dict[str, Any]]) -> None:
-    _write_json(cells_dir / f"{cell.cache_key}.json", {"cell": cell_to_dict(cell), "samples": samples})
-
-
-def cell_to_dict(cell: CellResult) -> dict[str, Any]:
-    return {**asdict(cell), "variant": asdict(cell.variant)}
-
-
-def cell_from_dict(data: dict[str, Any]) -> CellResult:
-    data = dict(data)
-    data["variant"] = Variant(**data["variant"])
-    return CellResult(**data)
-
-
-def load_cell(cells_dir: Path, key: str) -> CellResult | None:
-    file = cells_dir / f"{key}.json"
-    if not file.is_file():
-        return None
-    try:
-        return cell_from_dict(json.loads(file.read_text())["cell"])
-    except (json.JSONDecodeError, KeyError, TypeError):
-        logger.warning("ignoring unreadable cached cell %s", file.name)
-        return None
-
-
-@contextmanager
-def _timer(timings: dict[str, float], what: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[what] = timings.get(what, 0.0) + time.perf_counter() - start
 
 
 def prepare_run_dir(out_dir: Path, config_text: str, *, resume: bool) -> None:
@@ -131,16 +67,12 @@ def run_study(
         OutputExistsError: ``out_dir`` holds a run and ``resume`` is false.
         ConfigError, IncompatibleError, DataNotFoundError: as raised by the stages.
     """
-    from rvec.study.execute import StudyExecutor
-
     out_dir = Path(out_dir)
     text = config_text if config_text is not None else yaml.safe_dump(config.model_dump(), sort_keys=False)
     prepare_run_dir(out_dir, text, resume=resume)
     executor = StudyExecutor(config, out_dir, progress=progress, on_cell=on_cell)
     run = executor.run()
-    from rvec.study.reporting import render_run
-
-    with _timer(run.timings, "report"):
+    with timed(run.timings, "report"):
         render_run(out_dir)
     _write_json(
         out_dir / "timings.json", {"timings": run.timings, "computed": run.computed, "cached": run.cached}
@@ -148,4 +80,15 @@ def run_study(
     return run
 
 
-__all__ = ["StudyRun", "cell_from_dict", "cell_key", "cell_to_dict", "load_cell", "run_study", "save_cell"]
+# The cell-cache names lived here before rvec.study.cells; they stay importable from here.
+__all__ = [
+    "CellCallback",
+    "StudyRun",
+    "cell_from_dict",
+    "cell_key",
+    "cell_to_dict",
+    "load_cell",
+    "prepare_run_dir",
+    "run_study",
+    "save_cell",
+]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 VariantKind = Literal["baseline", "vector", "subtraction", "random-control", "donor", "other"]
@@ -53,3 +55,20 @@ class CellResult:
     @property
     def n(self) -> int:
         return len(self.per_item)
+
+
+CellCallback = Callable[[CellResult, bool], None]
+"""Called after each cell with (result, came from cache)."""
+
+
+@dataclass
+class StudyRun:
+    """What :func:`rvec.study.runner.run_study` did: every cell, how many were computed vs cached,
+    where time went."""
+
+    out_dir: Path
+    cells: list[CellResult]
+    computed: int = 0
+    cached: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

@@ -26,6 +26,9 @@ Tokenisation
     which a rendered chat template usually does: the rule lm-eval 0.4.13 follows, so nothing is
     added twice.
 
+Usually made by the HF model state (:meth:`rvec.model.hf.HFModelState.language_model`), which keeps
+its fingerprint in step with vectors applied in memory.
+
 Example:
     >>> model, tokenizer, fingerprint = load_causal_lm("HuggingFaceTB/SmolLM2-135M-Instruct")
     >>> lm = HFBackend(model, tokenizer, fingerprint=fingerprint, batch_size=8, progress=False)
@@ -39,7 +42,7 @@ import hashlib
 import inspect
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -47,9 +50,9 @@ import torch
 from rvec.errors import InvalidArgumentError
 from rvec.eval.backends._decode import Row, TieGuard
 from rvec.eval.progress import EvalProgress
-from rvec.eval.types import GenerateRequest, LoglikelihoodRequest, Response
+from rvec.eval.types import GenerateRequest, LoglikelihoodRequest, Response, ResultCallback
 
-__all__ = ["DECODE_VERSION", "HFBackend"]
+__all__ = ["DECODE_VERSION", "HFBackend", "ResultCallback"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +66,13 @@ DECODE_VERSION = 1
 # bfloat16 42 differ (16 with a 0.25 margin); float32 0 differ, the guard recomputing 2-3 steps.
 _AUTO_TIE_MARGIN: dict[torch.dtype, float] = {torch.float32: 1e-3, torch.float64: 1e-6}
 
-ResultCallback = Callable[[int, Response], None]
-"""``on_result(index, response)``: called once per request as soon as it is finished."""
-
 
 class HFBackend:
     """A :class:`~rvec.eval.types.LanguageModel` over a ``transformers`` causal LM.
 
     Args:
         model (torch.nn.Module): The causal LM, in eval mode (from
-            :func:`rvec.checkpoint.model.load_causal_lm`).
+            :func:`rvec.model.loading.load_causal_lm`).
         tokenizer: Its tokenizer (chat template included).
         fingerprint (str): Identifies the weights (vectors applied in memory included).
         batch_size (int, default 16): Requests per forward batch.
@@ -83,6 +83,8 @@ class HFBackend:
             ``None`` picks by dtype (1e-3 for float32, off for half precision), ``0`` turns it off.
         decode (str, default "auto"): ``"loop"``, ``"generate"``, or ``"auto"`` (``"generate"`` with
             a static cache on CUDA, ``"loop"`` elsewhere).
+        settings (Mapping | None, default None): The backend settings it was made from
+            (:class:`~rvec.model.settings.HFSettings`), recorded by :meth:`describe`.
 
     Raises:
         InvalidArgumentError: ``batch_size`` < 1, a negative ``tie_margin``, or an unknown ``decode``.
@@ -99,6 +101,7 @@ class HFBackend:
         progress: bool = True,
         tie_margin: float | None = None,
         decode: Literal["auto", "loop", "generate"] = "auto",
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size {batch_size} must be at least 1; e.g. --batch-size 16")
@@ -131,6 +134,7 @@ class HFBackend:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.name = f"hf/{str(self.dtype).removeprefix('torch.')}"
         self.identity = self._identity()
+        self.settings = dict(settings) if settings is not None else None
         self._cache_kwarg = _cache_kwarg(model)
         self.fingerprint = fingerprint  # after the move: the checksum is taken where the weights live
 
@@ -140,7 +144,7 @@ class HFBackend:
 
         Caches key responses on it, so a stale one would serve another model's answers. Whoever
         changes the weights in place (vectors applied in memory) must assign the new state's
-        fingerprint (:func:`rvec.eval.command.vector_fingerprint`); reading it costs one pass over
+        fingerprint (:func:`rvec.model.fingerprint.vector_fingerprint`); reading it costs one pass over
         the weights, so read it once per evaluation.
 
         Raises:
@@ -149,7 +153,7 @@ class HFBackend:
         if _weights_checksum(self.model) != self._checksum:
             raise InvalidArgumentError(
                 "the model's weights changed since HFBackend.fingerprint was set; assign the new state's "
-                "fingerprint (e.g. rvec.eval.command.vector_fingerprint(base, [(vector hash, alpha)])) "
+                "fingerprint (e.g. rvec.model.fingerprint.vector_fingerprint(base, [(vector hash, alpha)])) "
                 "before evaluating, or cached responses of the old weights would be reused"
             )
         return self._fingerprint
@@ -191,6 +195,7 @@ class HFBackend:
             "tie_margin": self.guard.margin,
             "tie_recomputed": self.guard.recomputed,
             "tie_overridden": self.guard.overridden,
+            **({"settings": self.settings} if self.settings is not None else {}),
         }
 
     def generate(
