@@ -7,7 +7,7 @@ preset and lm-eval's own YAML on the same local file), the same model (SmolLM2-1
 evaluation (model load / engine start apart), response tokens (the responses re-tokenised, the same
 count for all three) per wall second, and per-item agreement of the texts with rvec's HF backend.
 
-α switch: ``VllmModelState.set_alphas`` on SmolLM2-135M and on a Qwen2.5-0.5B-shaped model (its
+α switch: ``VllmModelState.set_alphas`` (what ``set_vectors`` runs) on SmolLM2-135M and on a Qwen2.5-0.5B-shaped model (its
 published config, random weights) with a random vector of 1 % relative norm: the first switch, then
 α ∈ {0.5, 1, −1, 0.25} three times each, and the restore (α = 0); compute and reload times apart.
 
@@ -105,31 +105,30 @@ def _evaluate(lm: Any, args: argparse.Namespace, folder: Path) -> dict[str, Any]
     return {"eval_s": time.perf_counter() - start, "load_average_start": load}
 
 
-def _part_hf(args: argparse.Namespace, out: Path) -> None:
-    from rvec.checkpoint.model import load_causal_lm
-    from rvec.eval.backends.hf import HFBackend
+def _part(args: argparse.Namespace, out: Path, settings: dict[str, Any]) -> None:
+    """One backend through the model-state seam, as ``rvec eval --backend NAME`` drives it."""
+    from rvec.model.registry import get_backend, parse_backend_settings
 
+    parsed = parse_backend_settings(settings)
     start = time.perf_counter()
-    model, tokenizer, fp = load_causal_lm(out / "model")
+    state = get_backend(parsed.name).load(out / "model", parsed)
     loaded = time.perf_counter() - start
-    lm = HFBackend(model, tokenizer, fingerprint=fp, batch_size=args.batch_size, progress=False)
-    result = {"load_s": loaded, **_evaluate(lm, args, out / "hf"), "backend": lm.describe()}
-    _write(out / "hf", result)
+    lm = state.language_model()
+    result = {"load_s": loaded, **_evaluate(lm, args, out / parsed.name), "backend": lm.describe()}
+    state.close()
+    _write(out / parsed.name, result)
+
+
+def _part_hf(args: argparse.Namespace, out: Path) -> None:
+    _part(args, out, {"name": "hf", "device": "cpu", "dtype": "float32", "batch_size": args.batch_size})
 
 
 def _part_vllm(args: argparse.Namespace, out: Path) -> None:
-    from rvec.model.vllm_state import VllmModelState
-
-    start = time.perf_counter()
-    state = VllmModelState.load(out / "model")
-    loaded = time.perf_counter() - start
-    lm = state.backend()
-    result = {"load_s": loaded, **_evaluate(lm, args, out / "vllm"), "backend": lm.describe()}
-    state.close()
-    _write(out / "vllm", result)
+    _part(args, out, {"name": "vllm", "dtype": "float32"})
 
 
 def _part_switch(args: argparse.Namespace, out: Path) -> None:
+    from rvec.model.vllm_spec import VLLMSettings
     from rvec.model.vllm_state import VllmModelState
     from rvec.vector.control import relative_random
 
@@ -143,10 +142,11 @@ def _part_switch(args: argparse.Namespace, out: Path) -> None:
         vector = folder / f"vector-{name}"
         if not (vector / "rvec.json").is_file():
             relative_random(model, vector, rel_norm=0.01, seed=0, overwrite=True)
-        state = VllmModelState.load(model)
+        state = VllmModelState.load(model, VLLMSettings())
         start = time.perf_counter()
-        summary = state.attach([vector])
+        state.attach([vector])
         attach_s = time.perf_counter() - start
+        summary = state.streaming
         first = state.set_alphas([0.3])
         runs = [state.set_alphas([a]) for _ in range(3) for a in SWITCH_ALPHAS]
         restore = state.set_alphas([0.0])

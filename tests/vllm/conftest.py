@@ -38,10 +38,10 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> TinyFamily:
 
 
 def _engine(family: TinyFamily) -> Iterator[LiveEngine]:
-    from rvec.model.vllm_engine import VllmEngineOptions
+    from rvec.model.vllm_spec import VLLMSettings
     from rvec.model.vllm_state import VllmModelState
 
-    state = VllmModelState.load(family.target, options=VllmEngineOptions(max_model_len=8192, **ENGINE))
+    state = VllmModelState.load(family.target, VLLMSettings(max_model_len=8192, **ENGINE))
     fresh = prompt_logprobs(state.llm, tokens_of(state.tokenizer))  # before any α
     state.attach([family.vector])
     try:
@@ -97,12 +97,12 @@ def _hf(folder: Path):
 @pytest.fixture(scope="session")
 def smol_engine(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """SmolLM2-135M-Instruct (dequantized from the GGUF to float32) in a vLLM engine."""
-    from rvec.model.vllm_engine import VllmEngineOptions
+    from rvec.model.vllm_spec import VLLMSettings
     from rvec.model.vllm_state import VllmModelState
 
     state = VllmModelState.load(
         smollm2_gguf,
-        options=VllmEngineOptions(max_model_len=4096, **ENGINE),
+        VLLMSettings(max_model_len=4096, **ENGINE),
         convert_dir=tmp_path_factory.mktemp("converted"),
     )
     try:

@@ -21,7 +21,7 @@ def test_tiny_llama_answers_every_task_as_the_hf_backend(
     llama_live: LiveEngine, llama_hf, data_dir: Path
 ) -> None:
     generate, score = task_requests(data_dir, items=3, max_new_tokens=48)
-    lm = llama_live.state.backend()
+    lm = llama_live.state.language_model()
     assert_same_texts(lm.generate(generate), llama_hf.generate(generate))
     assert_close_loglikelihoods(lm.loglikelihood(score), llama_hf.loglikelihood(score))
     assert lm.describe()["audited_steps"] > 0
@@ -30,7 +30,7 @@ def test_tiny_llama_answers_every_task_as_the_hf_backend(
 @pytest.mark.slow
 def test_smollm2_answers_every_task_as_the_hf_backend(smol_engine, smol_hf, data_dir: Path) -> None:
     generate, score = task_requests(data_dir, items=2, max_new_tokens=40)
-    lm = smol_engine.backend()
+    lm = smol_engine.language_model()
     texts = lm.generate(generate)
     assert_same_texts(texts, smol_hf.generate(generate))
     assert sum(bool(r.text.strip()) for r in texts) >= len(texts) // 2  # a real model says something
@@ -40,7 +40,7 @@ def test_smollm2_answers_every_task_as_the_hf_backend(smol_engine, smol_hf, data
 @pytest.mark.slow
 def test_stop_strings_eos_and_budgets_end_generation_as_in_hf(smol_engine, smol_hf) -> None:
     question = ({"role": "user", "content": "Count from one to twenty in words, separated by commas."},)
-    free = smol_engine.backend().generate([GenerateRequest(question, None, (), 48)])[0]
+    free = smol_engine.language_model().generate([GenerateRequest(question, None, (), 48)])[0]
     words = [w.strip() for w in free.text.split(",")]
     assert len(words) > 4, free.text
     requests = [
@@ -50,7 +50,7 @@ def test_stop_strings_eos_and_budgets_end_generation_as_in_hf(smol_engine, smol_
         GenerateRequest(None, "Hi", ("<|im_end|>",), 0),  # nothing to generate
         GenerateRequest(({"role": "user", "content": "Say yes."},), None, (), 64),  # ends at EOS
     ]
-    got = smol_engine.backend().generate(requests)
+    got = smol_engine.language_model().generate(requests)
     assert_same_texts(got, smol_hf.generate(requests))
     assert got[0].text == free.text[: free.text.index(words[3])]
     assert got[2].n_generated_tokens == 5 and got[3].text == "" and got[4].n_generated_tokens < 64
@@ -58,7 +58,7 @@ def test_stop_strings_eos_and_budgets_end_generation_as_in_hf(smol_engine, smol_
 
 def test_reruns_and_other_batches_give_identical_answers(llama_live: LiveEngine, data_dir: Path) -> None:
     generate, score = task_requests(data_dir, items=2, max_new_tokens=32)
-    lm = llama_live.state.backend()
+    lm = llama_live.state.language_model()
     first = lm.generate(generate)
     assert lm.generate(generate) == first
     alone = [lm.generate([r])[0] for r in generate[:3]]
@@ -72,11 +72,11 @@ def test_results_record_the_backend_and_its_engine_settings(
 ) -> None:
     from rvec.eval.runner import evaluate
 
-    lm = llama_live.state.backend()
+    lm = llama_live.state.language_model()
     evaluate(
         lm, tasks=["sciq"], preset="lm-eval", limit=2, data_dir=data_dir, out_dir=tmp_path, progress=False
     )
-    backend = json.loads((tmp_path / "results.json").read_text())["backend"]
+    backend = json.loads((tmp_path / "results.json").read_text())["rvec"]["backend"]
     assert backend["name"] == "vllm/float32"
     assert backend["identity"] == lm.identity
     engine = backend["engine"]
@@ -84,34 +84,35 @@ def test_results_record_the_backend_and_its_engine_settings(
     assert engine["max_model_len"] == 8192 and engine["tensor_parallel_size"] == 1
     assert {"attention_backend", "batch_invariant", "gpu_memory_utilization", "enforce_eager"} <= set(engine)
     assert {"tie_margin", "audited_steps", "near_ties"} <= set(backend)
+    assert backend["settings"]["name"] == "vllm" and backend["settings"]["max_model_len"] == 8192
 
 
 def test_engine_settings_enter_the_identity_and_the_fingerprint_follows_alpha(llama_live: LiveEngine) -> None:
     from rvec.eval.backends.vllm import VllmBackend
 
     state = llama_live.state
-    lm = state.backend()
+    lm = state.language_model()
     other = VllmBackend(
         state.llm,
         state.tokenizer,
         fingerprint=lm.fingerprint,
-        settings={**state.settings, "max_model_len": 4096},
+        settings={**state.engine, "max_model_len": 4096},
         eos_ids=state.eos_ids,
         progress=False,
     )
     assert other.identity != lm.identity
     base = lm.fingerprint
     assert base == state.base_fingerprint
-    state.set_alphas([0.5])
+    state.set_vectors([(llama_live.family.vector, 0.5)])
     assert lm.fingerprint == state.fingerprint != base
-    state.set_alphas([0.0])
+    state.set_vectors([])
     assert lm.fingerprint == base
 
 
 def test_malformed_requests_fail_with_the_hf_backends_errors(llama_live: LiveEngine) -> None:
     from rvec.errors import InvalidArgumentError
 
-    lm = llama_live.state.backend()
+    lm = llama_live.state.language_model()
     with pytest.raises(InvalidArgumentError, match="exactly one of messages or prompt"):
         lm.generate([GenerateRequest(None, None, (), 4)])
     with pytest.raises(InvalidArgumentError, match="continuation is empty"):

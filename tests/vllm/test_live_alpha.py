@@ -28,8 +28,8 @@ def test_alpha_one_answers_as_the_hf_backends_in_memory_alpha(
     live: LiveEngine = request.getfixturevalue(f"{family}_live")
     hf = request.getfixturevalue(f"{family}_hf")
     generate, score = task_requests(data_dir, items=2, max_new_tokens=32)
-    live.state.set_alphas([1.0])
-    lm = live.state.backend()
+    live.state.set_vectors([(live.family.vector, 1.0)])
+    lm = live.state.language_model()
     applier = InMemoryVectors(hf.model, [live.family.vector])
     applier.set_alphas([1.0])
     hf.fingerprint = lm.fingerprint  # the HF backend checks its weights against the fingerprint
@@ -47,10 +47,10 @@ def test_alpha_zero_after_alpha_one_is_bit_identical_to_a_fresh_engine(
 ) -> None:
     live: LiveEngine = request.getfixturevalue(f"{family}_live")
     sequences = tokens_of(live.state.tokenizer)
-    live.state.set_alphas([1.0])
+    live.state.set_vectors([(live.family.vector, 1.0)])
     moved = prompt_logprobs(live.state.llm, sequences)
     assert moved != live.fresh
-    live.state.set_alphas([0.0])
+    live.state.set_vectors([(live.family.vector, 0.0)])
     assert prompt_logprobs(live.state.llm, sequences) == live.fresh  # exact floats
     assert live.state.fingerprint == live.state.base_fingerprint
 
@@ -70,7 +70,7 @@ def test_a_switch_resets_the_prefix_cache(llama_live: LiveEngine) -> None:
     assert state.llm.reset_prefix_cache()
     assert greedy_logprobs(state.llm, prompt, 8) == base  # θ₀'s blocks cached again
     # Through the state, the same switch gives the uncached answer.
-    state.set_alphas([1.0])
+    state.set_vectors([(llama_live.family.vector, 1.0)])
     assert greedy_logprobs(state.llm, prompt, 8) == fresh
 
 
@@ -79,13 +79,13 @@ def test_a_partial_fused_group_is_sent_whole(llama_live: LiveEngine, llama_hf) -
     vLLM rebuilds the layer with uninitialised k/v (NaN log-likelihoods)."""
     state = llama_live.state
     only_q = Selection(include=(r"q_proj",))
-    summary = state.attach([llama_live.family.vector], selection=only_q)
+    summary = state.select(only_q)
     assert summary["touched"] == [f"model.layers.{i}.self_attn.q_proj.weight" for i in range(2)]
     assert {f"model.layers.0.self_attn.{p}_proj.weight" for p in "qkv"} <= set(summary["sent"])
     assert not any("mlp" in n or "o_proj" in n for n in summary["sent"])
-    requests = [r for r in _sciq(state)]
-    state.set_alphas([1.0])
-    got = state.backend().loglikelihood(requests)
+    requests = _sciq()
+    state.set_vectors([(llama_live.family.vector, 1.0)])
+    got = state.language_model().loglikelihood(requests)
     assert all(math.isfinite(x) for r in got for x in r.loglikelihoods or ())
     applier = InMemoryVectors(llama_hf.model, [llama_live.family.vector], selection=only_q)
     applier.set_alphas([1.0])
@@ -100,22 +100,27 @@ def test_a_partial_fused_group_is_sent_whole(llama_live: LiveEngine, llama_hf) -
 
 def test_workers_report_the_state_they_hold(llama_live: LiveEngine) -> None:
     state = llama_live.state
-    state.set_alphas([0.5])
+    v = llama_live.family.vector
+    state.set_vectors([(v, 0.5)])
     first = state.workers_state()
     assert [w["alphas"] for w in first] == [[0.5]]
-    state.set_alphas([0.0])
-    state.set_alphas([0.5])
+    state.set_vectors([(v, 0.0)])
+    state.set_vectors([(v, 0.5)])
     assert state.workers_state() == first  # the same bytes streamed, the same live weights
 
 
-def test_alpha_count_must_match_the_vectors(llama_live: LiveEngine) -> None:
+def test_a_vector_given_twice_is_refused_and_alphas_must_match_the_vectors(llama_live: LiveEngine) -> None:
     from rvec.errors import InvalidArgumentError
 
+    v = llama_live.family.vector
+    with pytest.raises(InvalidArgumentError, match="given twice"):
+        llama_live.state.set_vectors([(v, 1.0), (v, 0.5)])
     with pytest.raises(InvalidArgumentError, match="1 vector"):
         llama_live.state.set_alphas([1.0, 1.0])
+    assert llama_live.state.fingerprint == llama_live.state.base_fingerprint
 
 
-def _sciq(state):
+def _sciq():
     from rvec.eval.types import LoglikelihoodRequest
 
     return [

@@ -37,14 +37,14 @@ def _cells(data_dir: Path) -> list[CellJob]:
 def test_two_ray_replicas_give_the_cells_of_one_engine(
     llama_live: LiveEngine, data_dir: Path, ray_local: None
 ) -> None:
-    from rvec.model.vllm_engine import VllmEngineOptions
+    from rvec.model.vllm_spec import VLLMSettings
 
     jobs = _cells(data_dir)
     one = run_jobs(llama_live.state, jobs)
     spec = ReplicaSpec(
         source=str(llama_live.family.target),
         vectors=(str(llama_live.family.vector),),
-        options=VllmEngineOptions(max_model_len=8192, **ENGINE),
+        settings=VLLMSettings(max_model_len=8192, **ENGINE),
     )
     with ReplicaPool(spec, replicas=2, cpus_per_replica=0.5) as pool:
         two = pool.run(jobs)

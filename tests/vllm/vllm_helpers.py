@@ -47,15 +47,10 @@ class LiveEngine:
     fresh: list[list[float]]
 
     def reset(self) -> None:
-        """Back to ``v`` attached at α = 0 (tests may attach other vectors or selections)."""
-        from rvec.vector.artifact import read_vector
-
-        if (
-            self.state.vector_hashes != [read_vector(self.family.vector).content_hash]
-            or self.state.selection is not None
-        ):
-            self.state.attach([self.family.vector])
-        self.state.set_alphas([0.0])
+        """Back to θ₀ with no selection (tests may attach other vectors or select tensors)."""
+        if self.state.selection is not None:
+            self.state.select(None)
+        self.state.set_vectors([])
 
 
 def tiny_config(arch: str, *, tied: bool):

@@ -1,7 +1,7 @@
 """Data parallelism for the vLLM backend: persistent engine replicas as Ray actors.
 
 Each replica is one :class:`~rvec.model.vllm_state.VllmModelState` (one engine over one GPU group:
-``tensor_parallel_size`` GPUs) in a Ray actor that lives as long as the :class:`ReplicaPool`, not one
+``tensor_parallel`` GPUs) in a Ray actor that lives as long as the :class:`ReplicaPool`, not one
 engine per call. Work arrives as whole cells (:class:`CellJob`: the α of the attached vectors plus
 the arguments of one :func:`rvec.eval.runner.evaluate` call). Cells with the same α travel together
 (:func:`plan_bundles`), so a replica switches α only between its own bundles, and Ray's
@@ -22,12 +22,13 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rvec.errors import BackendUnavailableError, InvalidArgumentError
-from rvec.model.vllm_engine import VllmEngineOptions
+from rvec.model.vllm_spec import VLLMSettings
 
 __all__ = ["CellJob", "CellOutcome", "ReplicaPool", "ReplicaSpec", "plan_bundles", "run_cells", "run_jobs"]
 
@@ -41,14 +42,15 @@ class ReplicaSpec:
     Attributes:
         source: Model folder, hub id or ``.gguf`` (resolved on each replica's node).
         vectors: Vector folders whose α the jobs set (may be empty).
-        options: Engine settings, the same on every replica.
+        settings: Engine settings, the same on every replica (``replicas`` and ``ray_address`` are
+            the pool's business, not a replica's).
         embeddings: Embedding policy for the vectors (``overlap``/``skip``), as in-memory α takes.
         selection: Tensor selection (:class:`~rvec.vector.masks.Selection`), as in-memory α takes.
     """
 
     source: str
     vectors: tuple[str, ...] = ()
-    options: VllmEngineOptions = field(default_factory=VllmEngineOptions)
+    settings: VLLMSettings = field(default_factory=VLLMSettings)
     embeddings: str | None = None
     selection: Any = None
 
@@ -66,13 +68,14 @@ class CellJob:
 @dataclass(frozen=True)
 class CellOutcome:
     """A finished job: the evaluation, the fingerprint of the weights it ran on, the replica's backend
-    description (engine settings, near-tie audit) and which replica ran it."""
+    description (engine settings, near-tie audit), which replica ran it and its seconds."""
 
     key: str
     result: Any  # rvec.eval.types.EvalResult
     fingerprint: str
     backend: dict[str, Any]
     replica: int
+    seconds: float
 
 
 def plan_bundles(jobs: Sequence[CellJob], replicas: int) -> list[list[CellJob]]:
@@ -120,11 +123,13 @@ def run_jobs(state: Any, jobs: Sequence[CellJob], *, replica: int = 0) -> list[C
             raise InvalidArgumentError(
                 f"job {job.key}: {len(job.alphas)} α value(s) for {n_vectors} attached vector(s)"
             )
+        start = time.perf_counter()
         if n_vectors:
             state.set_alphas(job.alphas)
-        lm = state.backend(progress=False)
+        lm = state.language_model()
         result = evaluate(lm, **{"progress": False, **job.evaluate})
-        outcomes.append(CellOutcome(job.key, result, lm.fingerprint, lm.describe(), replica))
+        seconds = time.perf_counter() - start
+        outcomes.append(CellOutcome(job.key, result, lm.fingerprint, lm.describe(), replica, seconds))
     return outcomes
 
 
@@ -135,18 +140,19 @@ class _Replica:
         from rvec.model.vllm_state import VllmModelState
 
         self.index = index
-        self.state = VllmModelState.load(spec.source, options=spec.options)
+        self.state = VllmModelState.load(spec.source, spec.settings)
+        if spec.selection is not None or spec.embeddings is not None:
+            self.state.select(spec.selection, spec.embeddings)
         if spec.vectors:
-            self.state.attach(list(spec.vectors), embeddings=spec.embeddings, selection=spec.selection)
+            self.state.attach(list(spec.vectors))
 
     def ready(self) -> dict[str, Any]:
-        return dict(self.state.settings)
+        return dict(self.state.engine)
 
     def run(self, jobs: list[CellJob]) -> list[CellOutcome]:
         return run_jobs(self.state, jobs, replica=self.index)
 
     def close(self) -> None:
-        self.state.restore()
         self.state.close()
 
 
@@ -178,7 +184,7 @@ class ReplicaPool:
         ray = _import_ray()
         if not ray.is_initialized():
             ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
-        gpus = spec.options.tensor_parallel_size if _cluster_has_gpus(ray) else 0
+        gpus = spec.settings.tensor_parallel if _cluster_has_gpus(ray) else 0
         actor = ray.remote(num_cpus=cpus_per_replica, num_gpus=gpus)(_Replica)
         self.spec = spec
         self.actors = [actor.remote(spec, i) for i in range(replicas)]
@@ -221,11 +227,11 @@ class ReplicaPool:
         self.close()
 
 
-def run_cells(
-    spec: ReplicaSpec, jobs: Sequence[CellJob], *, replicas: int, ray_address: str | None = None
-) -> dict[str, CellOutcome]:
-    """Start a pool, run the jobs, stop the pool; see :class:`ReplicaPool`."""
-    with ReplicaPool(spec, replicas=replicas, ray_address=ray_address) as pool:
+def run_cells(spec: ReplicaSpec, jobs: Sequence[CellJob]) -> dict[str, CellOutcome]:
+    """Start ``spec.settings.replicas`` replicas (joining ``spec.settings.ray_address``), run the
+    jobs, stop them; see :class:`ReplicaPool`."""
+    settings = spec.settings
+    with ReplicaPool(spec, replicas=settings.replicas, ray_address=settings.ray_address) as pool:
         return pool.run(jobs)
 
 

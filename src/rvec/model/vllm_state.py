@@ -1,18 +1,19 @@
-"""A running vLLM engine and the state of its weights: base checkpoint, attached vectors, current α.
+"""The vLLM backend's model state: a running engine whose weights take ``Σ αᵢ·vᵢ`` in place.
 
-:class:`VllmModelState` is the vLLM side of rvec's model-state seam: load a checkpoint into an engine
+:class:`VllmModelState` is the vLLM side of rvec's model-state seam
+(:class:`~rvec.model.state.ModelState`, ``docs/model-state.md``): load a checkpoint into an engine
 once, attach vectors, set α for them (``θ₀ + Σ αᵢ·vᵢ`` computed by the HF backend's arithmetic,
-streamed into the live engine by :mod:`rvec.model._vllm_worker`), restore θ₀ bit-exactly, and name
-the current weights by a fingerprint that response caches key on. Every switch resets the engine's
-prefix cache: vLLM keys cached KV blocks by tokens only, so blocks computed under the old weights
-would otherwise be served under the new ones.
+streamed into the live engine by :mod:`rvec.model._vllm_worker` on every tensor-parallel rank),
+restore θ₀ bit-exactly, and name the current weights by the fingerprint response caches key on.
+Every switch resets the engine's prefix cache: vLLM keys cached KV blocks by tokens only, so blocks
+computed under the old weights would otherwise be served under the new ones.
 
 Example:
-    >>> state = VllmModelState.load("Qwen/Qwen2.5-1.5B-Instruct")    # doctest: +SKIP
-    >>> state.attach(["vec/"])                                        # doctest: +SKIP
-    >>> state.set_alphas([0.5]); lm = state.backend()                 # doctest: +SKIP
-    >>> evaluate(lm, tasks=["gsm8k"], preset="paper", limit=50)       # doctest: +SKIP
-    >>> state.restore()                                               # doctest: +SKIP
+    >>> state = VllmModelState.load("Qwen/Qwen2.5-1.5B-Instruct", VLLMSettings())    # doctest: +SKIP
+    >>> state.set_vectors([("vec/", 0.5)]); lm = state.language_model()              # doctest: +SKIP
+    >>> evaluate(lm, tasks=["gsm8k"], preset="paper", limit=50)                      # doctest: +SKIP
+    >>> state.restore(); state.fingerprint == state.base_fingerprint                 # doctest: +SKIP
+    True
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from typing import Any
 
 from rvec.errors import BackendError, InvalidArgumentError
 from rvec.eval.backends.vllm import VllmBackend
-from rvec.model.vllm_engine import VllmEngineOptions, start_engine
+from rvec.model.fingerprint import vector_fingerprint
+from rvec.model.hf import _open
+from rvec.model.state import HashedDelta, VectorPairs
+from rvec.model.vllm_engine import start_engine
+from rvec.model.vllm_spec import VLLMSettings
 
 __all__ = ["VllmModelState", "local_folder"]
 
@@ -35,10 +40,10 @@ logger = logging.getLogger(__name__)
 
 
 class VllmModelState:
-    """One engine, its base fingerprint, the vectors attached to it and their current α.
+    """A :class:`~rvec.model.state.ModelState` over a running ``vllm.LLM``; build it with :meth:`load`.
 
-    Build it with :meth:`load`. The backend it hands out (:meth:`backend`) always carries the
-    fingerprint of the weights in the engine: switches update it.
+    Besides the protocol: :meth:`select` (which tensors α reaches, ``--include``-style), the switch
+    timings (:attr:`timings`) and :meth:`workers_state` (what every rank holds).
     """
 
     def __init__(
@@ -48,7 +53,8 @@ class VllmModelState:
         *,
         folder: Path,
         base_fingerprint: str,
-        settings: dict[str, Any],
+        settings: VLLMSettings,
+        engine: dict[str, Any],
         eos_ids: frozenset[int],
         max_position_embeddings: int | None,
     ) -> None:
@@ -57,30 +63,28 @@ class VllmModelState:
         self.folder = folder
         self.base_fingerprint = base_fingerprint
         self.settings = settings
+        self.engine = engine
+        """Resolved engine settings (version, device, dtype, lengths…), recorded in results."""
         self.eos_ids = eos_ids
         self.max_position_embeddings = max_position_embeddings
-        self.vector_hashes: list[str] = []
-        self.alphas: list[float] = []
+        self._sources: list[HashedDelta] = []  # attached vectors, in the order first given
+        self._alphas: list[float] = []
         self.selection: Any = None
         self.embeddings: str | None = None
-        self.timings: dict[str, float] = {"start": settings["start_seconds"], "switch": 0.0, "switches": 0}
-        self._backend: VllmBackend | None = None
+        self.streaming: dict[str, Any] = {"touched": [], "sent": [], "sent_bytes": 0}
+        """What a switch touches and streams (rank 0's view; every rank is the same)."""
+        self.timings: dict[str, float] = {"start": engine["start_seconds"], "switch": 0.0, "switches": 0}
+        self._lm: VllmBackend | None = None
 
     @classmethod
     def load(
-        cls,
-        source: str | Path,
-        *,
-        options: VllmEngineOptions | None = None,
-        revision: str | None = None,
-        convert_dir: Path | None = None,
+        cls, source: str | Path, settings: VLLMSettings | None = None, *, convert_dir: Path | None = None
     ) -> VllmModelState:
         """Start an engine on ``source`` (folder, hub id[@rev], or ``.gguf``, dequantized once).
 
         Args:
             source (str | Path): Anything :func:`rvec.checkpoint.resolve` accepts.
-            options (VllmEngineOptions | None, default None): Engine settings (defaults: float32…).
-            revision (str | None, default None): Hub revision.
+            settings (VLLMSettings | None, default None): Engine settings (defaults: float32…).
             convert_dir (Path | None, default None): Where a GGUF source is dequantized; ``None`` =
                 the rvec cache.
 
@@ -89,15 +93,25 @@ class VllmModelState:
 
         Raises:
             BackendUnavailableError: vllm is not installed.
+            InvalidArgumentError: ``settings.device`` is not vLLM's platform.
             SourceNotFoundError: the source cannot be resolved.
         """
         from transformers import AutoTokenizer
 
         from rvec.checkpoint.source import resolve
 
-        ckpt = resolve(str(source), revision=revision)
+        settings = settings or VLLMSettings()
+        ckpt = resolve(str(source))
         folder = local_folder(ckpt, convert_dir)
-        llm, settings = start_engine(folder, options or VllmEngineOptions())
+        llm, engine = start_engine(folder, settings.engine_options())
+        if settings.device not in ("auto", engine["device"]) and not settings.device.startswith(
+            f"{engine['device']}:"
+        ):
+            llm.llm_engine.engine_core.shutdown()
+            raise InvalidArgumentError(
+                f"--device {settings.device}: the installed vLLM runs on {engine['device']}; "
+                "use --device auto (select GPUs with CUDA_VISIBLE_DEVICES)"
+            )
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         config = resolve(folder).config
         return cls(
@@ -106,6 +120,7 @@ class VllmModelState:
             folder=folder,
             base_fingerprint=ckpt.fingerprint(),
             settings=settings,
+            engine=engine,
             eos_ids=eos_ids_of(folder, tokenizer),
             max_position_embeddings=config.get("max_position_embeddings"),
         )
@@ -113,10 +128,9 @@ class VllmModelState:
     # ------------------------------------------------------------------------------ the weights
     @property
     def fingerprint(self) -> str:
-        """The fingerprint of the weights in the engine (the base's when every α is 0)."""
-        from rvec.eval.command import vector_fingerprint
-
-        weights = vector_fingerprint(self.base_fingerprint, list(zip(self.vector_hashes, self.alphas)))
+        """See :attr:`rvec.model.state.ModelState.fingerprint`; a :meth:`select` policy is part of it."""
+        applied = [(s.content_hash, a) for s, a in zip(self._sources, self._alphas, strict=True)]
+        weights = vector_fingerprint(self.base_fingerprint, applied)
         if weights == self.base_fingerprint or (self.selection is None and self.embeddings is None):
             return weights
         # A selection or embedding policy changes which weights α reaches: part of the identity.
@@ -127,44 +141,64 @@ class VllmModelState:
         }
         return hashlib.sha256(json.dumps(policy, sort_keys=True, default=str).encode()).hexdigest()
 
-    def attach(
-        self,
-        vectors: Sequence[str | Path | Any],
-        *,
-        embeddings: str | None = None,
-        selection: Any = None,
-    ) -> dict[str, Any]:
-        """Hold vectors next to the engine (every worker reads them; the engine keeps θ₀).
+    @property
+    def vector_hashes(self) -> list[str]:
+        """Content hashes of the attached vectors, in order."""
+        return [s.content_hash for s in self._sources]
 
-        Args:
-            vectors (Sequence): Vector folders (``rvec extract`` outputs) or read vectors; workers
-                read them from disk, so paths must be visible where the engine runs.
-            embeddings (str | None, default None): Embedding policy (``overlap``/``skip``), as for
-                in-memory application.
-            selection (Selection | None, default None): Which tensors get α and with what factor
-                (``--include``/``--exclude``/``--layers``/schedule), as for in-memory application.
+    @property
+    def alphas(self) -> list[float]:
+        """The current α of each attached vector."""
+        return list(self._alphas)
 
-        Returns:
-            dict: What each switch touches and streams (rank 0's view; every rank is the same).
+    def attach(self, vectors: Sequence[HashedDelta | str | Path]) -> None:
+        """See :meth:`rvec.model.state.ModelState.attach`: every worker reads the vectors and the θ₀
+        of the fused groups they touch; the engine's weights do not change. Vectors are read from
+        their folders on the workers, so paths must be visible where the engine runs.
 
         Raises:
             IncompatibleError: a vector does not fit the model.
         """
-        from rvec.vector.artifact import read_vector
+        known = set(self.vector_hashes)
+        new = []
+        for vector in map(_open, vectors):
+            if vector.content_hash not in known:
+                known.add(vector.content_hash)
+                new.append(vector)
+        if new:
+            self._reattach([*self._sources, *new])
 
-        self.restore()
-        read = [v if hasattr(v, "content_hash") else read_vector(v) for v in vectors]
-        summaries = self.llm.collective_rpc(
-            "rvec_attach", args=([str(v.path) for v in read], embeddings, selection)
-        )
-        self.vector_hashes = [v.content_hash for v in read]
-        self.alphas = [0.0] * len(read)
+    def select(self, selection: Any = None, embeddings: str | None = None) -> dict[str, Any]:
+        """Set which tensors α reaches (a :class:`~rvec.vector.masks.Selection`: ``--include``,
+        ``--exclude``, ``--layers``, schedule) and the embedding policy, as in-memory application
+        takes them; the attached vectors are read again under the new policy.
+
+        Returns:
+            dict: rank 0's view of what a switch touches (``touched``) and streams (``sent``).
+        """
         self.selection, self.embeddings = selection, embeddings
-        self._sync_backend()
-        return summaries[0]
+        return self._reattach(list(self._sources))
+
+    def set_vectors(self, pairs: VectorPairs) -> None:
+        """See :meth:`rvec.model.state.ModelState.set_vectors`; the prefix cache is reset after it.
+
+        Raises:
+            InvalidArgumentError: a vector given twice.
+            BackendError: the engine refused to reset its prefix cache.
+        """
+        opened = [(_open(v), float(a)) for v, a in pairs]
+        hashes = [v.content_hash for v, _ in opened]
+        repeated = sorted({v.label for v, _ in opened if hashes.count(v.content_hash) > 1})
+        if repeated:
+            raise InvalidArgumentError(
+                f"vector {', '.join(repeated)} given twice; pass each vector once with the sum of its α values"
+            )
+        self.attach([v for v, _ in opened])
+        wanted = dict(zip(hashes, (a for _, a in opened), strict=True))
+        self.set_alphas([wanted.get(h, 0.0) for h in self.vector_hashes])
 
     def set_alphas(self, alphas: Sequence[float]) -> dict[str, float]:
-        """Set the engine to ``θ₀ + Σ αᵢ·vᵢ`` (all zero: θ₀ exactly) and reset its prefix cache.
+        """Set one α per attached vector, in attach order (all zero: θ₀ exactly).
 
         Returns:
             dict: seconds spent computing θ, reloading it into the engine (slowest rank), and in total.
@@ -174,19 +208,19 @@ class VllmModelState:
             BackendError: the engine refused to reset its prefix cache.
         """
         alphas = [float(a) for a in alphas]
-        if len(alphas) != len(self.vector_hashes):
+        if len(alphas) != len(self._sources):
             raise InvalidArgumentError(
-                f"{len(self.vector_hashes)} vector(s) attached but {len(alphas)} α value(s); attach them first"
+                f"{len(self._sources)} vector(s) attached but {len(alphas)} α value(s); attach them first"
             )
-        if alphas == self.alphas:
+        if alphas == self._alphas:
             return {"compute_seconds": 0.0, "reload_seconds": 0.0, "seconds": 0.0}
         if not any(alphas):
             return self._switch("rvec_restore", ())
         return self._switch("rvec_set_alphas", (alphas,))
 
     def restore(self) -> None:
-        """Put θ₀ back (bit-exact) if any α is non-zero."""
-        if any(self.alphas):
+        """See :meth:`rvec.model.state.ModelState.restore` (bit-exact: vLLM's loaders copy θ₀ back)."""
+        if any(self._alphas):
             self._switch("rvec_restore", ())
 
     def workers_state(self) -> list[dict[str, Any]]:
@@ -194,26 +228,66 @@ class VllmModelState:
         return self.llm.collective_rpc("rvec_state")
 
     # ------------------------------------------------------------------------------- evaluation
-    def backend(self, *, progress: bool = False, tie_margin: float | None = None) -> VllmBackend:
-        """The engine as a :class:`~rvec.eval.types.LanguageModel` (one per state, reused)."""
-        if self._backend is None or self._backend.progress != progress or tie_margin is not None:
-            self._backend = VllmBackend(
+    def language_model(self, *, progress: bool = False, tie_margin: float | None = None) -> VllmBackend:
+        """See :meth:`rvec.model.state.ModelState.language_model` (one per state, reused while the
+        arguments stay the same)."""
+        if self._lm is None or self._lm.progress != progress or tie_margin is not None:
+            self._lm = VllmBackend(
                 self.llm,
                 self.tokenizer,
                 fingerprint=self.fingerprint,
-                settings=self.settings,
+                settings=self.engine,
                 eos_ids=self.eos_ids,
                 max_position_embeddings=self.max_position_embeddings,
                 progress=progress,
                 tie_margin=tie_margin,
+                backend_settings=self.settings.model_dump(),
             )
-        return self._backend
+        return self._lm
 
     def close(self) -> None:
-        """Stop the engine's processes (the state is unusable afterwards)."""
-        self.llm.llm_engine.engine_core.shutdown()
+        """See :meth:`rvec.model.state.ModelState.close`: restore θ₀, stop the engine's processes."""
+        if self.llm is None:
+            return
+        try:
+            self.restore()
+        finally:
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = self._lm = None
+
+    def __enter__(self) -> VllmModelState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------------------- internals
+    def _reattach(self, sources: list[HashedDelta]) -> dict[str, Any]:
+        folders = [getattr(v, "path", None) for v in sources]
+        unread = [v.label for v, f in zip(sources, folders, strict=True) if f is None]
+        if unread:
+            raise InvalidArgumentError(
+                f"{', '.join(unread)}: the vLLM workers read vectors from their folders; "
+                "write it with rvec extract (or rvec.vector.control) and pass the folder"
+            )
+        alphas = [*self._alphas, *[0.0] * (len(sources) - len(self._alphas))]
+        self.restore()  # the workers take θ₀ as their originals
+        if not sources:
+            self.llm.collective_rpc("rvec_detach")
+            self._sources, self._alphas = [], []
+            self.streaming = {"touched": [], "sent": [], "sent_bytes": 0}
+            return self.streaming
+        summaries = self.llm.collective_rpc(
+            "rvec_attach", args=([str(f) for f in folders], self.embeddings, self.selection)
+        )
+        self._sources = list(sources)
+        self._alphas = [0.0] * len(sources)
+        self.streaming = summaries[0]
+        self._sync()
+        if any(alphas):
+            self.set_alphas(alphas)
+        return self.streaming
+
     def _switch(self, method: str, args: tuple[Any, ...]) -> dict[str, float]:
         start = time.perf_counter()
         reports = self.llm.collective_rpc(method, args=args)
@@ -222,8 +296,8 @@ class VllmModelState:
                 "vLLM refused to reset its prefix cache after an α switch, so cached blocks of the old weights "
                 "would be reused; make sure no request is running during a switch"
             )
-        self.alphas = list(reports[0]["alphas"])
-        self._sync_backend()
+        self._alphas = list(reports[0]["alphas"])
+        self._sync()
         seconds = time.perf_counter() - start
         self.timings["switch"] += seconds
         self.timings["switches"] += 1
@@ -233,9 +307,9 @@ class VllmModelState:
             "seconds": seconds,
         }
 
-    def _sync_backend(self) -> None:
-        if self._backend is not None:
-            self._backend.fingerprint = self.fingerprint
+    def _sync(self) -> None:
+        if self._lm is not None:
+            self._lm.fingerprint = self.fingerprint
 
 
 def local_folder(ckpt: Any, convert_dir: Path | None = None) -> Path:

@@ -22,8 +22,8 @@ Near-tie audit
     zero means no greedy choice of the run was close enough for batch noise to flip it.
 
 Example:
-    >>> state = VllmModelState.load("smol/")                      # doctest: +SKIP
-    >>> lm = state.backend(progress=False)                          # doctest: +SKIP
+    >>> state = VllmModelState.load("smol/", VLLMSettings())        # doctest: +SKIP
+    >>> lm = state.language_model()                                 # doctest: +SKIP
     >>> lm.generate([GenerateRequest(None, "Q: 2+2?\\nA:", ("\\n",), 16)])[0].text  # doctest: +SKIP
 """
 
@@ -72,6 +72,8 @@ class VllmBackend:
         progress (bool, default True): Show a progress bar per call.
         tie_margin (float | None, default None): Gap below which a step counts as a near-tie;
             ``None`` = the HF backend's margin for the dtype (1e-3 for float32), ``0`` = no audit.
+        backend_settings (dict | None, default None): The user's settings
+            (:class:`~rvec.model.vllm_spec.VLLMSettings`), recorded as ``describe()["settings"]``.
 
     Raises:
         InvalidArgumentError: a negative ``tie_margin``.
@@ -99,6 +101,7 @@ class VllmBackend:
         max_position_embeddings: int | None = None,
         progress: bool = True,
         tie_margin: float | None = None,
+        backend_settings: dict[str, Any] | None = None,
     ) -> None:
         if tie_margin is not None and tie_margin < 0:
             raise InvalidArgumentError(f"tie_margin {tie_margin} must be >= 0 (0 turns the audit off)")
@@ -106,6 +109,7 @@ class VllmBackend:
         self.tokenizer = tokenizer
         self.fingerprint = fingerprint
         self.settings = dict(settings)
+        self.backend_settings = dict(backend_settings) if backend_settings is not None else None
         self.eos_ids = eos_ids
         self.progress = progress
         dtype = getattr(torch, self.settings["dtype"])
@@ -133,6 +137,7 @@ class VllmBackend:
             "audited_steps": self.audited_steps,
             "near_ties": self.near_ties,
             "truncated": self.truncated,
+            **({"settings": self.backend_settings} if self.backend_settings is not None else {}),
         }
 
     def generate(
