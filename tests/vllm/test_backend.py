@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from vllm_helpers import (
+    ENGINE,
     LiveEngine,
     assert_close_loglikelihoods,
     assert_same_texts,
@@ -119,3 +120,39 @@ def test_malformed_requests_fail_with_the_hf_backends_errors(llama_live: LiveEng
         lm.loglikelihood([LoglikelihoodRequest(None, "context", ("",))])
     with pytest.raises(InvalidArgumentError, match="max-model-len"):
         lm.generate([GenerateRequest(None, "x" * 9000, (), 4)])
+
+
+def test_rvec_eval_with_backend_vllm_goes_through_the_seam(
+    llama_live: LiveEngine, data_dir: Path, tmp_path: Path
+) -> None:
+    """``rvec eval --backend vllm --vector v --alpha 1``: its own engine, loaded by the registry,
+    answers as the shared engine does at α = 1 and records the vLLM settings."""
+    from rvec.eval.command import eval_command
+    from rvec.model.vllm_spec import VLLMSettings
+
+    settings = VLLMSettings(max_model_len=8192, **ENGINE)
+    args = {
+        "tasks": ["sciq", "gsm8k"],
+        "preset": "lm-eval",
+        "limit": 2,
+        "data_dir": data_dir,
+        "progress": False,
+    }
+    result = eval_command(
+        str(llama_live.family.target),
+        vectors=[str(llama_live.family.vector)],
+        alphas=[1.0],
+        out_dir=tmp_path / "cli",
+        backend=settings,
+        **args,
+    )
+    from rvec.eval.runner import evaluate
+
+    llama_live.state.set_vectors([(llama_live.family.vector, 1.0)])
+    shared = evaluate(llama_live.state.language_model(), out_dir=tmp_path / "shared", **args)
+    assert result.scores == shared.scores
+    for task, records in shared.samples.items():
+        assert [r.response for r in result.samples[task]] == [r.response for r in records]
+    recorded = json.loads((tmp_path / "cli" / "results.json").read_text())["rvec"]
+    assert recorded["backend"]["settings"] == settings.model_dump()
+    assert recorded["model_fingerprint"] == llama_live.state.fingerprint != llama_live.state.base_fingerprint

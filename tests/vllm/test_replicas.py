@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from vllm_helpers import ENGINE, LiveEngine
+from vllm_helpers import ENGINE
 
-from rvec.model.vllm_replicas import CellJob, ReplicaPool, ReplicaSpec, plan_bundles, run_jobs
+from rvec.model.vllm_replicas import CellJob, plan_bundles
 
 
 def _job(key: str, alpha: float) -> CellJob:
@@ -23,39 +24,46 @@ def test_bundles_keep_one_alpha_and_feed_every_replica() -> None:
     assert len(plan_bundles(jobs[:1], 8)) == 1  # one cell is never split
 
 
-def _cells(data_dir: Path) -> list[CellJob]:
-    """A study's matrix in miniature: two variants (baseline, +1·v) × a generated and a scored task."""
-    cells = []
-    for variant, alpha in (("baseline", 0.0), ("+1·v", 1.0)):
-        for task in ("gsm8k", "sciq"):
-            args = {"tasks": [task], "preset": "lm-eval", "limit": 2, "data_dir": data_dir}
-            cells.append(CellJob(f"{variant}/{task}", (alpha,), args))
-    return cells
+def _study(family, data_dir: Path, **backend) -> dict:
+    """Three model states (baseline, +1·v, −1·v) × a generated and a scored task."""
+    return {
+        "name": "tiny-vllm",
+        "vector": str(family.vector),
+        "targets": [str(family.target)],
+        "alphas": [1.0],
+        "controls": {"subtraction": True, "random_seeds": []},
+        "conditions": ["plain"],
+        "tasks": ["gsm8k", "sciq"],
+        "preset": "lm-eval",
+        "max_new_tokens": 8,
+        "limit": 2,
+        "data_dir": str(data_dir),
+        "bootstrap_resamples": 1000,
+        "backend": {"name": "vllm", "max_model_len": 8192, **ENGINE, **backend},
+    }
 
 
 @pytest.mark.slow
-def test_two_ray_replicas_give_the_cells_of_one_engine(
-    llama_live: LiveEngine, data_dir: Path, ray_local: None
+def test_a_study_on_two_ray_replicas_gives_the_cells_of_one_engine(
+    tiny_llama, data_dir: Path, tmp_path: Path, ray_local: None
 ) -> None:
-    from rvec.model.vllm_spec import VLLMSettings
+    from rvec.study.config import parse_study
+    from rvec.study.runner import run_study
 
-    jobs = _cells(data_dir)
-    one = run_jobs(llama_live.state, jobs)
-    spec = ReplicaSpec(
-        source=str(llama_live.family.target),
-        vectors=(str(llama_live.family.vector),),
-        settings=VLLMSettings(max_model_len=8192, **ENGINE),
-    )
-    with ReplicaPool(spec, replicas=2, cpus_per_replica=0.5) as pool:
-        two = pool.run(jobs)
-    assert list(two) == [j.key for j in jobs]
-    assert {o.replica for o in two.values()} == {0, 1}  # both replicas worked
-    for mine in one:
-        theirs = two[mine.key]
-        assert theirs.fingerprint == mine.fingerprint
-        assert theirs.backend["identity"] == mine.backend["identity"]
-        assert theirs.result.scores == mine.result.scores
-        for task, records in mine.result.samples.items():
-            assert [(r.doc_id, r.response, r.correct) for r in theirs.result.samples[task]] == [
-                (r.doc_id, r.response, r.correct) for r in records
-            ]
+    one = run_study(parse_study(_study(tiny_llama, data_dir)), tmp_path / "one", progress=False)
+    two = run_study(parse_study(_study(tiny_llama, data_dir, replicas=2)), tmp_path / "two", progress=False)
+    assert one.computed == two.computed == 6
+    cells = {c.cache_key: c for c in one.cells}
+    assert {c.cache_key for c in two.cells} == set(cells)  # replicas do not enter the cell keys
+    for cell in two.cells:
+        mine = cells[cell.cache_key]
+        assert (cell.variant.name, cell.task, cell.per_item, cell.scores) == (
+            mine.variant.name,
+            mine.task,
+            mine.per_item,
+            mine.scores,
+        )
+    assert json.loads((tmp_path / "two" / "study.json").read_text())["backend"]["replicas"] == 2
+    assert {c.variant.name for c in one.cells} >= {"baseline"} and len(
+        {c.variant.name for c in one.cells}
+    ) == 3

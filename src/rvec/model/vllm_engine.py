@@ -52,7 +52,8 @@ class VllmEngineOptions(BaseModel):
         attention_backend: vLLM attention backend name (``FLASH_ATTN``, ``TRITON_ATTN``, ``CPU_ATTN``…);
             ``None`` = vLLM's choice.
         batch_invariant: vLLM's batch-invariant mode; ``None`` = on where vLLM has it (CUDA, ROCm, XPU).
-        enforce_eager: skip ``torch.compile`` and graph capture (faster start, slower decoding). On
+        enforce_eager: skip ``torch.compile`` and graph capture (faster start, slower decoding);
+            ``None`` = eager on CPU, compiled elsewhere. On
             CPU this also runs vLLM's small compiled helpers (the rank of each log-probability)
             eagerly: their inductor build recompiles per batch shape, and on a loaded machine its
             ISA probe times out and the C++ build fails (seen here: ``at::vec`` undeclared).
@@ -74,7 +75,7 @@ class VllmEngineOptions(BaseModel):
     max_model_len: int | None = Field(None, ge=16)
     attention_backend: str | None = None
     batch_invariant: bool | None = None
-    enforce_eager: bool = False
+    enforce_eager: bool | None = None
     kv_cache_gib: float = Field(2.0, gt=0.0)
     max_num_seqs: int | None = Field(None, ge=1)
     seed: int = 0
@@ -128,7 +129,8 @@ def start_engine(folder: Path, options: VllmEngineOptions) -> tuple[Any, dict[st
             dtype,
         )
     vllm = import_vllm()
-    if device == "cpu" and options.enforce_eager:
+    eager = options.enforce_eager if options.enforce_eager is not None else device == "cpu"
+    if device == "cpu" and eager:
         _eager_helpers()
     kwargs: dict[str, Any] = {
         "model": str(folder),
@@ -137,7 +139,7 @@ def start_engine(folder: Path, options: VllmEngineOptions) -> tuple[Any, dict[st
         "tensor_parallel_size": options.tensor_parallel_size,
         "gpu_memory_utilization": options.gpu_memory_utilization,
         "max_model_len": options.max_model_len,
-        "enforce_eager": options.enforce_eager,
+        "enforce_eager": eager,
         "seed": options.seed,
         # The model's generation_config.json (repetition penalty, sampling defaults) never applies:
         # rvec decodes pure greedy, as its HF backend does.
@@ -172,7 +174,7 @@ def start_engine(folder: Path, options: VllmEngineOptions) -> tuple[Any, dict[st
         "max_num_seqs": config.scheduler_config.max_num_seqs,
         "attention_backend": options.attention_backend or "auto",
         "batch_invariant": invariant,
-        "enforce_eager": options.enforce_eager,
+        "enforce_eager": eager,
         "seed": options.seed,
         "in_process": in_process,
         "cpu_threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") if device == "cpu" else None,

@@ -46,8 +46,10 @@ class VLLMSettings(BackendSettings):
     """vLLM attention backend (``FLASH_ATTN``, ``TRITON_ATTN``, ``CPU_ATTN``…); ``None`` = vLLM's choice."""
     batch_invariant: bool | None = None
     """vLLM's batch-invariant kernels; ``None`` = on where vLLM has them (CUDA, ROCm, XPU)."""
-    enforce_eager: bool = False
-    """No ``torch.compile``/graph capture: faster start, slower decoding."""
+    enforce_eager: bool | None = None
+    """No ``torch.compile``/graph capture (faster start, slower decoding); ``None`` = eager on CPU,
+    where vLLM's compiled sampler helpers rebuild per batch shape and their C++ build fails on a
+    loaded machine, compiled on GPUs."""
     kv_cache_gib: float = Field(2.0, gt=0.0)
     """KV-cache memory on CPU (on GPUs vLLM sizes it from ``gpu_memory``)."""
     max_num_seqs: int | None = Field(None, ge=1)
