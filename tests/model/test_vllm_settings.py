@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,7 +16,16 @@ from rvec.model.registry import BACKENDS, get_backend, parse_backend_settings
 from rvec.model.vllm_spec import VLLMSettings
 from rvec.study.config import parse_study
 
-STUDY = {"name": "s", "vector": "vec/", "targets": ["m/"], "tasks": ["gsm8k"]}
+
+def study(tmp_path: Path, backend: dict) -> dict:
+    (tmp_path / "vec").mkdir(exist_ok=True)
+    return {
+        "name": "s",
+        "vector": str(tmp_path / "vec"),
+        "targets": ["m/"],
+        "tasks": ["gsm8k"],
+        "backend": backend,
+    }
 
 
 def test_the_registry_selects_vllm_and_parses_its_engine_options() -> None:
@@ -51,8 +61,8 @@ def test_vllm_cells_never_share_a_key_with_hf_and_memory_settings_do_not_enter_i
     assert spec.cache_identity(VLLMSettings(max_model_len=4096)) != key
 
 
-def test_a_study_backend_section_takes_the_vllm_settings() -> None:
-    raw = {**STUDY, "backend": {"name": "vllm", "replicas": 2}}
+def test_a_study_backend_section_takes_the_vllm_settings(tmp_path: Path) -> None:
+    raw = study(tmp_path, {"name": "vllm", "replicas": 2})
     assert parse_study(raw).backend == VLLMSettings(replicas=2)
     bad = {**raw, "backend": {"name": "vllm", "replicas": 0, "batch_sise": 4}}
     with pytest.raises(Exception, match=r"backend\.replicas") as err:
@@ -60,10 +70,10 @@ def test_a_study_backend_section_takes_the_vllm_settings() -> None:
     assert "backend.batch_sise" in str(err.value)
 
 
-def test_rvec_run_flags_replace_the_study_backend(tmp_path) -> None:
+def test_rvec_run_flags_replace_the_study_backend(tmp_path: Path) -> None:
     from rvec.cli.run_cmd import with_backend
 
-    config = parse_study({**STUDY, "backend": {"dtype": "float32"}})
+    config = parse_study(study(tmp_path, {"dtype": "float32"}))
     vllm = with_backend(config, "vllm", {"replicas": 2, "ray_address": None})
     assert vllm.backend == VLLMSettings(replicas=2)
     assert with_backend(config, None, {"replicas": None}).backend == config.backend
