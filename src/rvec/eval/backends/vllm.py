@@ -174,9 +174,19 @@ class VllmBackend:
             for row in rows:
                 if row.max_new_tokens <= 0:
                     finish(row)
+            ties, steps = self.near_ties, self.audited_steps
             live = {self._submit(row.prompt, self._sampling(row)): row for row in rows if not row.done}
             for rid, output in self._outputs(list(live)):
                 self._consume(live[rid], output, rid, finish)
+        if self.near_ties > ties:
+            # The HF backend re-decides these canonically; inside vLLM's scheduler they stay as computed.
+            logger.warning(
+                "%d of %d generated steps were near-ties (top-2 log-probability gap < %g): their tokens may "
+                "depend on the batch; results.json counts them under rvec.backend.near_ties",
+                self.near_ties - ties,
+                self.audited_steps - steps,
+                self.tie_margin,
+            )
         return _complete(results)
 
     def loglikelihood(
