@@ -253,3 +253,17 @@ def os_error(err: OSError, path: str | os.PathLike[str], *, needed: int = 0) -> 
     if culprit is not None and culprit != where and not Path(culprit).name.startswith("."):
         where = f"{where} ({culprit})"
     return cls(f"{where}: {text}", path=os.fspath(path), os_errno=err.errno)
+
+
+class BackendUnavailableError(RvecError, ImportError):
+    """An optional backend's package is not installed.
+
+    Example: ``--backend vllm: the vllm package is not installed; pip install 'reasoning-vectors[vllm]'``
+    """
+
+
+class BackendError(RvecError, RuntimeError):
+    """A running engine refused an operation rvec needs (a cache reset, a weight reload).
+
+    Example: ``vLLM refused to reset its prefix cache after an α switch; …``
+    """

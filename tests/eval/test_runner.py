@@ -313,7 +313,7 @@ def test_rvec_eval_selects_the_backend_by_name_and_records_its_settings(
     args += ["--data-dir", str(tiny_data), "--device", "cpu", "--batch-size", "2", "--no-progress"]
     unknown = CliRunner().invoke(app, [*args, "--backend", "vlm"])
     assert unknown.exit_code == 1
-    assert unknown.stderr == "rvec: error: unknown backend 'vlm'; valid: hf\n"
+    assert unknown.stderr == "rvec: error: unknown backend 'vlm'; valid: hf, vllm\n"
     ok = CliRunner().invoke(app, [*args, "--backend", "hf", "-o", str(tmp_path / "e")])
     assert ok.exit_code == 0, ok.output
     backend = json.loads((tmp_path / "e" / "results.json").read_text())["rvec"]["backend"]

@@ -128,14 +128,14 @@ def test_keys_are_those_main_wrote_before_the_seam(
 
 
 def test_registry_selects_by_name_and_lists_valid_names() -> None:
-    assert list(BACKENDS) == ["hf"] and isinstance(BACKENDS["hf"], BackendSpec)
+    assert list(BACKENDS) == ["hf", "vllm"] and isinstance(BACKENDS["hf"], BackendSpec)
     with pytest.raises(ConfigError) as info:
         build_registry([HFSpec(), HFSpec()])
     assert str(info.value) == "backends: 1 problem; duplicate backend name 'hf'"
     with pytest.raises(UnknownNameError) as unknown:
         get_backend("vlm")
-    assert str(unknown.value) == "unknown backend 'vlm'; valid: hf"
-    with pytest.raises(UnknownNameError, match=r"^unknown backend 'vlm'; valid: hf$"):
+    assert str(unknown.value) == "unknown backend 'vlm'; valid: hf, vllm"
+    with pytest.raises(UnknownNameError, match=r"^unknown backend 'vlm'; valid: hf, vllm$"):
         parse_backend_settings({"name": "vlm", "batch_size": 4})
 
 

@@ -126,7 +126,7 @@ def test_an_unknown_backend_is_one_of_the_problems_listed() -> None:
         parse_study(raw, source="s.yaml")
     assert info.value.errors == [
         "limit: Input should be greater than or equal to 1",
-        "backend.name: unknown backend 'vlm'; valid: hf",
+        "backend.name: unknown backend 'vlm'; valid: hf, vllm",
     ]
 
 

@@ -45,7 +45,9 @@ def eval_command(
         None, "-o", "--output", help="Folder for results.json, samples/ and the resume cache."
     ),
     backend: str = typer.Option(
-        "hf", "--backend", help="Engine: hf (transformers, built in). See docs/model-state.md."
+        "hf",
+        "--backend",
+        help="Engine: hf (transformers, built in) or vllm (the vllm extra; docs/vllm.md).",
     ),
     batch_size: int = typer.Option(16, "--batch-size", help="Sequences per batch."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1… (auto: cuda when available)."),
@@ -54,6 +56,18 @@ def eval_command(
         "--dtype",
         help="float32 | bfloat16 | float16, or bf16, fp16, fp32 (auto: float32 on CPU, bfloat16 on GPU). Only float32 gives "
         "the same texts whatever the batch size and the other tasks of the run.",
+    ),
+    tensor_parallel: int | None = typer.Option(
+        None, "--tensor-parallel", help="vllm: GPUs one engine spans (default 1)."
+    ),
+    gpu_memory: float | None = typer.Option(
+        None, "--gpu-memory", help="vllm: fraction of each GPU the engine may take (default 0.9)."
+    ),
+    max_model_len: int | None = typer.Option(
+        None, "--max-model-len", help="vllm: prompt + generation limit (default: the model's)."
+    ),
+    attention_backend: str | None = typer.Option(
+        None, "--attention-backend", help="vllm: FLASH_ATTN, TRITON_ATTN, CPU_ATTN… (default: vLLM's choice)."
     ),
     seed: int = typer.Option(1234, "--seed", help="Seed of the perturbations."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -68,13 +82,26 @@ def eval_command(
       rvec eval MODEL --tasks gsm8k,humaneval,sciq,bbh --preset paper --condition think --limit 50 -o runs/x/ --allow-code-execution
       rvec eval MODEL --tasks gsm8k --preset lm-eval --backend hf --dtype float32 --batch-size 32
       rvec eval MODEL --vector vec/ --alpha 1.0 --tasks gsm8k
+      rvec eval MODEL --tasks gsm8k,sciq --backend vllm --tensor-parallel 2 --gpu-memory 0.85
       rvec eval MODEL --tasks gsm8k --perturb distractor,hint,typo:0.05
     """
     from rvec.eval.command import eval_command as run
     from rvec.model.registry import parse_backend_settings
 
-    settings = parse_backend_settings(
-        {"name": backend, "device": device, "dtype": dtype, "batch_size": batch_size}
+    engine = {
+        "tensor_parallel": tensor_parallel,
+        "gpu_memory": gpu_memory,
+        "max_model_len": max_model_len,
+        "attention_backend": attention_backend,
+    }
+    settings = parse_backend_settings(  # engine flags only when given: --backend hf refuses them
+        {
+            "name": backend,
+            "device": device,
+            "dtype": dtype,
+            "batch_size": batch_size,
+            **{k: v for k, v in engine.items() if v is not None},
+        }
     )
     result = run(
         model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -21,13 +22,26 @@ def run_command(
         True, "--progress/--no-progress", help="Show progress over the whole matrix."
     ),
     data_dir: Path | None = data_dir_option(),
+    backend: str | None = typer.Option(
+        None, "--backend", help="Replace the study's backend.name: hf or vllm (docs/vllm.md)."
+    ),
+    replicas: int | None = typer.Option(
+        None, "--replicas", help="vllm: engines run side by side as Ray actors (default 1)."
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="vllm: join this Ray cluster (auto, ray://head:10001) for multi-node runs.",
+    ),
 ) -> None:
     """Run a whole study — extract, apply in memory, evaluate every cell, report with statistics and plots.
 
     The config is validated whole before any work; every cell is cached by content, so --resume after
     Ctrl-C or a crash redoes nothing finished.
 
-    Example: rvec run studies/demo.yaml -o runs/demo/
+    Examples:
+      rvec run studies/demo.yaml -o runs/demo/
+      rvec run studies/paper-qwen2.5-7b.yaml --backend vllm --replicas 8 --ray-address auto
     """
     from rvec.study.config import load_study  # pydantic: 0.1 s that other commands need not pay
     from rvec.study.runner import run_study
@@ -35,9 +49,25 @@ def run_command(
     config = load_study(study)
     if data_dir is not None:
         config = config.model_copy(update={"data_dir": str(data_dir)})
+    config = with_backend(config, backend, {"replicas": replicas, "ray_address": ray_address})
     folder = output or Path(config.output or f"runs/{config.name}")
     run = run_study(config, folder, config_text=study.read_text(), resume=resume, progress=progress)
     err.print(f"{run.computed} cells computed, {run.cached} from cache; report: {folder / 'report.md'}")
+
+
+def with_backend(config: Any, name: str | None, overrides: dict[str, Any]) -> Any:
+    """The study config with ``--backend`` and the given engine flags applied to its ``backend:``
+    (kept when the name stays the same, replaced when it changes)."""
+    from rvec.model.registry import parse_backend_settings
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if name is None and not given:
+        return config
+    current = config.backend.model_dump()
+    name = name or current["name"]
+    base = current if name == current["name"] else {}
+    settings = parse_backend_settings({**base, "name": name, **given})
+    return config.model_copy(update={"backend": settings})
 
 
 def report_command(run_dir: Path = typer.Argument(..., help="A run folder written by rvec run.")) -> None:

@@ -24,6 +24,7 @@ from pydantic import Discriminator, Tag, ValidationError
 from rvec.errors import ConfigError, InvalidArgumentError, UnknownNameError
 from rvec.model.settings import BackendSettings, HFSettings
 from rvec.model.state import BackendSpec, ModelState
+from rvec.model.vllm_spec import VLLMSpec
 
 __all__ = [
     "BACKENDS",
@@ -75,7 +76,7 @@ def build_registry(specs: list[BackendSpec]) -> dict[str, BackendSpec]:
     return {s.name: s for s in specs}
 
 
-BACKENDS: dict[str, BackendSpec] = build_registry([HFSpec()])
+BACKENDS: dict[str, BackendSpec] = build_registry([HFSpec(), VLLMSpec()])
 """Every backend by name."""
 
 

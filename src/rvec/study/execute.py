@@ -20,7 +20,7 @@ from rvec.eval.types import LanguageModel
 from rvec.model.registry import get_backend
 from rvec.study.cells import cell_key, load_cell, save_cell
 from rvec.study.config import StudyConfig
-from rvec.study.plan import PlannedCell, plan_cells
+from rvec.study.plan import PlannedCell, by_model_state, plan_cells
 from rvec.study.progress import MatrixProgress, timed
 from rvec.study.types import CellCallback, CellResult, StudyRun
 from rvec.vector.artifact import ReasoningVector, read_vector
@@ -231,13 +231,16 @@ class StudyExecutor:
                 todo.append((cell, key))
         if not todo:
             return
+        if getattr(self.config.backend, "replicas", 1) > 1:
+            self._run_replicated(model_source, todo, vectors)
+            return
         with timed(self.run_state.timings, "load"):
             state = self.backend.load(self.local(model_source), self.config.backend)
         try:
             if vectors:
                 state.attach(list(vectors.values()))  # read once; the α switches below read nothing
             current: tuple[str | None, float | None] | None = None
-            for vector, alpha, condition, group in _by_model_state(todo):
+            for vector, alpha, condition, group in by_model_state(todo):
                 if vectors and (vector, alpha) != current:
                     # The state's fingerprint, and with it the response cache key, follows each switch.
                     with timed(self.run_state.timings, "apply"):
@@ -258,11 +261,38 @@ class StudyExecutor:
         self.progress.describe(f"{variant.name} · {condition} · {len(group)} cells")
         # Perturbations apply to the study's clean tasks only: tasks without one are evaluated in a
         # call of their own, so no perturbed copy is generated that no cell asked for.
+        for part, perturbations in self._parts(group):
+            self._evaluate_part(lm, condition, part, perturbations)
+
+    def _parts(
+        self, group: list[tuple[PlannedCell, str]]
+    ) -> list[tuple[list[tuple[PlannedCell, str]], list[str]]]:
         plain = [(c, k) for c, k in group if not self._perturbed_tasks(c.base_task)]
         perturbed = [(c, k) for c, k in group if self._perturbed_tasks(c.base_task)]
-        for part, perturbations in ((plain, []), (perturbed, self._perturbations())):
-            if part:
-                self._evaluate_part(lm, condition, part, perturbations)
+        return [(p, ps) for p, ps in ((plain, []), (perturbed, self._perturbations())) if p]
+
+    def _run_replicated(
+        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+    ) -> None:
+        """The vLLM backend's data parallelism: every (variant, condition) part becomes one job for
+        :func:`rvec.model.vllm_replicas.run_cells`; each replica is one engine for the whole model."""
+        from rvec.model.vllm_replicas import CellJob, ReplicaSpec, run_cells
+
+        names = list(vectors)
+        jobs, parts = [], {}
+        for vector, alpha, condition, group in by_model_state(todo):
+            alphas = tuple(float(alpha) if n == vector and alpha else 0.0 for n in names)
+            for part, perturbations in self._parts(group):
+                key = str(len(jobs))
+                jobs.append(CellJob(key, alphas, self._evaluate_args(condition, part, perturbations)))
+                parts[key] = part
+        paths = tuple(str(v.path) for v in vectors.values())
+        spec = ReplicaSpec(source=self.local(model_source), vectors=paths, settings=self.config.backend)  # type: ignore[arg-type]
+        self.progress.describe(f"{len(jobs)} jobs on {self.config.backend.replicas} replicas")  # type: ignore[attr-defined]
+        with timed(self.run_state.timings, "evaluate"):
+            outcomes = run_cells(spec, jobs)
+        for key, outcome in outcomes.items():
+            self._finish_part(parts[key], outcome.result, outcome.seconds)
 
     def _perturbations(self) -> list[str]:
         from rvec.eval.perturb import parse_perturbations
@@ -281,20 +311,28 @@ class StudyExecutor:
 
         start = time.perf_counter()
         with timed(self.run_state.timings, "evaluate"):
-            result = evaluate(
-                lm,
-                tasks=list(dict.fromkeys(cell.base_task for cell, _ in part)),
-                preset=self.preset,
-                condition=condition,
-                perturbations=perturbations,
-                limit=self.config.limit,
-                data_dir=Path(self.config.data_dir) if self.config.data_dir else None,
-                allow_code_execution=self.config.allow_code_execution,
-                seed=self.config.seed,
-                progress=False,
-                cache_dir=self.out_dir / "responses",
-            )
-        seconds = (time.perf_counter() - start) / len(part)
+            result = evaluate(lm, **self._evaluate_args(condition, part, perturbations))
+        self._finish_part(part, result, time.perf_counter() - start)
+
+    def _evaluate_args(
+        self, condition: str, part: list[tuple[PlannedCell, str]], perturbations: list[str]
+    ) -> dict[str, Any]:
+        """The arguments of :func:`rvec.eval.runner.evaluate` for one part, besides the model."""
+        return {
+            "tasks": list(dict.fromkeys(cell.base_task for cell, _ in part)),
+            "preset": self.preset,
+            "condition": condition,
+            "perturbations": perturbations,
+            "limit": self.config.limit,
+            "data_dir": Path(self.config.data_dir) if self.config.data_dir else None,
+            "allow_code_execution": self.config.allow_code_execution,
+            "seed": self.config.seed,
+            "progress": False,
+            "cache_dir": self.out_dir / "responses",
+        }
+
+    def _finish_part(self, part: list[tuple[PlannedCell, str]], result: Any, seconds: float) -> None:
+        seconds /= len(part)
         tokens = result.generated_tokens // len(part)
         for cell, key in part:
             records = result.samples.get(cell.task)
@@ -351,18 +389,6 @@ class StudyExecutor:
         self.progress.advance(cell.seconds if not cached else 0.0)
         if self.on_cell is not None:
             self.on_cell(cell, cached)
-
-
-def _by_model_state(
-    todo: list[tuple[PlannedCell, str]],
-) -> list[tuple[str | None, float | None, str, list[tuple[PlannedCell, str]]]]:
-    """``(vector, α, condition, cells)`` per variant and condition, in plan order, so the weights
-    switch once per variant at most."""
-    groups: dict[tuple[str, str | None, float | None, str], list[tuple[PlannedCell, str]]] = {}
-    for cell, key in todo:
-        v = cell.variant
-        groups.setdefault((v.name, v.vector, v.alpha, cell.condition), []).append((cell, key))
-    return [(vector, alpha, condition, g) for (_, vector, alpha, condition), g in groups.items()]
 
 
 __all__ = ["StudyExecutor", "resolved_preset"]

@@ -101,3 +101,15 @@ def plan_cells(config: StudyConfig, target: str, *, rl_donor: str | None) -> lis
         for key, base, pert, clean in tasks:
             cells.append(PlannedCell(donor, "think", key, base, pert, clean))
     return cells
+
+
+def by_model_state(
+    todo: list[tuple[PlannedCell, str]],
+) -> list[tuple[str | None, float | None, str, list[tuple[PlannedCell, str]]]]:
+    """``(vector, α, condition, cells)`` per variant and condition, in plan order, so the weights
+    switch once per variant at most."""
+    groups: dict[tuple[str, str | None, float | None, str], list[tuple[PlannedCell, str]]] = {}
+    for cell, key in todo:
+        v = cell.variant
+        groups.setdefault((v.name, v.vector, v.alpha, cell.condition), []).append((cell, key))
+    return [(vector, alpha, condition, g) for (_, vector, alpha, condition), g in groups.items()]
