@@ -142,3 +142,22 @@ def test_rvec_eval_refuses_humaneval_without_bubblewrap_before_loading_the_model
     assert len(lines) == 1 and lines[0].startswith("rvec: error: ")
     assert "apt-get install bubblewrap" in lines[0] and "no-such-model" not in lines[0]
     assert not missing_model.exists()
+
+
+def test_the_sandbox_works_in_a_process_holding_more_than_1024_descriptors() -> None:
+    """CI ran the suite with > 1024 open descriptors: select() refused them and every sandbox run failed."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        sandbox = Sandbox(allow=True, timeout_s=10)
+        ok = sandbox.run("def check(candidate):\n    assert candidate() == 1\n\ncheck(lambda: 1)\n")
+        wrong = sandbox.run("def check(candidate):\n    assert candidate() == 1\n\ncheck(lambda: 2)\n")
+        assert (ok.passed, wrong.passed) == (True, False)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -228,3 +228,24 @@ def test_sft_only_run(init: Path, tmp_path: Path) -> None:
     assert result.manifest["rl"] is None and result.manifest["vector"] is None
     assert set(result.manifest["held_out"]["models"]) == {"init", "sft"}
     assert result.manifest["held_out"]["rl_beats_sft"] is None
+
+
+def test_step_rates_total_every_kept_step(tmp_path: Path) -> None:
+    from rvec.pair.logbook import step_rates
+
+    rows = [
+        {"phase": "sft", "step": 1, "step_seconds": 2.0},
+        {"phase": "sft", "step": 2, "step_seconds": 4.0},
+        {"phase": "grpo", "step": 1, "step_seconds": 10.0, "completion_length": 20},
+        {"phase": "grpo", "step": 2, "step_seconds": 30.0, "completion_length": 40},
+    ]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n{torn line")
+    rates = step_rates(log, completions_per_step=4)
+    assert rates == {
+        "sft_seconds_per_step": 3.0,
+        "sft_step_seconds_total": 6.0,
+        "grpo_seconds_per_step": 20.0,
+        "grpo_step_seconds_total": 40.0,
+        "grpo_generated_tokens_per_second": (20 + 40) * 4 / 40.0,
+    }

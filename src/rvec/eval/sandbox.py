@@ -289,7 +289,7 @@ def _spawn(argv: list[str], stderr: IO[bytes], *, keep: tuple[int, ...]) -> subp
 def _watch_init(info_r: int, sync_r: int, deadline: float) -> tuple[int | None, int | None]:
     """The pid bwrap reports for the sandbox's init, and a pidfd on it while it is certainly that init."""
     data = b""
-    while (remaining := deadline - time.monotonic()) > 0 and select.select([info_r], [], [], remaining)[0]:
+    while (remaining := deadline - time.monotonic()) > 0 and _readable(info_r, remaining):
         chunk = os.read(info_r, 4096)
         if not chunk:
             break
@@ -308,6 +308,14 @@ def _watch_init(info_r: int, sync_r: int, deadline: float) -> tuple[int | None, 
     return None, None
 
 
+def _readable(fd: int, timeout_s: float) -> bool:
+    """Whether ``fd`` turns readable within ``timeout_s``. poll, not select: a process holding many
+    files (a test suite, a study with cached datasets) gets descriptors above select's limit of 1024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, int(timeout_s * 1000))))
+
+
 def _wait(proc: subprocess.Popen[bytes], deadline: float) -> bool:
     try:
         proc.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -323,7 +331,7 @@ def _kill(proc: subprocess.Popen[bytes], init: int | None) -> None:
             signal.pidfd_send_signal(init, signal.SIGKILL)
         # A pidfd turns readable once the process has exited, which for a namespace's init is after
         # every other process in the namespace is gone.
-        if not select.select([init], [], [], _TEARDOWN_S)[0]:
+        if not _readable(init, _TEARDOWN_S):
             logger.warning("sandbox: its init still runs %.0f s after SIGKILL", _TEARDOWN_S)
         os.close(init)
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -120,13 +120,16 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 
 def step_rates(log: Path, *, completions_per_step: int) -> dict[str, float]:
-    """Mean seconds per step of each phase and GRPO's generated tokens per second."""
+    """Mean seconds per step of each phase, their total, and GRPO's generated tokens per second."""
     rows = read_log(log)
     rates: dict[str, float] = {}
     for phase in ("sft", "grpo"):
         times = [r["step_seconds"] for r in rows if r["phase"] == phase and r.get("step_seconds")]
         if times:
             rates[f"{phase}_seconds_per_step"] = round(sum(times) / len(times), 3)
+            # Over every attempt of a resumed run (the log keeps the steps of the final trajectory),
+            # unlike timings_seconds, which times the stage in the attempt that finished it.
+            rates[f"{phase}_step_seconds_total"] = round(sum(times), 1)
     grpo = [r for r in rows if r["phase"] == "grpo" and r.get("completion_length") and r.get("step_seconds")]
     if grpo:
         tokens = sum(r["completion_length"] * completions_per_step for r in grpo)

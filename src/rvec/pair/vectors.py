@@ -39,13 +39,14 @@ def check_factors(base: Path, tuned: Path, factors: Factors) -> float:
         if not info.dtype.is_floating_point:
             continue
         name = info.name
-        delta = b_ckpt.read(name).astype(np.float32) - a_ckpt.read(name).astype(np.float32)
+        tuned_values = b_ckpt.read(name)
+        delta = tuned_values.astype(np.float32) - a_ckpt.read(name).astype(np.float32)
         if name in factors:
             a, b = factors[name]
             expected = (b @ a).reshape(delta.shape)
         else:
             expected = np.zeros_like(delta)
-        scale = float(np.max(np.abs(b_ckpt.read(name)))) or 1.0
+        scale = float(np.max(np.abs(tuned_values))) or 1.0
         allowed = _ULPS * float(np.spacing(np.float32(scale)))
         error = float(np.max(np.abs(delta - expected))) if delta.size else 0.0
         if error > allowed:

@@ -20,11 +20,12 @@ Example ``study.yaml``::
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt, ValidationError
 
 from rvec.errors import ConfigError, RvecError
 from rvec.model.registry import BACKENDS, BackendSettingsField, get_backend, setting_error_message
@@ -41,6 +42,22 @@ class Donors(BaseModel):
     rl: str
 
 
+class MadeModel(BaseModel):
+    """A model made inside the run: ``base`` plus each vector of ``add`` times its α (``rvec apply``).
+
+    Lets a study start from shipped vectors instead of full checkpoints, e.g. the SFT donor as
+    ``{base: INIT, add: [pair/sft-delta]}`` and the RL donor as ``{base: sft, add: [pair/vector]}``.
+    """
+
+    model_config = _FROZEN
+    base: str
+    """A model source, or the name of a model defined earlier under ``models``."""
+    add: list[str] = Field(min_length=1)
+    """Vector folders (relative paths are read from the study file's folder first)."""
+    alphas: list[FiniteFloat] | None = None
+    """One α per vector of ``add`` (default: 1 each)."""
+
+
 class Controls(BaseModel):
     """Controls evaluated beside ``target + α·v``."""
 
@@ -53,6 +70,9 @@ class Controls(BaseModel):
     """Extra α values of v (the curve in the report also includes 0 and ``alphas``)."""
     rl_donor_think: bool | None = None
     """Evaluate the RL donor under ``think`` (the paper's "G+T" row); default: yes when ``donors`` are given."""
+    donor_rows: bool = False
+    """Also evaluate the SFT donor and the RL donor under every condition (rows "SFT donor", "RL
+    donor"); the report then compares RL with SFT: is the pair a reasoning pair on these tasks?"""
 
 
 class StudyConfig(BaseModel):
@@ -62,9 +82,13 @@ class StudyConfig(BaseModel):
     name: str
     title: str | None = None
     description: str | None = None
+    models: dict[str, MadeModel] = Field(default_factory=dict)
+    """Models made in the run folder before anything is evaluated; their names can be used as
+    ``targets``, ``donors`` and as another model's ``base``."""
     donors: Donors | None = None
     vector: str | None = None
-    """An existing vector folder instead of ``donors``."""
+    """An existing vector folder: v itself. With ``donors`` too, v is read from here (not extracted)
+    and the donors are evaluated as rows only."""
     random_in_place_of_v: FiniteFloat | None = Field(None, gt=0)
     """No real donor pair: use a random control with this per-tensor relative norm as "v" (labelled)."""
     targets: list[str] = Field(min_length=1)
@@ -81,6 +105,9 @@ class StudyConfig(BaseModel):
     """Override the preset's token budget for every task (recorded; changes the cache key)."""
     limit: int | None = Field(None, ge=1)
     """Items per task (the first N; BBH: per subtask)."""
+    task_limits: dict[str, PositiveInt] = Field(default_factory=dict)
+    """Items for named tasks instead of ``limit``, e.g. ``{arith: 200}``; a family name (``bbh``)
+    covers its subtasks."""
     seed: int = 1234
     bootstrap_resamples: int = Field(10_000, ge=1000)
     allow_code_execution: bool = False
@@ -89,6 +116,10 @@ class StudyConfig(BaseModel):
     """Engine and its options: ``name`` (a registered backend, default ``hf``) and that backend's
     settings (:mod:`rvec.model.settings`), the same ones ``rvec eval`` takes as flags."""
     output: str | None = None
+
+    def limit_for(self, task: str) -> int | None:
+        """Items of ``task``: its ``task_limits`` entry (or its family's: ``bbh``), else ``limit``."""
+        return self.task_limits.get(task, self.task_limits.get(task.split(":")[0], self.limit))
 
 
 def _pydantic_errors(err: ValidationError) -> list[str]:
@@ -151,15 +182,19 @@ def _semantic_errors(raw: dict[str, Any], base: Path) -> list[str]:
     from rvec.eval.tasks.registry import expand_task_names
 
     errors: list[str] = []
-    sources = [raw.get(k) is not None for k in ("donors", "vector", "random_in_place_of_v")]
-    if sum(sources) != 1:
-        errors.append("donors / vector / random_in_place_of_v: give exactly one source of v")
+    has = {k: raw.get(k) is not None for k in ("donors", "vector", "random_in_place_of_v")}
+    if has["random_in_place_of_v"] and (has["donors"] or has["vector"]):
+        errors.append("random_in_place_of_v: a stand-in for v goes without donors and vector; drop one")
+    elif not any(has.values()):
+        errors.append("donors / vector / random_in_place_of_v: give a source of v")
     vector = raw.get("vector")
     if isinstance(vector, str) and not _local_path(vector, base).is_dir():
         errors.append(f"vector: {vector} is not a folder")
+    models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
+    errors += _made_model_errors(models, base)
     donors = raw.get("donors") if isinstance(raw.get("donors"), dict) else {}
     for key, source in [*(("targets", t) for t in _strings(raw, "targets")), *donors.items()]:
-        if not isinstance(source, str) or not _looks_local(source):
+        if not isinstance(source, str) or source in models or not _looks_local(source):
             continue
         where = key if key == "targets" else f"donors.{key}"
         try:
@@ -172,6 +207,8 @@ def _semantic_errors(raw: dict[str, Any], base: Path) -> list[str]:
     controls = raw.get("controls") if isinstance(raw.get("controls"), dict) else {}
     if controls.get("rl_donor_think") and raw.get("donors") is None:
         errors.append("controls.rl_donor_think: needs donors (the RL donor is the model evaluated)")
+    if controls.get("donor_rows") and raw.get("donors") is None:
+        errors.append("controls.donor_rows: needs donors (the donors are the models evaluated)")
     preset = None
     if isinstance(raw.get("preset", "paper"), str):
         try:
@@ -203,10 +240,58 @@ def _semantic_errors(raw: dict[str, Any], base: Path) -> list[str]:
             parse_perturbations(spec)
         except RvecError as err:
             errors.append(f"perturbations: {err}")
+    limits = raw.get("task_limits") if isinstance(raw.get("task_limits"), dict) else {}
+    for name in limits:
+        try:
+            expand_task_names(str(name))
+        except RvecError as err:
+            errors.append(f"task_limits: {err}")
     alphas = raw.get("alphas")
     numbers = [a for a in alphas if isinstance(a, (int, float))] if isinstance(alphas, list) else []
     if len(set(numbers)) != len(numbers):
         errors.append("alphas: values repeat")
+    return errors
+
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _made_model_errors(models: dict[str, Any], base: Path) -> list[str]:
+    """Names usable as a folder and unlike a path; bases that exist or name an earlier model; vector
+    folders that exist; one α per vector."""
+    from rvec.checkpoint.source import package_path
+
+    errors: list[str] = []
+    earlier: list[str] = []
+    for name, made in models.items():
+        where = f"models.{name}"
+        if not _MODEL_NAME.match(str(name)) or str(name).endswith(".gguf"):
+            errors.append(
+                f"{where}: name it with letters, digits, '.', '_' or '-' (it becomes a folder name)"
+            )
+        if not isinstance(made, dict):
+            continue  # pydantic reports the type
+        source = made.get("base")
+        if isinstance(source, str) and source not in earlier and _looks_local(source):
+            try:
+                path = package_path(source) if source.startswith("pkg:") else Path(source).expanduser()
+            except RvecError as err:
+                errors.append(f"{where}.base: {err}")
+            else:
+                if not path.exists():
+                    errors.append(f"{where}.base: {source} does not exist")
+        elif source in models and source not in earlier:
+            errors.append(f"{where}.base: {source} is defined later or is {name} itself; define it first")
+        add = made.get("add") if isinstance(made.get("add"), list) else []
+        for folder in add:
+            if isinstance(folder, str) and not _local_path(folder, base).is_dir():
+                errors.append(f"{where}.add: {folder} is not a folder")
+        alphas = made.get("alphas")
+        if isinstance(alphas, list) and len(alphas) != len(add):
+            errors.append(
+                f"{where}.alphas: {len(alphas)} values for {len(add)} vectors; give one α per vector"
+            )
+        earlier.append(str(name))
     return errors
 
 
@@ -242,6 +327,13 @@ def parse_study(raw: Any, *, source: str = "study", base: Path = Path(".")) -> S
     errors += [e for e in _semantic_errors(raw, base) if e not in errors]
     if errors or config is None:
         raise ConfigError(errors, source=source)
-    if config.vector is not None:  # opened where it was validated, whatever the working folder
+    # Opened where they were validated, whatever the working folder.
+    if config.vector is not None:
         config = config.model_copy(update={"vector": str(_local_path(config.vector, base).resolve())})
+    if config.models:
+        made = {
+            name: m.model_copy(update={"add": [str(_local_path(a, base).resolve()) for a in m.add]})
+            for name, m in config.models.items()
+        }
+        config = config.model_copy(update={"models": made})
     return config

@@ -64,7 +64,16 @@ class StudyExecutor:
         self._local: dict[str, str] = {}
 
     def local(self, source: str) -> str:
-        """A source the engine can stream: GGUF checkpoints are dequantized once into ``RUN/models/``."""
+        """A source the engine can stream: GGUF checkpoints are dequantized once into ``RUN/models/``;
+        the study's own ``models:`` are made there once (:mod:`rvec.study.made_models`)."""
+        if source not in self._local and source in self.config.models:
+            from rvec.study.made_models import made_model_folder
+
+            with timed(self.run_state.timings, "make models"):
+                folder = made_model_folder(
+                    source, self.config.models[source], self.out_dir / "models", local=self.local
+                )
+            self._local[source] = str(folder)
         if source not in self._local:
             ckpt = resolve(source)
             if ckpt.gguf_file is None:
@@ -90,15 +99,19 @@ class StudyExecutor:
         c = self.config
         folder = self.out_dir / "vectors"
         with timed(self.run_state.timings, "extract"):
-            if c.donors is not None:
+            if c.vector is not None:
+                v = read_vector(c.vector)
+                if c.donors is not None:
+                    self.run_state.notes.append(
+                        f"v is read from {c.vector}, not extracted from the donors; the donors are evaluated as rows."
+                    )
+            elif c.donors is not None:
                 v_dir = folder / "v"
                 v = (
                     read_vector(v_dir)
                     if (v_dir / "rvec.json").is_file()
                     else extract(c.donors.sft, c.donors.rl, v_dir)
                 )
-            elif c.vector is not None:
-                v = read_vector(c.vector)
             else:
                 v_dir = folder / f"random-as-v-{c.seed}"
                 rel = float(c.random_in_place_of_v or 0.0)
@@ -124,7 +137,9 @@ class StudyExecutor:
     # ---- keys --------------------------------------------------------------------------------
     def data_fingerprint(self, task: str) -> str:
         if task not in self._data_fp:
-            self._data_fp[task] = fingerprint(get_task(task).docs(self.source, limit=self.config.limit))
+            self._data_fp[task] = fingerprint(
+                get_task(task).docs(self.source, limit=self.config.limit_for(task))
+            )
         return self._data_fp[task]
 
     def applicable(self, cell: PlannedCell) -> bool:
@@ -165,7 +180,7 @@ class StudyExecutor:
                 "task": cell.base_task,
                 "perturbation": cell.perturbation,
                 "data": self.data_fingerprint(cell.base_task),
-                "limit": self.config.limit,
+                "limit": self.config.limit_for(cell.base_task),
                 "seed": self.config.seed,
                 **self.backend_key,
                 "rvec": __version__,
@@ -194,8 +209,8 @@ class StudyExecutor:
                 for cell, k in keyed
             ]
             groups.append((target, [kc for kc in keyed if kc[0].variant.model == target], True))
-            if rl is not None:
-                groups.append((rl, [kc for kc in keyed if kc[0].variant.model == rl], False))
+            for donor in dict.fromkeys(cell.variant.model for cell in cells if cell.variant.model != target):
+                groups.append((donor, [kc for kc in keyed if kc[0].variant.model == donor], False))
         write_json(
             self.out_dir / "study.json",
             {
@@ -267,9 +282,12 @@ class StudyExecutor:
     def _parts(
         self, group: list[tuple[PlannedCell, str]]
     ) -> list[tuple[list[tuple[PlannedCell, str]], list[str]]]:
-        plain = [(c, k) for c, k in group if not self._perturbed_tasks(c.base_task)]
-        perturbed = [(c, k) for c, k in group if self._perturbed_tasks(c.base_task)]
-        return [(p, ps) for p, ps in ((plain, []), (perturbed, self._perturbations())) if p]
+        # evaluate() takes one limit: one part per (perturbed or not, distinct task limit)
+        by_kind: dict[tuple[bool, int | None], list[tuple[PlannedCell, str]]] = {}
+        for cell, key in group:
+            kind = (self._perturbed_tasks(cell.base_task), self.config.limit_for(cell.base_task))
+            by_kind.setdefault(kind, []).append((cell, key))
+        return [(p, self._perturbations() if perturbed else []) for (perturbed, _), p in by_kind.items()]
 
     def _run_replicated(
         self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
@@ -323,7 +341,7 @@ class StudyExecutor:
             "preset": self.preset,
             "condition": condition,
             "perturbations": perturbations,
-            "limit": self.config.limit,
+            "limit": self.config.limit_for(part[0][0].base_task),  # parts share one limit: see _parts
             "data_dir": Path(self.config.data_dir) if self.config.data_dir else None,
             "allow_code_execution": self.config.allow_code_execution,
             "seed": self.config.seed,
@@ -373,7 +391,7 @@ class StudyExecutor:
         task = get_task(task_name)
         mapping = {
             d.doc_id: task.paired_doc_id(d) or d.doc_id
-            for d in task.docs(self.source, limit=self.config.limit)
+            for d in task.docs(self.source, limit=self.config.limit_for(task_name))
         }
         paired = [mapping.get(k, k) for k in per_item]
         if len(set(paired)) != len(paired):

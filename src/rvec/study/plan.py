@@ -2,7 +2,8 @@
 
 Variants per target: the target itself (baseline), ``target + α·v`` for every α (``alphas`` and the
 α sweep), ``target − α₀·v`` (subtraction), ``target + α₀·r`` for each random control seed; and the
-RL donor under ``think`` (the paper's "G+T"). Tasks: every clean task, its perturbed copies
+RL donor under ``think`` (the paper's "G+T"), or both donors under every condition with
+``controls.donor_rows``. Tasks: every clean task, its perturbed copies
 (``task+perturbation``), every adversarial task and the clean task its items pair with.
 """
 
@@ -96,7 +97,13 @@ def plan_cells(config: StudyConfig, target: str, *, rl_donor: str | None) -> lis
         for condition in config.conditions:
             for key, base, pert, clean in tasks:
                 cells.append(PlannedCell(variant, condition, key, base, pert, clean))
-    if rl_donor is not None and "think" in config.conditions:
+    if config.donors is not None and config.controls.donor_rows:
+        for name, source in (("SFT donor", config.donors.sft), ("RL donor", config.donors.rl)):
+            donor = Variant(name, "donor", source)
+            for condition in config.conditions:
+                for key, base, pert, clean in tasks:
+                    cells.append(PlannedCell(donor, condition, key, base, pert, clean))
+    elif rl_donor is not None and "think" in config.conditions:
         donor = Variant("RL donor", "donor", rl_donor)
         for key, base, pert, clean in tasks:
             cells.append(PlannedCell(donor, "think", key, base, pert, clean))

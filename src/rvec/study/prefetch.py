@@ -24,7 +24,10 @@ def prefetch(config: StudyConfig, *, on_item: Callable[[str], None] | None = Non
     models = list(config.targets)
     if config.donors is not None:
         models += [config.donors.sft, config.donors.rl]
+    models += [made.base for made in config.models.values()]
     for model in dict.fromkeys(models):
+        if model in config.models:
+            continue  # made in the run folder from a base listed here and local vectors
         ckpt = resolve(model)
         fetched.append(f"model {ckpt.display}")
         if on_item:
@@ -34,7 +37,7 @@ def prefetch(config: StudyConfig, *, on_item: Callable[[str], None] | None = Non
         expand_task_names(config.adversarial) if config.adversarial else []
     )
     for name in dict.fromkeys(names + [clean_task_of(n) for n in names]):
-        docs = get_task(name).docs(source, limit=config.limit)
+        docs = get_task(name).docs(source, limit=config.limit_for(name))
         fetched.append(f"data {name} ({len(docs)} items)")
         if on_item:
             on_item(fetched[-1])

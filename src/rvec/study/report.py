@@ -11,6 +11,7 @@ Layout of ``report.md``:
    Δ vs the baseline row [CI] and p; the BBH subtasks get their own table;
 2. adversarial table: each perturbed task next to the clean score of the same items;
 3. controls table: subtraction, random-control and α-sweep variants vs the baseline, with flips;
+   with donor rows (``controls.donor_rows``), RL donor vs SFT donor per condition and task;
 4. plots, the statistics footnote and the study configuration.
 
 Modules: :mod:`rvec.study.report_index` (rows, columns, comparisons), :mod:`rvec.study.report_tables`
@@ -32,6 +33,7 @@ from rvec.study.report_tables import (
     adversarial_section,
     bbh_section,
     controls_section,
+    donors_section,
     escape_md,
     main_section,
 )
@@ -105,6 +107,7 @@ def render_report(
     lines += bbh_section(index, comparer)
     lines += adversarial_section(index, comparer)
     lines += controls_section(index, comparer)
+    lines += donors_section(index, comparer)
     plot_lines, written_plots = plots_section(index, comparer, out_dir / "plots", vector_stats)
     lines += plot_lines
     lines += [

@@ -24,6 +24,7 @@ __all__ = [
     "adversarial_section",
     "bbh_section",
     "controls_section",
+    "donors_section",
     "escape_md",
     "main_section",
 ]
@@ -207,6 +208,54 @@ def controls_section(index: ReportIndex, comparer: Comparer) -> list[str]:
             body.append([escape_md(row[0]), variant.kind, alpha, row[1], column, format_pct(acc), *stats])
     base = f"{escape_md(index.base[0])} / {index.base[1]}"
     return [*lines, f"Every row is compared with the baseline row ({base}).", "", *_table(header, body), ""]
+
+
+def donors_section(index: ReportIndex, comparer: Comparer) -> list[str]:
+    """RL donor vs SFT donor under each condition both were evaluated in: is the pair a reasoning
+    pair on these tasks? Empty when the study has no ``SFT donor`` row."""
+    conditions = [
+        cond for name, cond in index.rows if name == "SFT donor" and ("RL donor", cond) in index.rows
+    ]
+    if not conditions:
+        return []
+    header = ["condition", "task", "n", "SFT donor", "RL donor", "RL − SFT [CI]", "p", "flips ↑", "flips ↓"]
+    body = []
+    for cond in conditions:
+        sft, rl = ("SFT donor", cond), ("RL donor", cond)
+        for column in index.columns:
+            if not (has_cell(index, sft, column) and has_cell(index, rl, column)):
+                continue
+            c = compare_rows(index, comparer, "rl-vs-sft", sft, rl, column)
+            stats = (
+                [
+                    str(c.n),
+                    format_pct(c.acc_a),
+                    format_pct(c.acc_b),
+                    format_delta(c),
+                    format_p(c.mcnemar_p),
+                    str(c.flips_up),
+                    str(c.flips_down),
+                ]
+                if c
+                else [
+                    "—",
+                    format_pct(row_accuracy(index, sft, column)),
+                    format_pct(row_accuracy(index, rl, column)),
+                    "not paired",
+                    "—",
+                    "—",
+                    "—",
+                ]
+            )
+            body.append([cond, column, *stats])
+    return [
+        "## Donors: RL vs SFT",
+        "",
+        "The pair is a reasoning pair on a task where RL beats SFT with a CI above 0 (paired on items).",
+        "",
+        *_table(header, body),
+        "",
+    ]
 
 
 def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:

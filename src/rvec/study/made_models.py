@@ -1,0 +1,62 @@
+"""Models a study makes before it evaluates anything: ``base + Σ αᵢ·vᵢ`` (the study's ``models:``),
+written once per recipe into ``RUN/models/`` by :func:`rvec.vector.apply.apply`.
+
+This is how a study starts from shipped vectors instead of full checkpoints: a pair made by
+``rvec pair`` ships its SFT delta and v (megabytes), and the study rebuilds the SFT donor as
+``init + sft-delta`` and the RL donor as ``sft + v`` on the user's machine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from rvec.checkpoint.hashing import sha256_text
+from rvec.checkpoint.source import resolve
+from rvec.study.config import MadeModel
+from rvec.vector.artifact import read_vector
+
+__all__ = ["made_model_folder", "made_model_key"]
+
+
+def made_model_key(made: MadeModel, base_folder: str) -> str:
+    """A content identity of the recipe: the base's weights, each vector's content and its α.
+
+    A changed vector or base gives another key, hence another folder: a resumed run never reuses a
+    model made from different inputs.
+    """
+    alphas = made.alphas or [1.0] * len(made.add)
+    parts = {
+        "base": resolve(base_folder).fingerprint(),
+        "add": [[read_vector(folder).content_hash, float(alpha)] for folder, alpha in zip(made.add, alphas)],
+    }
+    return sha256_text(json.dumps(parts, sort_keys=True))[:12]
+
+
+def made_model_folder(name: str, made: MadeModel, models_dir: Path, *, local: Callable[[str], str]) -> Path:
+    """The folder of model ``name``, made now unless a complete one of the same recipe exists.
+
+    Args:
+        name: the model's name under ``models:``.
+        made: its recipe.
+        models_dir: ``RUN/models``.
+        local: maps a source (or an earlier model's name) to a local folder the engine can read.
+
+    Raises:
+        IncompatibleError, NonFiniteError, IntegrityError: as :func:`rvec.vector.apply.apply`.
+    """
+    from rvec.vector.apply import apply
+
+    base = local(made.base)
+    folder = models_dir / f"{name}-{made_model_key(made, base)}"
+    if (folder / "rvec.json").is_file() and (folder / "config.json").is_file():
+        return folder  # apply writes the folder whole or not at all, so a present one is complete
+    apply(
+        list(made.add),
+        base,
+        folder,
+        alphas=made.alphas or [1.0] * len(made.add),
+        overwrite=True,  # only ever a folder rvec wrote for an older run of this recipe
+    )
+    return folder
