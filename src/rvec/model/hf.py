@@ -23,8 +23,7 @@ from rvec.eval.backends.hf import HFBackend
 from rvec.model.fingerprint import vector_fingerprint
 from rvec.model.loading import load_causal_lm, pick_device, pick_dtype
 from rvec.model.settings import HFSettings
-from rvec.model.state import HashedDelta, VectorPairs
-from rvec.vector.artifact import read_vector
+from rvec.model.state import HashedDelta, VectorPairs, open_hashed
 from rvec.vector.inmemory import InMemoryVectors
 
 __all__ = ["HFModelState"]
@@ -88,7 +87,7 @@ class HFModelState:
         """
         known = {s.content_hash for s in self._sources}
         new = []
-        for vector in map(_open, vectors):
+        for vector in map(open_hashed, vectors):
             if vector.content_hash not in known:
                 known.add(vector.content_hash)
                 new.append(vector)
@@ -104,7 +103,7 @@ class HFModelState:
 
     def set_vectors(self, pairs: VectorPairs) -> None:
         """See :meth:`rvec.model.state.ModelState.set_vectors`."""
-        opened = [(_open(v), float(a)) for v, a in pairs]
+        opened = [(open_hashed(v), float(a)) for v, a in pairs]
         hashes = [v.content_hash for v, _ in opened]
         repeated = sorted({v.label for v, _ in opened if hashes.count(v.content_hash) > 1})
         if repeated:
@@ -158,13 +157,3 @@ class HFModelState:
         # The language model checks its fingerprint against the weights; give it the new state's.
         if self._lm is not None:
             self._lm.fingerprint = self.fingerprint
-
-
-def _open(vector: HashedDelta | str | Path) -> HashedDelta:
-    opened = read_vector(vector) if isinstance(vector, (str, Path)) else vector
-    if not hasattr(opened, "content_hash"):  # not isinstance: that would evaluate every property
-        raise InvalidArgumentError(
-            f"{getattr(opened, 'label', opened)}: has no content hash to fingerprint the model state by; "
-            "write it as a vector folder with rvec extract first"
-        )
-    return opened

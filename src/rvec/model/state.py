@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rvec.eval.types import LanguageModel
     from rvec.model.settings import BackendSettings
 
-__all__ = ["BackendSpec", "HashedDelta", "ModelState", "VectorPairs"]
+__all__ = ["BackendSpec", "HashedDelta", "ModelState", "VectorPairs", "open_hashed"]
 
 
 @runtime_checkable
@@ -111,3 +111,28 @@ class BackendSpec(Protocol):
         """What the settings add to a study cell's cache key, known before loading: everything
         besides weights, task, data and preset that changes a response (dtype, engine options)."""
         ...
+
+
+def open_hashed(vector: HashedDelta | str | Path) -> HashedDelta:
+    """A vector to fingerprint a model state by: a folder read with :func:`~rvec.vector.artifact.read_vector`,
+    or an already opened vector that carries a content hash.
+
+    Args:
+        vector (HashedDelta | str | Path): A vector folder or an opened vector.
+
+    Returns:
+        HashedDelta: The opened vector.
+
+    Raises:
+        InvalidArgumentError: the vector has no content hash (not written as a vector folder).
+    """
+    from rvec.errors import InvalidArgumentError
+    from rvec.vector.artifact import read_vector
+
+    opened = read_vector(vector) if isinstance(vector, (str, Path)) else vector
+    if not hasattr(opened, "content_hash"):  # not isinstance: that would evaluate every property
+        raise InvalidArgumentError(
+            f"{getattr(opened, 'label', opened)}: has no content hash to fingerprint the model state by; "
+            "write it as a vector folder with rvec extract first"
+        )
+    return opened

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rvec.errors import BackendUnavailableError, InvalidArgumentError
 
-__all__ = ["WORKER_EXTENSION", "VllmEngineOptions", "import_vllm", "start_engine"]
+__all__ = ["WORKER_EXTENSION", "VllmEngineOptions", "import_vllm", "start_engine", "stop_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ WORKER_EXTENSION = "rvec.model._vllm_worker.RvecWorkerExtension"
 """Qualified name vLLM imports in each worker (``LLM(worker_extension_cls=…)``)."""
 
 _HALF = ("bfloat16", "float16")
+
+_IN_PROCESS: set[int] = set()
+"""``id`` of every live engine running in this process (``in_process``); see :func:`stop_engine`."""
 
 
 class VllmEngineOptions(BaseModel):
@@ -180,8 +183,45 @@ def start_engine(folder: Path, options: VllmEngineOptions) -> tuple[Any, dict[st
         "cpu_threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") if device == "cpu" else None,
         "start_seconds": round(seconds, 1),
     }
+    if in_process:
+        _IN_PROCESS.add(id(llm))
     logger.info("vLLM %s engine on %s started in %.1f s", vllm.__version__, device, seconds)
     return llm, settings
+
+
+def stop_engine(llm: Any) -> None:
+    """Shut an engine down without breaking the other engines of this process.
+
+    In-process engines share vLLM's process-global distributed state (world and tensor/pipeline
+    parallel groups): the first one initialises it, later ones reuse it. vLLM 0.32's
+    ``EngineCore.shutdown`` ends with ``cleanup_dist_env_and_memory()``, which destroys that state,
+    so closing one of two in-process engines left the other failing on its next step with
+    "pipeline model parallel group is not initialized". While another in-process engine lives, the
+    teardown of the shared state is skipped; the last engine to stop tears it down.
+
+    Args:
+        llm: A ``vllm.LLM`` from :func:`start_engine`.
+    """
+    key = id(llm)
+    others = bool(_IN_PROCESS - {key})
+    _IN_PROCESS.discard(key)
+    if not others:
+        llm.llm_engine.engine_core.shutdown()
+        return
+    import vllm.v1.engine.core as core
+
+    teardown = core.cleanup_dist_env_and_memory
+    core.cleanup_dist_env_and_memory = _keep_shared_state
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    finally:
+        core.cleanup_dist_env_and_memory = teardown
+
+
+def _keep_shared_state(*_: Any, **__: Any) -> None:
+    import gc
+
+    gc.collect()  # the part of vLLM's teardown that does not touch the shared state
 
 
 @contextmanager

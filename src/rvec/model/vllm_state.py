@@ -29,9 +29,8 @@ from typing import Any
 from rvec.errors import BackendError, InvalidArgumentError
 from rvec.eval.backends.vllm import VllmBackend
 from rvec.model.fingerprint import vector_fingerprint
-from rvec.model.hf import _open
-from rvec.model.state import HashedDelta, VectorPairs
-from rvec.model.vllm_engine import start_engine
+from rvec.model.state import HashedDelta, VectorPairs, open_hashed
+from rvec.model.vllm_engine import start_engine, stop_engine
 from rvec.model.vllm_spec import VLLMSettings
 
 __all__ = ["VllmModelState", "local_folder"]
@@ -107,7 +106,7 @@ class VllmModelState:
         if settings.device not in ("auto", engine["device"]) and not settings.device.startswith(
             f"{engine['device']}:"
         ):
-            llm.llm_engine.engine_core.shutdown()
+            stop_engine(llm)
             raise InvalidArgumentError(
                 f"--device {settings.device}: the installed vLLM runs on {engine['device']}; "
                 "use --device auto (select GPUs with CUDA_VISIBLE_DEVICES)"
@@ -161,7 +160,7 @@ class VllmModelState:
         """
         known = set(self.vector_hashes)
         new = []
-        for vector in map(_open, vectors):
+        for vector in map(open_hashed, vectors):
             if vector.content_hash not in known:
                 known.add(vector.content_hash)
                 new.append(vector)
@@ -186,7 +185,7 @@ class VllmModelState:
             InvalidArgumentError: a vector given twice.
             BackendError: the engine refused to reset its prefix cache.
         """
-        opened = [(_open(v), float(a)) for v, a in pairs]
+        opened = [(open_hashed(v), float(a)) for v, a in pairs]
         hashes = [v.content_hash for v, _ in opened]
         repeated = sorted({v.label for v, _ in opened if hashes.count(v.content_hash) > 1})
         if repeated:
@@ -252,7 +251,7 @@ class VllmModelState:
         try:
             self.restore()
         finally:
-            self.llm.llm_engine.engine_core.shutdown()
+            stop_engine(self.llm)
             self.llm = self._lm = None
 
     def __enter__(self) -> VllmModelState:
