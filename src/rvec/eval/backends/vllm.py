@@ -160,6 +160,7 @@ class VllmBackend:
         rows = [
             Row(i, self._prompt_tokens(r, i), tuple(r.stop), r.max_new_tokens) for i, r in enumerate(requests)
         ]
+        self._check_lengths(rows)
         results: list[Response | None] = [None] * len(rows)
         with EvalProgress(len(rows), description="generate", enabled=self.progress) as bar:
 
@@ -272,6 +273,17 @@ class VllmBackend:
             detokenize=False,  # rvec decodes and finds stop strings itself (Row)
             output_kind=RequestOutputKind.DELTA,
         )
+
+    def _check_lengths(self, rows: list[Row]) -> None:
+        """Refuse the call before anything reaches the engine when a prompt leaves no room for one
+        token: vLLM would raise its own validation error mid-call, after other requests were sent."""
+        limit = self.settings["max_model_len"]
+        long = [row for row in rows if len(row.prompt) >= limit and row.max_new_tokens > 0]
+        if long:
+            raise InvalidArgumentError(
+                f"request {long[0].index}: the prompt has {len(long[0].prompt)} tokens but the vLLM engine's "
+                f"max_model_len is {limit} ({len(long)} such request(s)); raise --max-model-len or shorten the prompt"
+            )
 
     def _submit(self, tokens: list[int], params: Any) -> str:
         from vllm.inputs import TokensPrompt
