@@ -57,15 +57,25 @@ def test_stop_strings_eos_and_budgets_end_generation_as_in_hf(smol_engine, smol_
     assert got[2].n_generated_tokens == 5 and got[3].text == "" and got[4].n_generated_tokens < 64
 
 
-def test_reruns_and_other_batches_give_identical_answers(llama_live: LiveEngine, data_dir: Path) -> None:
+def test_reruns_are_identical_and_other_batches_stay_within_the_tolerance(
+    llama_live: LiveEngine, data_dir: Path
+) -> None:
+    """Rerun determinism: the same requests in the same call give the same bits. Another batch
+    composition is not bit-identical on CPU (vLLM has no batch-invariant mode there: the matmul of a
+    token's row depends on the rows batched with it; measured: reversed order moves a summed
+    log-likelihood by up to 2e-5), so it is held to the HF comparison's tolerance; texts may
+    differ only where the near-tie audit saw a close call."""
     generate, score = task_requests(data_dir, items=2, max_new_tokens=32)
     lm = llama_live.state.language_model()
     first = lm.generate(generate)
     assert lm.generate(generate) == first
-    alone = [lm.generate([r])[0] for r in generate[:3]]
-    assert alone == first[:3]
     scores = lm.loglikelihood(score)
-    assert lm.loglikelihood(list(reversed(score))) == list(reversed(scores))
+    assert lm.loglikelihood(score) == scores
+    ties = lm.near_ties
+    alone = [lm.generate([r])[0] for r in generate[:3]]
+    if lm.near_ties == ties == 0:
+        assert alone == first[:3]
+    assert_close_loglikelihoods(lm.loglikelihood(list(reversed(score))), list(reversed(scores)))
 
 
 def test_results_record_the_backend_and_its_engine_settings(

@@ -59,6 +59,10 @@ def test_a_switch_resets_the_prefix_cache(llama_live: LiveEngine) -> None:
     state = llama_live.state
     prompt = tokens_of(state.tokenizer)[2]  # 500+ tokens: many full KV blocks
     assert state.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching
+    # Earlier tests may have left this prompt's θ₀ blocks cached; a prefill that reads cached blocks
+    # computes only the tail, with other matmul shapes, so its floats differ (~5e-6) from a full
+    # prefill. Every measurement compared below starts from an empty cache.
+    assert state.llm.reset_prefix_cache()
     base = greedy_logprobs(state.llm, prompt, 8)  # caches the prompt's blocks under θ₀
     # The hazard this guards against: a switch without a reset serves θ₀'s cached blocks.
     state.llm.collective_rpc("rvec_set_alphas", args=([1.0],))
