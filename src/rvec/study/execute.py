@@ -247,7 +247,9 @@ class StudyExecutor:
         if not todo:
             return
         if getattr(self.config.backend, "replicas", 1) > 1:
-            self._run_replicated(model_source, todo, vectors)
+            from rvec.study.replicated import run_replicated
+
+            run_replicated(self, model_source, todo, vectors)
             return
         with timed(self.run_state.timings, "load"):
             state = self.backend.load(self.local(model_source), self.config.backend)
@@ -276,41 +278,19 @@ class StudyExecutor:
         self.progress.describe(f"{variant.name} · {condition} · {len(group)} cells")
         # Perturbations apply to the study's clean tasks only: tasks without one are evaluated in a
         # call of their own, so no perturbed copy is generated that no cell asked for.
-        for part, perturbations in self._parts(group):
+        for part, perturbations in self.parts_of(group):
             self._evaluate_part(lm, condition, part, perturbations)
 
-    def _parts(
+    def parts_of(
         self, group: list[tuple[PlannedCell, str]]
     ) -> list[tuple[list[tuple[PlannedCell, str]], list[str]]]:
-        # evaluate() takes one limit: one part per (perturbed or not, distinct task limit)
+        """The cells of one (variant, condition) group split into evaluate() calls: one per
+        (perturbed or not, task limit), since evaluate() takes one perturbation list and one limit."""
         by_kind: dict[tuple[bool, int | None], list[tuple[PlannedCell, str]]] = {}
         for cell, key in group:
             kind = (self._perturbed_tasks(cell.base_task), self.config.limit_for(cell.base_task))
             by_kind.setdefault(kind, []).append((cell, key))
         return [(p, self._perturbations() if perturbed else []) for (perturbed, _), p in by_kind.items()]
-
-    def _run_replicated(
-        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
-    ) -> None:
-        """The vLLM backend's data parallelism: every (variant, condition) part becomes one job for
-        :func:`rvec.model.vllm_replicas.run_cells`; each replica is one engine for the whole model."""
-        from rvec.model.vllm_replicas import CellJob, ReplicaSpec, run_cells
-
-        names = list(vectors)
-        jobs, parts = [], {}
-        for vector, alpha, condition, group in by_model_state(todo):
-            alphas = tuple(float(alpha) if n == vector and alpha else 0.0 for n in names)
-            for part, perturbations in self._parts(group):
-                key = str(len(jobs))
-                jobs.append(CellJob(key, alphas, self._evaluate_args(condition, part, perturbations)))
-                parts[key] = part
-        paths = tuple(str(v.path) for v in vectors.values())
-        spec = ReplicaSpec(source=self.local(model_source), vectors=paths, settings=self.config.backend)  # type: ignore[arg-type]
-        self.progress.describe(f"{len(jobs)} jobs on {self.config.backend.replicas} replicas")  # type: ignore[attr-defined]
-        with timed(self.run_state.timings, "evaluate"):
-            outcomes = run_cells(spec, jobs)
-        for key, outcome in outcomes.items():
-            self._finish_part(parts[key], outcome.result, outcome.seconds)
 
     def _perturbations(self) -> list[str]:
         from rvec.eval.perturb import parse_perturbations
@@ -329,10 +309,10 @@ class StudyExecutor:
 
         start = time.perf_counter()
         with timed(self.run_state.timings, "evaluate"):
-            result = evaluate(lm, **self._evaluate_args(condition, part, perturbations))
-        self._finish_part(part, result, time.perf_counter() - start)
+            result = evaluate(lm, **self.evaluate_args(condition, part, perturbations))
+        self.finish_part(part, result, time.perf_counter() - start)
 
-    def _evaluate_args(
+    def evaluate_args(
         self, condition: str, part: list[tuple[PlannedCell, str]], perturbations: list[str]
     ) -> dict[str, Any]:
         """The arguments of :func:`rvec.eval.runner.evaluate` for one part, besides the model."""
@@ -341,7 +321,7 @@ class StudyExecutor:
             "preset": self.preset,
             "condition": condition,
             "perturbations": perturbations,
-            "limit": self.config.limit_for(part[0][0].base_task),  # parts share one limit: see _parts
+            "limit": self.config.limit_for(part[0][0].base_task),  # parts share one limit: see parts_of
             "data_dir": Path(self.config.data_dir) if self.config.data_dir else None,
             "allow_code_execution": self.config.allow_code_execution,
             "seed": self.config.seed,
@@ -349,7 +329,8 @@ class StudyExecutor:
             "cache_dir": self.out_dir / "responses",
         }
 
-    def _finish_part(self, part: list[tuple[PlannedCell, str]], result: Any, seconds: float) -> None:
+    def finish_part(self, part: list[tuple[PlannedCell, str]], result: Any, seconds: float) -> None:
+        """Record every cell of ``part`` from one evaluate() result that took ``seconds``."""
         seconds /= len(part)
         tokens = result.generated_tokens // len(part)
         for cell, key in part:
