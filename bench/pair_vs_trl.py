@@ -25,8 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-SFT_RANK, GRPO_RANK, SFT_LR, GRPO_LR, SFT_BATCH = 16, 8, 1e-3, 2e-4, 8
-PROMPTS, GROUP, COMPLETION = 2, 8, 96
+# The recipe of the shipped pair (rvec pair's CPU defaults), given explicitly to both sides; SFT
+# shows worked steps on every example on both sides (--worked-fraction 1) so the data are equal.
+SFT_RANK, GRPO_RANK, SFT_LR, GRPO_LR, SFT_BATCH = 16, 8, 3e-4, 5e-4, 8
+PROMPTS, GROUP, COMPLETION = 4, 8, 64
 
 
 def plain_trl(init: str, out: Path, sft_steps: int, grpo_steps: int) -> dict[str, Any]:
@@ -96,7 +98,10 @@ def plain_trl(init: str, out: Path, sft_steps: int, grpo_steps: int) -> dict[str
 def run_rvec(init: str, out: Path, sft_steps: int, grpo_steps: int) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     cmd = ["rvec", "pair", "--init", init, "-o", str(out), "--sft-steps", str(sft_steps), "--grpo-steps",
-           str(grpo_steps), "--no-calibrate", "--eval-items", "0", "--device", "cpu", "--no-progress"]  # fmt: skip
+           str(grpo_steps), "--no-calibrate", "--eval-items", "0", "--device", "cpu", "--no-progress",
+           "--sft-lora-rank", str(SFT_RANK), "--grpo-lora-rank", str(GRPO_RANK), "--sft-lr", str(SFT_LR),
+           "--grpo-lr", str(GRPO_LR), "--prompts-per-step", str(PROMPTS), "--num-generations", str(GROUP),
+           "--max-completion-length", str(COMPLETION), "--worked-fraction", "1"]  # fmt: skip
     subprocess.run(cmd, check=True)
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     return {

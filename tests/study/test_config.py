@@ -157,8 +157,21 @@ def test_yaml_errors_and_missing_file(tmp_path: Path) -> None:
         load_study(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "paper-qwen2.5-1.5b.yaml", "paper-qwen2.5-7b.yaml"])
+@pytest.mark.parametrize("name", ["paper-qwen2.5-1.5b.yaml", "paper-qwen2.5-7b.yaml"])
 def test_shipped_studies_validate(name: str) -> None:
     config = load_study(STUDIES / name)
     assert config.conditions == ["plain", "think"]
     assert {"gsm8k", "humaneval", "sciq"} <= set(config.tasks)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-full.yaml"])
+def test_the_demo_is_built_on_the_shipped_pair(name: str) -> None:
+    config = load_study(STUDIES / name)
+    pairs = STUDIES.parent / "pairs"
+    assert config.vector == str((pairs / "smollm2-135m-arith" / "vector").resolve())
+    assert config.donors is not None and config.controls.donor_rows
+    assert config.models[config.donors.rl].base == config.donors.sft  # θ_RL rebuilt as θ_SFT + v
+    assert config.models[config.donors.rl].add == [config.vector]
+    for target in config.targets:  # neither donor
+        assert target not in (config.donors.sft, config.donors.rl)
+    assert config.limit_for("arith") >= 150 and {"gsm8k", "humaneval", "sciq"} <= set(config.tasks)

@@ -70,6 +70,9 @@ def test_donor_rows_and_task_limits(made_run: dict) -> None:
         assert rows[(variant, "plain", "gsm8k")].n == 2
     assert rows[("RL donor", "plain", "arith")].variant.model == "rl-made"
     assert any("v is read from" in note for note in made_run["run"].notes)
+    # The norms plot is of the v the study names (no v is extracted into the run folder).
+    assert (made_run["out"] / "plots" / "vector_norms.png").is_file()
+    assert not (made_run["out"] / "vectors" / "v").exists()
 
 
 def test_report_compares_rl_with_sft_on_paired_items(made_run: dict) -> None:

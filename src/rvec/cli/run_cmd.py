@@ -37,7 +37,8 @@ def run_command(
     """Run a whole study — extract, apply in memory, evaluate every cell, report with statistics and plots.
 
     The config is validated whole before any work; every cell is cached by content, so --resume after
-    Ctrl-C or a crash redoes nothing finished.
+    Ctrl-C or a crash redoes nothing finished. Models listed under `models:` (a base plus vectors, e.g.
+    donors rebuilt from a pair's shipped files) are made once in the run folder first.
 
     Examples:
       rvec run studies/demo.yaml -o runs/demo/

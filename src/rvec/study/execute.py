@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,34 +15,17 @@ from rvec.atomic import write_json
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
 from rvec.eval.data import DataSource, fingerprint
-from rvec.eval.presets import Preset, get_preset
 from rvec.eval.tasks.registry import get_task
 from rvec.eval.types import LanguageModel
 from rvec.model.registry import get_backend
 from rvec.study.cells import cell_key, load_cell, save_cell
 from rvec.study.config import StudyConfig
-from rvec.study.plan import PlannedCell, by_model_state, plan_cells
+from rvec.study.plan import PlannedCell, by_model_state, plan_cells, resolved_preset
 from rvec.study.progress import MatrixProgress, timed
 from rvec.study.types import CellCallback, CellResult, StudyRun
 from rvec.vector.artifact import ReasoningVector, read_vector
 
 logger = logging.getLogger(__name__)
-
-
-def resolved_preset(config: StudyConfig) -> Preset:
-    """The preset, with the study's ``max_new_tokens`` override applied to every task (recorded)."""
-    preset = get_preset(config.preset)
-    if config.max_new_tokens is None:
-        return preset
-    tasks = {
-        k: s.model_copy(update={"max_new_tokens": config.max_new_tokens})
-        if s.output_type == "generate"
-        else s
-        for k, s in preset.tasks.items()
-    }
-    return preset.model_copy(
-        update={"name": f"{preset.name}[max_new_tokens={config.max_new_tokens}]", "tasks": tasks}
-    )
 
 
 class StudyExecutor:
@@ -203,6 +187,10 @@ class StudyExecutor:
                     "target": target,
                     "key": k,
                     "variant": cell.variant.name,
+                    "kind": cell.variant.kind,
+                    "model": cell.variant.model,
+                    "vector_label": cell.variant.vector,
+                    "alpha": cell.variant.alpha,
                     "condition": cell.condition,
                     "task": cell.task,
                 }
@@ -220,6 +208,7 @@ class StudyExecutor:
                 "bootstrap_resamples": c.bootstrap_resamples,
                 "preset": self.preset.to_dict(),
                 "backend": c.backend.model_dump(),
+                "vector": c.vector,
                 "notes": self.run_state.notes,
                 "cells": plan,
             },
@@ -237,11 +226,16 @@ class StudyExecutor:
     def _run_model(
         self, model_source: str, keyed: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
     ) -> None:
-        todo = []
+        # One model can be two variants (a target that is also the SFT donor): one key, computed
+        # once; the other variants take that cell under their own names.
+        todo: list[tuple[PlannedCell, str]] = []
+        repeats: list[tuple[PlannedCell, str]] = []
         for cell, key in keyed:
             cached = load_cell(self.cells_dir, key)
             if cached is not None:
-                self._finish(cached, cached=True)
+                self._finish(replace(cached, variant=cell.variant), cached=True)
+            elif key in {k for _, k in todo}:
+                repeats.append((cell, key))
             else:
                 todo.append((cell, key))
         if not todo:
@@ -250,7 +244,17 @@ class StudyExecutor:
             from rvec.study.replicated import run_replicated
 
             run_replicated(self, model_source, todo, vectors)
-            return
+        else:
+            self._evaluate_model(model_source, todo, vectors)
+        for cell, key in repeats:
+            done = load_cell(self.cells_dir, key)
+            if done is None:
+                raise RvecError(f"{cell.task}: the cell of {cell.variant.name} was evaluated but not saved")
+            self._finish(replace(done, variant=cell.variant), cached=True)
+
+    def _evaluate_model(
+        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+    ) -> None:
         with timed(self.run_state.timings, "load"):
             state = self.backend.load(self.local(model_source), self.config.backend)
         try:
@@ -390,4 +394,4 @@ class StudyExecutor:
             self.on_cell(cell, cached)
 
 
-__all__ = ["StudyExecutor", "resolved_preset"]
+__all__ = ["StudyExecutor"]

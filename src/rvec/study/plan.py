@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rvec.eval.perturb import parse_perturbations
+from rvec.eval.presets import Preset, get_preset
 from rvec.eval.tasks.registry import expand_task_names
 from rvec.study.config import StudyConfig
 from rvec.study.types import Variant
@@ -120,3 +121,19 @@ def by_model_state(
         v = cell.variant
         groups.setdefault((v.name, v.vector, v.alpha, cell.condition), []).append((cell, key))
     return [(vector, alpha, condition, g) for (_, vector, alpha, condition), g in groups.items()]
+
+
+def resolved_preset(config: StudyConfig) -> Preset:
+    """The preset, with the study's ``max_new_tokens`` override applied to every task (recorded)."""
+    preset = get_preset(config.preset)
+    if config.max_new_tokens is None:
+        return preset
+    tasks = {
+        k: s.model_copy(update={"max_new_tokens": config.max_new_tokens})
+        if s.output_type == "generate"
+        else s
+        for k, s in preset.tasks.items()
+    }
+    return preset.model_copy(
+        update={"name": f"{preset.name}[max_new_tokens={config.max_new_tokens}]", "tasks": tasks}
+    )

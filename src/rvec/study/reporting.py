@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from rvec.errors import RvecError
 from rvec.study.cells import load_cell
 from rvec.study.plan import short_name
 from rvec.study.report import render_report
+from rvec.study.types import CellResult, Variant
 
 
 def render_run(run_dir: str | Path) -> list[Path]:
@@ -31,7 +33,7 @@ def render_run(run_dir: str | Path) -> list[Path]:
     written: list[Path] = []
     for target in targets:
         cells = [
-            c
+            _as_planned(c, e)
             for e in plan["cells"]
             if e["target"] == target and (c := load_cell(run_dir / "cells", e["key"])) is not None
         ]
@@ -51,7 +53,7 @@ def render_run(run_dir: str | Path) -> list[Path]:
             baseline=baseline,
             title=plan.get("title") or f"rvec study — {short_name(target)}",
             notes=notes,
-            vector_stats=_vector_stats(run_dir),
+            vector_stats=_vector_stats(run_dir, plan.get("vector")),
             config_text=config_text,
             resamples=int(plan.get("bootstrap_resamples", 10_000)),
             seed=int(plan.get("seed", 0)),
@@ -60,11 +62,21 @@ def render_run(run_dir: str | Path) -> list[Path]:
     return written
 
 
-def _vector_stats(run_dir: Path) -> dict | None:
+def _as_planned(cell: CellResult, entry: dict) -> CellResult:
+    """The cached cell under the variant the plan names: one model can be two variants (a target
+    that is also the SFT donor) and is computed and cached once, under whichever came first."""
+    if "kind" not in entry or entry["variant"] == cell.variant.name:
+        return cell  # a plan written before variants were recorded in full
+    variant = Variant(entry["variant"], entry["kind"], entry["model"], entry["vector_label"], entry["alpha"])
+    return replace(cell, variant=variant)
+
+
+def _vector_stats(run_dir: Path, vector: str | None) -> dict | None:
     from rvec.vector.artifact import read_vector
     from rvec.vector.stats import vector_stats
 
     vectors = run_dir / "vectors"
-    candidates = [vectors / "v", *sorted(vectors.glob("random-as-v-*"))]  # the study's v, real or stand-in
+    # The study's v: a folder it names (vector:), else extracted or stood in for in the run folder.
+    candidates = [*([Path(vector)] if vector else []), vectors / "v", *sorted(vectors.glob("random-as-v-*"))]
     folders = [p for p in candidates if (p / "rvec.json").is_file()]
     return vector_stats(read_vector(folders[0])).to_dict() if folders else None
