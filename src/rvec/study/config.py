@@ -57,6 +57,11 @@ class MadeModel(BaseModel):
     alphas: list[FiniteFloat] | None = None
     """One α per vector of ``add`` (default: 1 each)."""
 
+    @property
+    def alphas_or_ones(self) -> list[float]:
+        """The α of each vector of ``add``: as given, else 1 each."""
+        return list(self.alphas) if self.alphas else [1.0] * len(self.add)
+
 
 class Controls(BaseModel):
     """Controls evaluated beside ``target + α·v``."""

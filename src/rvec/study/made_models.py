@@ -26,10 +26,9 @@ def made_model_key(made: MadeModel, base_folder: str) -> str:
     A changed vector or base gives another key, hence another folder: a resumed run never reuses a
     model made from different inputs.
     """
-    alphas = made.alphas or [1.0] * len(made.add)
     parts = {
         "base": resolve(base_folder).fingerprint(),
-        "add": [[read_vector(folder).content_hash, float(alpha)] for folder, alpha in zip(made.add, alphas)],
+        "add": [[read_vector(folder).content_hash, float(a)] for folder, a in zip(made.add, made.alphas_or_ones)],
     }
     return sha256_text(json.dumps(parts, sort_keys=True))[:12]
 
@@ -56,7 +55,7 @@ def made_model_folder(name: str, made: MadeModel, models_dir: Path, *, local: Ca
         list(made.add),
         base,
         folder,
-        alphas=made.alphas or [1.0] * len(made.add),
+        alphas=made.alphas_or_ones,
         overwrite=True,  # only ever a folder rvec wrote for an older run of this recipe
     )
     return folder
