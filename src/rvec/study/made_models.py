@@ -28,7 +28,9 @@ def made_model_key(made: MadeModel, base_folder: str) -> str:
     """
     parts = {
         "base": resolve(base_folder).fingerprint(),
-        "add": [[read_vector(folder).content_hash, float(a)] for folder, a in zip(made.add, made.alphas_or_ones)],
+        "add": [
+            [read_vector(folder).content_hash, float(a)] for folder, a in zip(made.add, made.alphas_or_ones)
+        ],
     }
     return sha256_text(json.dumps(parts, sort_keys=True))[:12]
 
