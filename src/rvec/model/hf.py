@@ -18,12 +18,11 @@ from typing import Any
 
 import torch
 
-from rvec.errors import InvalidArgumentError
 from rvec.eval.backends.hf import HFBackend
 from rvec.model.fingerprint import vector_fingerprint
 from rvec.model.loading import load_causal_lm, pick_device, pick_dtype
 from rvec.model.settings import HFSettings
-from rvec.model.state import HashedDelta, VectorPairs, open_hashed
+from rvec.model.state import HashedDelta, VectorPairs, open_hashed, open_pairs
 from rvec.vector.inmemory import InMemoryVectors
 
 __all__ = ["HFModelState"]
@@ -103,15 +102,8 @@ class HFModelState:
 
     def set_vectors(self, pairs: VectorPairs) -> None:
         """See :meth:`rvec.model.state.ModelState.set_vectors`."""
-        opened = [(open_hashed(v), float(a)) for v, a in pairs]
-        hashes = [v.content_hash for v, _ in opened]
-        repeated = sorted({v.label for v, _ in opened if hashes.count(v.content_hash) > 1})
-        if repeated:
-            raise InvalidArgumentError(
-                f"vector {', '.join(repeated)} given twice; pass each vector once with the sum of its α values"
-            )
-        self.attach([v for v, _ in opened])
-        wanted = dict(zip(hashes, (a for _, a in opened), strict=True))
+        vectors, wanted = open_pairs(pairs)
+        self.attach(vectors)
         self._apply([wanted.get(s.content_hash, 0.0) for s in self._sources])
 
     def restore(self) -> None:

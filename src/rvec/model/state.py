@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rvec.eval.types import LanguageModel
     from rvec.model.settings import BackendSettings
 
-__all__ = ["BackendSpec", "HashedDelta", "ModelState", "VectorPairs", "open_hashed"]
+__all__ = ["BackendSpec", "HashedDelta", "ModelState", "VectorPairs", "open_hashed", "open_pairs"]
 
 
 @runtime_checkable
@@ -136,3 +136,22 @@ def open_hashed(vector: HashedDelta | str | Path) -> HashedDelta:
             "write it as a vector folder with rvec extract first"
         )
     return opened
+
+
+def open_pairs(pairs: VectorPairs) -> tuple[list[HashedDelta], dict[str, float]]:
+    """The vectors of ``set_vectors`` pairs, opened once, and the α of each by content hash (what
+    every backend's ``set_vectors`` attaches and then sets).
+
+    Raises:
+        InvalidArgumentError: a vector given twice, or one without a content hash.
+    """
+    from rvec.errors import InvalidArgumentError
+
+    opened = [(open_hashed(v), float(a)) for v, a in pairs]
+    hashes = [v.content_hash for v, _ in opened]
+    repeated = sorted({v.label for v, _ in opened if hashes.count(v.content_hash) > 1})
+    if repeated:
+        raise InvalidArgumentError(
+            f"vector {', '.join(repeated)} given twice; pass each vector once with the sum of its α values"
+        )
+    return [v for v, _ in opened], dict(zip(hashes, (a for _, a in opened), strict=True))

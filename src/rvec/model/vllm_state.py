@@ -29,7 +29,7 @@ from typing import Any
 from rvec.errors import BackendError, InvalidArgumentError
 from rvec.eval.backends.vllm import VllmBackend
 from rvec.model.fingerprint import vector_fingerprint
-from rvec.model.state import HashedDelta, VectorPairs, open_hashed
+from rvec.model.state import HashedDelta, VectorPairs, open_hashed, open_pairs
 from rvec.model.vllm_engine import start_engine, stop_engine
 from rvec.model.vllm_spec import VLLMSettings
 
@@ -185,15 +185,8 @@ class VllmModelState:
             InvalidArgumentError: a vector given twice.
             BackendError: the engine refused to reset its prefix cache.
         """
-        opened = [(open_hashed(v), float(a)) for v, a in pairs]
-        hashes = [v.content_hash for v, _ in opened]
-        repeated = sorted({v.label for v, _ in opened if hashes.count(v.content_hash) > 1})
-        if repeated:
-            raise InvalidArgumentError(
-                f"vector {', '.join(repeated)} given twice; pass each vector once with the sum of its α values"
-            )
-        self.attach([v for v, _ in opened])
-        wanted = dict(zip(hashes, (a for _, a in opened), strict=True))
+        vectors, wanted = open_pairs(pairs)
+        self.attach(vectors)
         self.set_alphas([wanted.get(h, 0.0) for h in self.vector_hashes])
 
     def set_alphas(self, alphas: Sequence[float]) -> dict[str, float]:
