@@ -40,9 +40,9 @@ def main() -> None:
 
     from rvec.eval.presets import get_preset
     from rvec.eval.runner import evaluate
+    from rvec.eval.stats import paired_comparison
     from rvec.model.registry import get_backend
     from rvec.model.settings import HFSettings
-    from rvec.study.stats import paired_comparison
     from rvec.vector.artifact import read_vector
 
     named = dict(item.split("=", 1) for item in args.vector)

@@ -22,7 +22,7 @@ from rvec.vector.extract import extract
 from rvec.vector.factored import write_factored_vector
 from rvec.vector.inmemory import InMemoryVectors, applied
 from rvec.vector.stats import vector_stats
-from rvec.vector.writing import Dense, TensorPlan, write_vector_folder
+from rvec.vector.writing import Dense, TensorPlan, write_vector
 
 RANK = 3
 
@@ -71,7 +71,7 @@ def densified(factored: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fact") / "dense"
     tensors = ((n, Dense(v.read(n)), {}) for n in v.shapes)
     manifest = {"formula": "densified", "sources": v.manifest["sources"], "config": v.config}
-    write_vector_folder(out, plan, tensors, manifest=manifest, lineage=v)
+    write_vector(out, plan, tensors, manifest=manifest, lineage=v)
     return out
 
 
@@ -165,7 +165,7 @@ def test_sparse_apply_equals_dense_apply_of_the_masked_vector(
             yield name, Dense(np.where(mask, flat, np.float32(0)).reshape(v.shapes[name])), {}
 
     manifest = {"formula": "masked", "sources": v.manifest["sources"], "config": v.config}
-    write_vector_folder(tmp_path / "masked", plan, masked(), manifest=manifest, lineage=v)
+    write_vector(tmp_path / "masked", plan, masked(), manifest=manifest, lineage=v)
     apply([sparse], qwen_untied.target, tmp_path / "s", alphas=[1.0])
     apply([tmp_path / "masked"], qwen_untied.target, tmp_path / "m", alphas=[1.0])
     got, want = load_folder(tmp_path / "s"), load_folder(tmp_path / "m")

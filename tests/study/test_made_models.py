@@ -12,10 +12,10 @@ import torch
 from engine.helpers import load_folder
 from fixtures import Family
 from rvec.errors import ConfigError
+from rvec.eval.stats import format_delta
 from rvec.study.config import parse_study
 from rvec.study.report_index import Comparer
 from rvec.study.runner import run_study
-from rvec.study.stats import format_delta
 from rvec.vector.extract import extract
 
 

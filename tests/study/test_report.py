@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from rvec.eval.stats import format_delta, format_p, format_pct, paired_comparison, stratified_comparison
 from rvec.study.report import ReportError, render_report
-from rvec.study.stats import format_delta, format_p, format_pct, paired_comparison, stratified_comparison
 from rvec.study.types import CellResult, Variant
 
 RESAMPLES, SEED = 2000, 7

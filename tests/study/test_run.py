@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from engine.helpers import load_folder
 from fixtures import Family
 from rvec.cli import app
+from rvec.eval.stats import paired_comparison
 from rvec.study.config import parse_study
 from rvec.study.runner import load_cell, run_study
-from rvec.study.stats import paired_comparison
 
 
 def study(family: Family, data_dir: Path, **overrides) -> dict:

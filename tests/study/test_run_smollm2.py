@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rvec.eval.stats import paired_comparison
 from rvec.study.config import parse_study
 from rvec.study.runner import run_study
-from rvec.study.stats import paired_comparison
 
 
 @pytest.mark.slow

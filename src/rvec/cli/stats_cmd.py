@@ -38,7 +38,9 @@ def stats_command(
     other = read_vector(compare, verify=not no_verify) if compare else None
     cos = cosine(vec, other) if other else None
     if plot:
-        panels = [(str(vector), stats)] + ([(str(compare), vector_stats(other))] if other else [])
+        panels = [(str(vector), stats.to_dict())] + (
+            [(str(compare), vector_stats(other).to_dict())] if other else []
+        )
         plot_norms(panels, plot)
         err.print(f"wrote {plot}")
     if as_json:

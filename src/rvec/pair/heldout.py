@@ -25,8 +25,8 @@ def held_out_check(
         resumed run re-scores without regenerating.
     """
     from rvec.eval.command import eval_command
+    from rvec.eval.stats import paired_comparison
     from rvec.model.settings import HFSettings
-    from rvec.study.stats import paired_comparison
 
     correct: dict[str, dict[str, bool]] = {}
     accuracy: dict[str, dict[str, float]] = {}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rvec.atomic import atomic_file, write_text
+from rvec.atomic import write_text
 
 __all__ = ["LOG_FIELDS", "Logbook", "StepReport", "plot_curves", "read_log", "step_rates"]
 
@@ -140,13 +140,10 @@ def step_rates(log: Path, *, completions_per_step: int) -> dict[str, float]:
 def plot_curves(log: Path, out: Path, *, held_out: dict[str, float] | None = None, title: str = "") -> None:
     """SFT loss and token accuracy, GRPO reward (sampled accuracy) with a moving mean, and the
     held-out greedy accuracy of init, SFT and RL as horizontal marks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rvec.plotting import new_figure, save_png
 
     rows = read_log(log)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = new_figure(11, 4, cols=2)
     sft = [r for r in rows if r["phase"] == "sft" and "loss" in r]
     left.plot([r["step"] for r in sft], [r["loss"] for r in sft], color="tab:blue", lw=1)
     left.set(title="SFT", xlabel="step", ylabel="loss")
@@ -165,7 +162,4 @@ def plot_curves(log: Path, out: Path, *, held_out: dict[str, float] | None = Non
     right.legend(fontsize=7, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_file(out) as fh:
-        fig.savefig(fh, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, out)

@@ -2,7 +2,7 @@
 
 Everything is computed from the cells alone (the runner caches them; ``rvec report`` re-renders),
 so the same cells, resamples and seed give byte-identical tables. Comparisons always pair items
-by doc_id (:mod:`rvec.study.stats`); every difference printed carries its CI and McNemar p.
+by doc_id (:mod:`rvec.eval.stats`); every difference printed carries its CI and McNemar p.
 
 Layout of ``report.md``:
 
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rvec.atomic import write_text
+from rvec.eval.stats import StatisticsError
 from rvec.study.report_files import results_csv_text, results_json_text
 from rvec.study.report_index import BBH_MEAN, CONFIDENCE, Comparer, ReportError, build_index
 from rvec.study.report_plots import plots_section
@@ -37,7 +38,6 @@ from rvec.study.report_tables import (
     escape_md,
     main_section,
 )
-from rvec.study.stats import StatisticsError
 from rvec.study.types import CellResult
 
 __all__ = ["BBH_MEAN", "ReportError", "render_report"]

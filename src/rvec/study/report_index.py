@@ -2,7 +2,7 @@
 mean), the baseline row, and the paired comparisons between them, each computed once and recorded
 for ``results.json``.
 
-Comparisons always pair items by doc_id (:mod:`rvec.study.stats`); a pair without shared items is
+Comparisons always pair items by doc_id (:mod:`rvec.eval.stats`); a pair without shared items is
 recorded as not paired, never dropped.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rvec.errors import RvecError
-from rvec.study.stats import Comparison, StatisticsError, paired_comparison, stratified_comparison
+from rvec.eval.stats import Comparison, StatisticsError, paired_comparison, stratified_comparison
 from rvec.study.types import CellResult, Variant
 
 __all__ = [

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rvec.eval.stats import StatisticsError, accuracy_interval
 from rvec.study import plots
 from rvec.study.report_index import (
     BBH_MEAN,
@@ -20,7 +21,7 @@ from rvec.study.report_index import (
     has_cell,
     row_accuracy,
 )
-from rvec.study.stats import StatisticsError, accuracy_interval
+from rvec.vector.stats import plot_norms
 
 __all__ = ["plots_section"]
 
@@ -63,7 +64,7 @@ def plots_section(
         "",
     ]
     if vector_stats is not None:
-        written.append(plots.plot_vector_norms(vector_stats, plot_dir / "vector_norms.png"))
+        written.append(plot_norms([("", vector_stats)], plot_dir / "vector_norms.png"))
         lines += [
             "![per-layer vector norms](plots/vector_norms.png)",
             "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rvec.eval.stats import format_delta, format_p, format_pct
 from rvec.study.report_index import (
     BBH_MEAN,
     BBH_PREFIX,
@@ -18,7 +19,6 @@ from rvec.study.report_index import (
     has_cell,
     row_accuracy,
 )
-from rvec.study.stats import format_delta, format_p, format_pct
 
 __all__ = [
     "adversarial_section",

@@ -46,12 +46,12 @@ from rvec.checkpoint.writer import (
 )
 from rvec.errors import IncompatibleError, InvalidArgumentError, NonFiniteError
 from rvec.outputs import input_paths
+from rvec.progress import ProgressCallback
 from rvec.vector import family
-from rvec.vector.artifact import DeltaSource, DonorPair, ReasoningVector, read_vector
+from rvec.vector.artifact import LINEAGE_FILE, DeltaSource, DonorPair, ReasoningVector, read_vector
 from rvec.vector.cards import model_card
 from rvec.vector.compat import CheckReport, check_donors, check_target, is_tied, probe_names, probe_values
 from rvec.vector.embeddings import EmbeddingPolicy, overlap_elements
-from rvec.vector.extract import LINEAGE_FILE, ProgressCallback
 from rvec.vector.masks import Selection
 
 logger = logging.getLogger(__name__)

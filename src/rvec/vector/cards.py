@@ -29,6 +29,12 @@ def _storage_line(tensors: dict[str, Any]) -> str:
 
 def vector_card(manifest: dict[str, Any]) -> str:
     """README.md of a vector folder: what it is, how it was made, how to apply it."""
+    control = manifest.get("control")
+    if control:
+        return (
+            f"---\ntags:\n- rvec\n- random-control\n---\n\n# Random control vector\n\n`{manifest['formula']}`, "
+            f"seed {control['seed']}.\nThis is **not** a reasoning vector: it is a control with a random direction.\n"
+        )
     fam = manifest["family"]
     tensors = manifest["tensors"]
     total_sq = sum(t["norm"] ** 2 for t in tensors.values())

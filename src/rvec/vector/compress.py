@@ -19,7 +19,7 @@ either method: keeping zeros, or factors of zeros, would add bytes and change no
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,10 @@ import numpy as np
 
 from rvec.checkpoint.dtypes import dot
 from rvec.errors import InvalidArgumentError
+from rvec.progress import ProgressCallback
 from rvec.vector.artifact import ReasoningVector, read_vector
 from rvec.vector.lowrank import check_rank, factors_at_rank, planned_rank
-from rvec.vector.writing import Dense, Encoded, Factored, Sparse, TensorPlan, write_vector_folder
-
-ProgressCallback = Callable[[int, int], None]
+from rvec.vector.writing import Dense, Encoded, Factored, Sparse, TensorPlan, write_vector
 
 
 @dataclass
@@ -164,7 +163,7 @@ def compress(
             }
         }
 
-    written = write_vector_folder(
+    written = write_vector(
         out,
         plan,
         produce(),

@@ -8,27 +8,21 @@ control when no real donor pair exists (``relative_to``: ``‖r‖ = ρ·‖θ_m
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
-import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rvec import __version__
-from rvec.atomic import atomic_dir
-from rvec.checkpoint.dtypes import F32, dot
+from rvec.checkpoint.dtypes import dot
 from rvec.checkpoint.reader import blocks
 from rvec.checkpoint.source import Checkpoint, resolve
-from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, metadata_allowance
 from rvec.outputs import check_output_target, input_paths
-from rvec.vector import family
-from rvec.vector.artifact import FORMAT_VERSION, MANIFEST, VECTOR_PREFIX, ReasoningVector, read_vector
+from rvec.vector.artifact import ReasoningVector, read_vector
 from rvec.vector.compat import float_shapes
-from rvec.vector.extract import LINEAGE_FILE_BYTES
-from rvec.vector.writing import remember_hashes, write_lineage_probe
+from rvec.vector.writing import Dense, TensorPlan, write_vector
 
 if TYPE_CHECKING:
     import torch
@@ -65,62 +59,29 @@ def _write(
 ) -> ReasoningVector:
     import torch
 
-    plan = [PlannedTensor(n, F32, s) for n, s in shapes.items()]
-    records: dict[str, Any] = {}
-    with atomic_dir(
+    def tensors() -> Iterator[tuple[str, Dense, dict[str, Any]]]:
+        for name, shape in shapes.items():
+            g = _gaussian(name, math.prod(shape), seed)  # (numel,) float32
+            g_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
+            scale = norms[name] / g_norm if g_norm > 0 else 0.0
+            # rel_norm is the one the control was asked for (‖v‖/‖θ‖ of the matched vector, or ρ).
+            yield name, Dense(g.mul_(scale).numpy().reshape(shape)), {"rel_norm": rel_norms[name]}
+
+    return write_vector(
         out,
+        [TensorPlan(n, s, "dense") for n, s in shapes.items()],
+        tensors(),
+        manifest={
+            "formula": formula,
+            "control": {"kind": "random", "seed": seed},
+            "sources": sources,
+            "config": config,
+        },
+        lineage=probe_source,
         overwrite=overwrite,
         overwrite_foreign=overwrite_foreign,
         inputs=input_paths(probe_source) if probe_source is not None else (),
-        needed_bytes=sum(p.nbytes for p in plan) + LINEAGE_FILE_BYTES + metadata_allowance(len(plan)),
-    ) as tmp:
-        writer = ShardedWriter(tmp, plan, prefix=VECTOR_PREFIX, max_shard_bytes=DEFAULT_MAX_SHARD_BYTES)
-        try:
-            for name, shape in shapes.items():
-                numel = math.prod(shape)
-                g = _gaussian(name, numel, seed)  # (numel,) float32
-                g_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
-                scale = norms[name] / g_norm if g_norm > 0 else 0.0
-                r = g.mul_(scale)
-                writer.write(name, r.numpy())
-                records[name] = {
-                    "shape": list(shape),
-                    "encoding": "dense",
-                    "norm": float(torch.linalg.vector_norm(r, dtype=torch.float64)),
-                    "rel_norm": rel_norms[name],
-                    "zero_fraction": float((r == 0).double().mean()) if numel else 1.0,
-                    "module": family.module_type(name),
-                    "layer": family.layer_of(name),
-                }
-            files = writer.finish()
-        except BaseException:
-            writer.abort()  # the writer thread stops before the temporary folder is removed
-            raise
-        aux = write_lineage_probe(tmp, probe_source, shapes)
-        manifest = {
-            "kind": "reasoning-vector",
-            "format_version": FORMAT_VERSION,
-            "formula": formula,
-            "control": {"kind": "random", "seed": seed},
-            "dtype": "float32",
-            "rvec_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "sources": sources,
-            "family": family.family_fingerprint(config),
-            "config": config,
-            "check": None,
-            "skipped_non_float": [],
-            "files": {f: writer.sha256[f] for f in files},
-            "aux_files": aux,
-            "tensors": records,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        (tmp / "README.md").write_text(
-            f"---\ntags:\n- rvec\n- random-control\n---\n\n# Random control vector\n\n`{formula}`, seed {seed}.\n"
-            "This is **not** a reasoning vector: it is a control with a random direction.\n"
-        )
-    remember_hashes(out, {**manifest["files"], **aux})  # verifying the output reads nothing again
-    return read_vector(out)
+    )
 
 
 def norm_matched_random(

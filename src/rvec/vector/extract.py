@@ -3,76 +3,30 @@ written as sharded safetensors with a manifest and a model card."""
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rvec import __version__
-from rvec.atomic import atomic_dir
 from rvec.checkpoint import hashing
-from rvec.checkpoint.dtypes import F32, all_finite, dot
+from rvec.checkpoint.dtypes import all_finite, dot
+from rvec.checkpoint.index import TensorInfo
 from rvec.checkpoint.reader import DEFAULT_BLOCK_ELEMENTS, Workspace, blocks
 from rvec.checkpoint.source import Checkpoint, resolve
-from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, metadata_allowance
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES
 from rvec.errors import IncompatibleError, NonFiniteError
 from rvec.outputs import input_paths
-from rvec.vector import family
-from rvec.vector.artifact import (
-    FORMAT_VERSION,
-    LINEAGE_FILE,
-    MANIFEST,
-    VECTOR_PREFIX,
-    DonorPair,
-    ReasoningVector,
-    read_vector,
-)
-from rvec.vector.cards import vector_card
-from rvec.vector.compat import PROBE_ELEMENTS, PROBE_TENSORS, CheckReport, check_donors, float_shapes
-from rvec.vector.writing import remember_hashes, write_lineage_probe
+from rvec.progress import ProgressCallback
+from rvec.vector.artifact import DonorPair, ReasoningVector
+from rvec.vector.compat import check_donors
+from rvec.vector.writing import Blocks, TensorPlan, write_vector
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]
-"""Called with (bytes done, bytes total) as work advances."""
-
-__all__ = ["LINEAGE_FILE", "LINEAGE_FILE_BYTES", "ProgressCallback", "extract"]
-
-LINEAGE_FILE_BYTES = PROBE_TENSORS * PROBE_ELEMENTS * 4 + 64 * 1024  # float32 values + header, at most
-
-
-@dataclass
-class _TensorStats:
-    sum_sq_delta: float = 0.0
-    sum_sq_sft: float = 0.0
-    zeros: int = 0
-
-    def update(self, delta: np.ndarray, sft: np.ndarray) -> None:
-        # float32 dot per block (≈1e-6 relative error, ~9× faster than a float64 norm), summed
-        # across blocks in float64 so the error does not grow with the tensor's size.
-        self.sum_sq_delta += dot(delta, delta)
-        self.sum_sq_sft += dot(sft, sft)
-        self.zeros += delta.size - int(np.count_nonzero(delta))
-
-    def record(self, shape: tuple[int, ...], name: str, num_layers: int) -> dict[str, Any]:
-        norm = math.sqrt(self.sum_sq_delta)
-        base = math.sqrt(self.sum_sq_sft)
-        numel = math.prod(shape)
-        return {
-            "shape": list(shape),
-            "encoding": "dense",
-            "norm": norm,
-            "rel_norm": norm / base if base > 0 else (0.0 if norm == 0 else math.inf),
-            "zero_fraction": self.zeros / numel if numel else 1.0,
-            "module": family.module_type(name),
-            "layer": family.layer_of(name),
-        }
+__all__ = ["extract"]
 
 
 def extract(
@@ -126,54 +80,64 @@ def extract(
     for w in report.warnings:
         logger.warning(w)
 
-    num_layers = int(family.family_fingerprint(sft_ckpt.config).get("num_hidden_layers") or 0)
     floats = [t for t in sft_ckpt.index if t.dtype.is_floating_point]
-    skipped = [t.name for t in sft_ckpt.index if not t.dtype.is_floating_point]
-    plan = [PlannedTensor(t.name, F32, t.shape) for t in floats]
-    total = sum(p.nbytes for p in plan)
-    records: dict[str, Any] = {}
+    total = sum(t.numel * 4 for t in floats)
     done = 0
+    pair = DonorPair(sft=sft_ckpt, rl=rl_ckpt)
+    ws = Workspace(block_elements)
+
+    def delta_blocks(info: TensorInfo, base_sq: list[float]) -> Iterator[np.ndarray]:
+        nonlocal done
+        for start, stop in blocks(info.numel, block_elements):
+            n = stop - start
+            # (n,) float32 RL − SFT; the SFT block, widened, stays in the workspace for its norm.
+            delta = pair.read_delta_into(info.name, start, ws.get("delta", np.float32, n), ws)
+            base = pair.sft_block_f32(info.name, n, ws)
+            base_sq[0] += dot(base, base)  # float32 per block, float64 across: as the writer sums ‖v‖
+            yield delta
+            done += n * 4
+            if on_progress:
+                on_progress(done, total)
+
+    def tensors() -> Iterator[tuple[str, Blocks, dict[str, Any]]]:
+        for info in floats:
+            base_sq = [0.0]
+            yield (
+                info.name,
+                Blocks(
+                    delta_blocks(info, base_sq),
+                    after=lambda base_sq=base_sq: {"base_norm": math.sqrt(base_sq[0])},
+                    non_finite=lambda name=info.name: _raise_non_finite(name, sft_ckpt, rl_ckpt),
+                ),
+                {},
+            )
+
     # The manifest records the donors' sha256; hash them beside the loop, not before it.
     donor_hashes = hashing.BackgroundHashes([*sft_ckpt.weight_files, *rl_ckpt.weight_files])
-    with atomic_dir(
-        Path(out),
+
+    def sources(records: Any) -> dict[str, Any]:
+        donor_hashes.wait()  # remembered now: describe() gets them without reading
+        return {"sources": {"sft": sft_ckpt.describe(), "rl": rl_ckpt.describe()}}
+
+    vector = write_vector(
+        out,
+        [TensorPlan(t.name, t.shape, "dense") for t in floats],
+        tensors(),
+        manifest={
+            "formula": "v = θ_RL − θ_SFT (float32)",
+            "config": sft_ckpt.config,
+            "check": report.to_dict(),
+            "skipped_non_float": [t.name for t in sft_ckpt.index if not t.dtype.is_floating_point],
+        },
+        summarise=sources,
+        lineage=sft_ckpt,
         overwrite=overwrite,
         overwrite_foreign=overwrite_foreign,
         inputs=input_paths(sft_ckpt, rl_ckpt),
-        needed_bytes=total + LINEAGE_FILE_BYTES + metadata_allowance(len(plan)),
-    ) as tmp:
-        writer = ShardedWriter(tmp, plan, prefix=VECTOR_PREFIX, max_shard_bytes=max_shard_bytes)
-        pair = DonorPair(sft=sft_ckpt, rl=rl_ckpt)
-        ws = Workspace(block_elements)
-        try:
-            for info in floats:
-                stats = _TensorStats()
-                for start, stop in blocks(info.numel, block_elements):
-                    n = stop - start
-                    # (n,) float32 RL − SFT; the SFT block, widened, stays in the workspace for its norm.
-                    delta = pair.read_delta_into(info.name, start, ws.get("delta", np.float32, n), ws)
-                    base = pair.sft_block_f32(info.name, n, ws)
-                    if not all_finite(delta, ws.get("finite", np.bool_, n)):
-                        _raise_non_finite(info.name, sft_ckpt, rl_ckpt)
-                    stats.update(delta, base)
-                    writer.write(info.name, delta)
-                    done += n * 4
-                    if on_progress:
-                        on_progress(done, total)
-                records[info.name] = stats.record(info.shape, info.name, num_layers)
-            files = writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
-        aux = write_lineage_probe(tmp, sft_ckpt, float_shapes(sft_ckpt))
-        donor_hashes.wait()  # remembered now: the manifest's describe() gets them without reading
-        manifest = _manifest(sft_ckpt, rl_ckpt, report, records, skipped, writer.sha256, files)
-        manifest["aux_files"] = aux
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=True) + "\n")
-        (tmp / "README.md").write_text(vector_card(manifest))
-    remember_hashes(Path(out), {**manifest["files"], **aux})  # verifying the output reads nothing again
-    logger.info("wrote vector %s (%d tensors)", out, len(records))
-    return read_vector(out)
+        max_shard_bytes=max_shard_bytes,
+    )
+    logger.info("wrote vector %s (%d tensors)", out, len(floats))
+    return vector
 
 
 def _raise_non_finite(name: str, sft: Checkpoint, rl: Checkpoint) -> None:
@@ -186,29 +150,3 @@ def _raise_non_finite(name: str, sft: Checkpoint, rl: Checkpoint) -> None:
     raise NonFiniteError(
         f"{name}: RL − SFT overflows float32; the donors are not fine-tunes of one model", tensor=name
     )
-
-
-def _manifest(
-    sft: Checkpoint,
-    rl: Checkpoint,
-    report: CheckReport,
-    records: dict[str, Any],
-    skipped: list[str],
-    hashes: dict[str, str],
-    files: list[str],
-) -> dict[str, Any]:
-    return {
-        "kind": "reasoning-vector",
-        "format_version": FORMAT_VERSION,
-        "formula": "v = θ_RL − θ_SFT (float32)",
-        "dtype": "float32",
-        "rvec_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "sources": {"sft": sft.describe(), "rl": rl.describe()},
-        "family": family.family_fingerprint(sft.config),
-        "config": sft.config,
-        "check": report.to_dict(),
-        "skipped_non_float": skipped,
-        "files": {f: hashes[f] for f in files},
-        "tensors": records,
-    }

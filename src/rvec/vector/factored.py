@@ -23,7 +23,7 @@ from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES
 from rvec.errors import InvalidArgumentError
 from rvec.outputs import input_paths
 from rvec.vector.artifact import ReasoningVector
-from rvec.vector.writing import Dense, Encoded, Factored, Sparse, plan_of, sum_squares, write_vector_folder
+from rvec.vector.writing import Dense, Encoded, Factored, Sparse, plan_of, sum_squares, write_vector
 
 __all__ = ["lora_factors", "write_factored_vector"]
 
@@ -132,7 +132,7 @@ def write_factored_vector(
         for n in names:
             yield n, encoded[n][1], ({"base_norm": base_norms[n]} if base_norms and n in base_norms else {})
 
-    return write_vector_folder(
+    return write_vector(
         out,
         plan,
         produce(),

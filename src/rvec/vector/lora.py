@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from rvec import __version__
 from rvec.atomic import atomic_dir
 from rvec.checkpoint.writer import PlannedTensor, ShardedWriter
 from rvec.errors import IncompatibleError, InvalidArgumentError
+from rvec.progress import ProgressCallback
 from rvec.vector import family
 from rvec.vector.artifact import ReasoningVector, read_vector
 from rvec.vector.lowrank import check_rank, factors_at_rank
@@ -47,8 +47,6 @@ UNEXPORTED_FILE = "rvec-unexported.json"
 _PREFIX = "base_model.model."
 # model_types whose matrices are transformers' Conv1D (weight stored (in, out)), not nn.Linear.
 _CONV1D_MODEL_TYPES = frozenset({"gpt2", "openai-gpt"})
-
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass

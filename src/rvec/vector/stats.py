@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rvec.atomic import atomic_file
 from rvec.checkpoint import dtypes
 from rvec.checkpoint.reader import blocks
+from rvec.plotting import new_figure, save_png
 from rvec.vector.artifact import ReasoningVector
 
 
@@ -112,35 +113,35 @@ def _cos(dot: float, na: float, nb: float) -> float:
     return dot / math.sqrt(na * nb) if na > 0 and nb > 0 else 0.0
 
 
-def plot_norms(stats: list[tuple[str, VectorStats]], path: str | Path) -> Path:
-    """PNG: per-layer norm, total and by module type (one panel per vector)."""
-    import matplotlib
+def plot_norms(panels: Sequence[tuple[str, Mapping[str, Any]]], path: str | Path) -> Path:
+    """PNG: per-layer ‖v‖, the layer total and one line per module type, one panel per vector.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        panels (Sequence[tuple[str, Mapping]]): ``(label, VectorStats.to_dict())`` per vector: uses
+            ``per_layer`` ``{layer: norm}``, ``per_layer_module`` ``{layer: {module: norm}}`` and
+            ``total_norm``; layer keys may be strings of integers.
+        path (str | Path): the PNG to write (atomically).
 
-    fig, axes = plt.subplots(len(stats), 1, figsize=(9, 3.2 * len(stats)), squeeze=False)
-    for ax, (label, s) in zip(axes[:, 0], stats):
-        layers = sorted(s.per_layer_module)
-        modules = sorted({m for v in s.per_layer_module.values() for m in v})
-        ax.plot(
-            layers, [s.per_layer[layer] for layer in layers], color="black", linewidth=2, label="layer total"
-        )
-        for module in modules:
-            ax.plot(
-                layers,
-                [s.per_layer_module[layer].get(module, 0.0) for layer in layers],
-                marker="o",
-                markersize=3,
-                label=module,
-            )
-        ax.set_title(f"{label}: ‖v‖ = {s.total_norm:.4g}")
+    Returns:
+        Path: ``path``.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = new_figure(7.2, 3.6 * len(panels), rows=len(panels))
+    for ax, (label, stats) in zip(axes, panels, strict=True):
+        per_layer = {int(k): float(v) for k, v in stats.get("per_layer", {}).items()}
+        per_module = {int(k): dict(v) for k, v in stats.get("per_layer_module", {}).items()}
+        layers = sorted(per_layer)
+        ax.plot(layers, [per_layer[k] for k in layers], color="black", linewidth=2, label="layer total")
+        for module in sorted({m for v in per_module.values() for m in v}):
+            # NaN leaves a gap where a layer has no such module, instead of a false zero.
+            values = [float(per_module.get(k, {}).get(module, math.nan)) for k in layers]
+            ax.plot(layers, values, marker="o", markersize=3, label=module)
+        total = stats.get("total_norm")
+        title = f"{label}: per-layer ‖v‖" if label else "per-layer ‖v‖"
+        ax.set_title(title + (f" (total ‖v‖ = {float(total):.4g})" if total is not None else ""), fontsize=9)
         ax.set_xlabel("layer")
-        ax.set_ylabel("‖v‖")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_file(path) as fh:
-        fig.savefig(fh, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
-    plt.close(fig)
-    return path
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("‖v‖ (Frobenius)")
+        ax.legend(fontsize=7)
+    return save_png(fig, path)

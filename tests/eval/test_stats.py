@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rvec.errors import RvecError
-from rvec.study import stats
-from rvec.study.stats import (
+from rvec.eval import stats
+from rvec.eval.stats import (
     Comparison,
     StatisticsError,
     accuracy_interval,
