@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from rvec.eval.backends import HFBackend
 from rvec.eval.types import GenerateRequest
-from rvec.model.loading import load_causal_lm
+from rvec.model.hf.backend import HFBackend
+from rvec.model.hf.loading import load_causal_lm
 
 
 def _default_model() -> Path:

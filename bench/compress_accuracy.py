@@ -41,8 +41,8 @@ def main() -> None:
     from rvec.eval.presets import get_preset
     from rvec.eval.runner import evaluate
     from rvec.eval.stats import paired_comparison
+    from rvec.model.hf.settings import HFSettings
     from rvec.model.registry import get_backend
-    from rvec.model.settings import HFSettings
     from rvec.vector.artifact import read_vector
 
     named = dict(item.split("=", 1) for item in args.vector)

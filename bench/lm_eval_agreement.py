@@ -205,10 +205,10 @@ def _run_rvec(args: argparse.Namespace, model_dir: Path, tasks: dict, out: Path)
     timing = folder / "wall_s.txt"
     if args.skip_rvec and timing.exists():
         return float(timing.read_text()), folder
-    from rvec.eval.command import eval_command
+    from rvec.model.evaluate import evaluate_model
 
     start, load = time.perf_counter(), os.getloadavg()[0]
-    eval_command(
+    evaluate_model(
         str(model_dir),
         tasks=list(tasks),
         preset="lm-eval",

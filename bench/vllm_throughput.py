@@ -128,8 +128,8 @@ def _part_vllm(args: argparse.Namespace, out: Path) -> None:
 
 
 def _part_switch(args: argparse.Namespace, out: Path) -> None:
-    from rvec.model.vllm_spec import VLLMSettings
-    from rvec.model.vllm_state import VllmModelState
+    from rvec.model.vllm.settings import VLLMSettings
+    from rvec.model.vllm.state import VllmModelState
     from rvec.vector.control import relative_random
 
     folder = out / "switch"

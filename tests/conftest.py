@@ -3,7 +3,11 @@ hermetic environment (caches in temp folders, hub offline). Builders live in ``f
 
 from __future__ import annotations
 
+import gc
 import os
+import site
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +18,58 @@ from fixtures import Family, build_family, smollm2_gguf_path
 DATA_ENV = "RVEC_TEST_DATA_DIR"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every cache inside the session's temp folder and the hub offline, from before the first
+    session fixture (SmolLM2 is dequantized into the rvec cache once per session)."""
+    with pytest.MonkeyPatch.context() as patch:
+        _hermetic_env(patch, tmp_path_factory.getbasetemp() / "cache")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _hermetic(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep every cache inside the test's temp folders and the hub offline."""
-    cache = tmp_path_factory.getbasetemp() / "cache"
-    monkeypatch.setenv("RVEC_CACHE", str(cache / "rvec"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache / "hub"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    """The same per test, so a test that changes these variables leaves the next one hermetic."""
+    _hermetic_env(monkeypatch, tmp_path_factory.getbasetemp() / "cache")
+
+
+def _hermetic_env(patch: pytest.MonkeyPatch, cache: Path) -> None:
+    patch.setenv("RVEC_CACHE", str(cache / "rvec"))
+    patch.setenv("HF_HUB_OFFLINE", "1")
+    patch.setenv("HF_HUB_CACHE", str(cache / "hub"))
+    patch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+# Libraries keep some of their own data files open on purpose (matplotlib's font cache): not leaks.
+_LIBRARY_FILES = tuple({sys.prefix, sys.base_prefix, *site.getsitepackages()})
+
+
+def _open_files() -> dict[int, str]:
+    """This process's descriptors that point to files or folders (not pipes, sockets, devices, nor
+    the installed libraries' own data)."""
+    found = {}
+    for entry in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(entry)
+        except OSError:  # closed while listing (the listing's own descriptor)
+            continue
+        if target.startswith("/") and not target.startswith(("/dev/", "/proc/", *_LIBRARY_FILES)):
+            found[int(entry.name)] = target
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_descriptor_leak(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the module that leaves files open: a leaked descriptor per opened checkpoint once ran
+    the suite past 1024 open files. Collected garbage first: only what is still referenced counts."""
+    gc.collect()
+    before = _open_files()
+    yield
+    gc.collect()
+    leaked = {fd: t for fd, t in _open_files().items() if before.get(fd) != t}
+    if leaked:
+        names = ", ".join(sorted(set(leaked.values()))[:5])
+        pytest.fail(f"{request.module.__name__} left {len(leaked)} file(s) open: {names}")
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +99,7 @@ def smollm2_gguf() -> Path:
 def smollm2(smollm2_gguf: Path):
     """SmolLM2-135M-Instruct as ``(model, tokenizer, fingerprint)`` from ``load_causal_lm``, loaded
     once per session (float32, CPU). Tests must leave its weights as they found them."""
-    from rvec.model.loading import load_causal_lm
+    from rvec.model.hf.loading import load_causal_lm
 
     return load_causal_lm(smollm2_gguf)
 

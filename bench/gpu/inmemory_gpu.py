@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from rvec.model.loading import load_causal_lm
+from rvec.model.hf.loading import load_causal_lm
 from rvec.vector.extract import extract
 from rvec.vector.inmemory import InMemoryVectors
 

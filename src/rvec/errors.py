@@ -52,26 +52,6 @@ class IncompatibleError(RvecError, ValueError):
         self.problems = problems or [message]
 
 
-class ShapeMismatchError(IncompatibleError):
-    """One tensor has different shapes in two checkpoints and no policy covers it."""
-
-    def __init__(
-        self, message: str, *, tensor: str, expected: tuple[int, ...], found: tuple[int, ...]
-    ) -> None:
-        super().__init__(message)
-        self.tensor = tensor
-        self.expected = expected
-        self.found = found
-
-
-class MissingTensorError(IncompatibleError):
-    """A tensor present in one checkpoint is absent from another."""
-
-    def __init__(self, message: str, *, tensors: list[str]) -> None:
-        super().__init__(message)
-        self.tensors = tensors
-
-
 class NonFiniteError(RvecError, ValueError):
     """A tensor contains NaN or Inf values."""
 

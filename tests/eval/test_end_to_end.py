@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from rvec.eval import presets
-from rvec.eval.backends import HFBackend
 from rvec.eval.results import sample_filename
 from rvec.eval.runner import evaluate
+from rvec.model.hf.backend import HFBackend
 
 TASKS = [
     "gsm8k",

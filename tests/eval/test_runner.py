@@ -1,4 +1,4 @@
-"""The eval runner, its cache and ``eval_command``: a tiny random Llama for the mechanics (fast), the
+"""The eval runner, its cache and ``evaluate_model``: a tiny random Llama for the mechanics (fast), the
 real SmolLM2-135M-Instruct for the output layout (slow). Data is a tiny local folder in the
 ``shared/data`` layout, so nothing here needs the network or the shared data."""
 
@@ -13,13 +13,14 @@ import torch
 
 from rvec.errors import CodeExecutionNotAllowedError, InvalidArgumentError
 from rvec.eval import presets
-from rvec.eval.backends import HFBackend
 from rvec.eval.cache import CacheKey, ResponseCache, request_digest
-from rvec.eval.command import eval_command, vector_fingerprint
 from rvec.eval.runner import evaluate
 from rvec.eval.types import GenerateRequest, LoglikelihoodRequest, Response
+from rvec.model.evaluate import evaluate_model
+from rvec.model.fingerprint import weights_fingerprint
+from rvec.model.hf.backend import HFBackend
+from rvec.model.hf.settings import HFSettings
 from rvec.model.registry import parse_backend_settings
-from rvec.model.settings import HFSettings
 
 GSM8K_ROWS = [
     {
@@ -161,9 +162,9 @@ def test_a_perturbation_that_applies_to_no_task_is_an_error(tiny_model, tiny_dat
     assert lm.asked == 0
 
 
-def test_eval_command_wants_one_alpha_per_vector() -> None:
+def test_evaluate_model_wants_one_alpha_per_vector() -> None:
     with pytest.raises(InvalidArgumentError, match="one --alpha per --vector"):
-        eval_command("unused", vectors=["v"], alphas=[], tasks=["gsm8k"], preset="paper")
+        evaluate_model("unused", vectors=["v"], alphas=[], tasks=["gsm8k"], preset="paper")
 
 
 def test_an_adversarial_task_is_reported_beside_its_clean_seeds(
@@ -249,7 +250,7 @@ def test_cache_round_trips_bitwise_and_survives_a_torn_line(tmp_path: Path) -> N
     )
 
 
-# ------------------------------------------------------------------------------ eval_command
+# ------------------------------------------------------------------------------ evaluate_model
 def test_alpha_zero_gives_exactly_the_base_model(
     llama_tied, tiny_data: Path, short_preset: str, tmp_path: Path
 ) -> None:
@@ -264,11 +265,11 @@ def test_alpha_zero_gives_exactly_the_base_model(
         backend=HFSettings(batch_size=2),
         progress=False,
     )
-    base = eval_command(str(llama_tied.target), out_dir=tmp_path / "base", **args)
-    zero = eval_command(
+    base = evaluate_model(str(llama_tied.target), out_dir=tmp_path / "base", **args)
+    zero = evaluate_model(
         str(llama_tied.target), vectors=[str(vector.path)], alphas=[0.0], out_dir=tmp_path / "zero", **args
     )
-    eval_command(
+    evaluate_model(
         str(llama_tied.target), vectors=[str(vector.path)], alphas=[1.0], out_dir=tmp_path / "one", **args
     )
     assert texts(zero) == texts(base)
@@ -277,7 +278,7 @@ def test_alpha_zero_gives_exactly_the_base_model(
         for name in ("base", "zero", "one")
     ]
     assert fingerprints[0] == fingerprints[1] != fingerprints[2]
-    assert fingerprints[2] == vector_fingerprint(fingerprints[0], [(vector.content_hash, 1.0)])
+    assert fingerprints[2] == weights_fingerprint(fingerprints[0], [(vector.content_hash, 1.0)])
 
 
 def test_eval_dtype_is_chosen_by_name_and_an_unknown_one_is_refused_before_loading(
@@ -287,7 +288,7 @@ def test_eval_dtype_is_chosen_by_name_and_an_unknown_one_is_refused_before_loadi
         InvalidArgumentError, match="backend hf: dtype: dtype 'int8': expected float32, bfloat16 or float16"
     ):
         parse_backend_settings({"name": "hf", "dtype": "int8"})
-    eval_command(
+    evaluate_model(
         str(llama_tied.target),
         tasks=["gsm8k"],
         preset=short_preset,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rvec.errors import DataNotFoundError, InvalidArgumentError, UnknownNameError
-from rvec.eval.data import DataSource, fingerprint
+from rvec.eval.data import DataSource, docs_digest
 from rvec.eval.presets import get_preset
 from rvec.eval.scoring import BBH_SUBTASKS
 from rvec.eval.tasks import GROUPS, bbh_mean, expand_task_names, get_task
@@ -70,12 +70,12 @@ def test_data_dir_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch, d
     assert DataSource(Path("/elsewhere")).data_dir == Path("/elsewhere")
 
 
-def test_fingerprint_is_stable_and_item_sensitive(source: DataSource) -> None:
+def test_docs_digest_is_stable_and_item_sensitive(source: DataSource) -> None:
     docs = get_task("gsm8k").docs(source, limit=5)
     again = get_task("gsm8k").docs(source, limit=5)
-    assert fingerprint(docs) == fingerprint(again)
-    assert fingerprint(docs) != fingerprint(docs[:4])
-    assert len(fingerprint(docs)) == 64
+    assert docs_digest(docs) == docs_digest(again)
+    assert docs_digest(docs) != docs_digest(docs[:4])
+    assert len(docs_digest(docs)) == 64
 
 
 # ------------------------------------------------------------------------------------ lm-eval bytes

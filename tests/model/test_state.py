@@ -14,8 +14,9 @@ from fixtures import Family
 from rvec.checkpoint.source import resolve
 from rvec.errors import ConfigError, InvalidArgumentError, UnknownNameError
 from rvec.eval.types import LanguageModel
-from rvec.model.fingerprint import vector_fingerprint
-from rvec.model.hf import HFModelState
+from rvec.model.fingerprint import weights_fingerprint
+from rvec.model.hf.settings import HFSettings
+from rvec.model.hf.state import HFModelState
 from rvec.model.registry import (
     BACKENDS,
     HFSpec,
@@ -24,7 +25,7 @@ from rvec.model.registry import (
     open_model_state,
     parse_backend_settings,
 )
-from rvec.model.settings import BackendSettings, HFSettings
+from rvec.model.settings import BackendSettings
 from rvec.model.state import BackendSpec, ModelState
 from rvec.vector.apply import apply
 from rvec.vector.artifact import DonorPair, ReasoningVector
@@ -69,13 +70,13 @@ def test_alpha_fingerprint_and_bit_exact_restore(
         apply([v.path], llama_tied.target, tmp_path / "written", alphas=[1.0])
         written = AutoModelForCausalLM.from_pretrained(tmp_path / "written", dtype=torch.float32)
         assert same(weights(state.model), weights(written))  # rvec apply's arithmetic, bit for bit
-        assert state.fingerprint == vector_fingerprint(state.base_fingerprint, [(v.content_hash, 1.0)])
+        assert state.fingerprint == weights_fingerprint(state.base_fingerprint, [(v.content_hash, 1.0)])
         assert lm.fingerprint == state.fingerprint != state.base_fingerprint
 
         state.set_vectors([(v, 0.5)])
         half = weights(state.model)
         state.set_vectors([(random, 1.0)])  # v falls back to α = 0: not cumulative
-        assert state.fingerprint == vector_fingerprint(state.base_fingerprint, [(random.content_hash, 1.0)])
+        assert state.fingerprint == weights_fingerprint(state.base_fingerprint, [(random.content_hash, 1.0)])
         state.set_vectors([(v, 0.5)])
         assert same(weights(state.model), half)
 
@@ -94,7 +95,7 @@ def test_vectors_given_as_folders_twice_or_without_a_hash_are_refused(
     v, _ = vectors
     with open_model_state(str(llama_tied.target), CPU) as state:
         state.set_vectors([(v.path, 1.0)])  # a folder works as well as an opened vector
-        assert state.fingerprint == vector_fingerprint(state.base_fingerprint, [(v.content_hash, 1.0)])
+        assert state.fingerprint == weights_fingerprint(state.base_fingerprint, [(v.content_hash, 1.0)])
         with pytest.raises(InvalidArgumentError, match="given twice; pass each vector once"):
             state.set_vectors([(v, 1.0), (v.path, 0.5)])
         pair = DonorPair(sft=resolve(str(llama_tied.sft)), rl=resolve(str(llama_tied.rl)))
@@ -110,7 +111,7 @@ def test_keys_are_those_main_wrote_before_the_seam(
     v, _ = vectors
     assert v.content_hash == "8caca0f8d332d799"
     assert (
-        vector_fingerprint("base-fp", [("0123456789abcdef", 1.0), ("fedcba9876543210", 0.0)])
+        weights_fingerprint("base-fp", [("0123456789abcdef", 1.0), ("fedcba9876543210", 0.0)])
         == "b51abc0572de74077d988a00c5c5dc3c2afffbcd4a84c610535793c7d4c29eac"
     )
     hf = get_backend("hf")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from rvec.cli import app
 from rvec.errors import InvalidArgumentError
 from rvec.model.registry import BACKENDS, get_backend, parse_backend_settings
-from rvec.model.vllm_spec import VLLMSettings
+from rvec.model.vllm.settings import VLLMSettings
 from rvec.study.config import parse_study
 
 
@@ -71,14 +71,14 @@ def test_a_study_backend_section_takes_the_vllm_settings(tmp_path: Path) -> None
 
 
 def test_rvec_run_flags_replace_the_study_backend(tmp_path: Path) -> None:
-    from rvec.cli.run_cmd import with_backend
+    from rvec.study.runner import with_overrides
 
     config = parse_study(study(tmp_path, {"dtype": "float32"}))
-    vllm = with_backend(config, "vllm", {"replicas": 2, "ray_address": None})
+    vllm = with_overrides(config, backend="vllm", engine={"replicas": 2, "ray_address": None})
     assert vllm.backend == VLLMSettings(replicas=2)
-    assert with_backend(config, None, {"replicas": None}).backend == config.backend
+    assert with_overrides(config, engine={"replicas": None}).backend == config.backend
     with pytest.raises(InvalidArgumentError, match="replicas: not a setting of the hf backend"):
-        with_backend(config, None, {"replicas": 2})
+        with_overrides(config, engine={"replicas": 2})
 
 
 def test_choosing_hf_imports_no_vllm() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rvec.errors import ConfigError
-from rvec.model.settings import HFSettings
+from rvec.model.hf.settings import HFSettings
 from rvec.study.config import load_study, parse_study
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"

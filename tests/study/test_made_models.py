@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.helpers import load_folder
 from fixtures import Family
+from helpers import load_folder
 from rvec.errors import ConfigError
 from rvec.eval.stats import format_delta
 from rvec.study.config import parse_study

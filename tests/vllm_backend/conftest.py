@@ -38,8 +38,8 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> TinyFamily:
 
 
 def _engine(family: TinyFamily) -> Iterator[LiveEngine]:
-    from rvec.model.vllm_spec import VLLMSettings
-    from rvec.model.vllm_state import VllmModelState
+    from rvec.model.vllm.settings import VLLMSettings
+    from rvec.model.vllm.state import VllmModelState
 
     state = VllmModelState.load(family.target, VLLMSettings(max_model_len=8192, **ENGINE))
     fresh = prompt_logprobs(state.llm, tokens_of(state.tokenizer))  # before any α
@@ -86,8 +86,8 @@ def qwen_hf(tiny_qwen: TinyFamily):
 
 
 def _hf(folder: Path):
-    from rvec.checkpoint.model import load_causal_lm
-    from rvec.eval.backends.hf import HFBackend
+    from rvec.model.hf.backend import HFBackend
+    from rvec.model.hf.loading import load_causal_lm
 
     model, tokenizer, fingerprint = load_causal_lm(folder)
     return HFBackend(model, tokenizer, fingerprint=fingerprint, batch_size=8, progress=False)
@@ -95,16 +95,12 @@ def _hf(folder: Path):
 
 # ------------------------------------------------------------------------------------- SmolLM2
 @pytest.fixture(scope="session")
-def smol_engine(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+def smol_engine(smollm2_gguf: Path) -> Iterator:
     """SmolLM2-135M-Instruct (dequantized from the GGUF to float32) in a vLLM engine."""
-    from rvec.model.vllm_spec import VLLMSettings
-    from rvec.model.vllm_state import VllmModelState
+    from rvec.model.vllm.settings import VLLMSettings
+    from rvec.model.vllm.state import VllmModelState
 
-    state = VllmModelState.load(
-        smollm2_gguf,
-        VLLMSettings(max_model_len=4096, **ENGINE),
-        convert_dir=tmp_path_factory.mktemp("converted"),
-    )
+    state = VllmModelState.load(smollm2_gguf, VLLMSettings(max_model_len=4096, **ENGINE))
     try:
         yield state
     finally:
@@ -113,7 +109,7 @@ def smol_engine(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="session")
 def smol_hf(smollm2):
-    from rvec.eval.backends.hf import HFBackend
+    from rvec.model.hf.backend import HFBackend
 
     model, tokenizer, fingerprint = smollm2
     return HFBackend(model, tokenizer, fingerprint=fingerprint, batch_size=8, progress=False)

@@ -103,7 +103,7 @@ def test_results_record_the_backend_and_its_engine_settings(
 
 
 def test_engine_settings_enter_the_identity_and_the_fingerprint_follows_alpha(llama_live: LiveEngine) -> None:
-    from rvec.eval.backends.vllm import VllmBackend
+    from rvec.model.vllm.backend import VllmBackend
 
     state = llama_live.state
     lm = state.language_model()
@@ -141,8 +141,8 @@ def test_rvec_eval_with_backend_vllm_goes_through_the_seam(
 ) -> None:
     """``rvec eval --backend vllm --vector v --alpha 1``: its own engine, loaded by the registry,
     answers as the shared engine does at α = 1 and records the vLLM settings."""
-    from rvec.eval.command import eval_command
-    from rvec.model.vllm_spec import VLLMSettings
+    from rvec.model.evaluate import evaluate_model
+    from rvec.model.vllm.settings import VLLMSettings
 
     settings = VLLMSettings(max_model_len=8192, **ENGINE)
     args = {
@@ -152,7 +152,7 @@ def test_rvec_eval_with_backend_vllm_goes_through_the_seam(
         "data_dir": data_dir,
         "progress": False,
     }
-    result = eval_command(
+    result = evaluate_model(
         str(llama_live.family.target),
         vectors=[str(llama_live.family.vector)],
         alphas=[1.0],

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from vllm_helpers import ENGINE
 
-from rvec.model.vllm_replicas import CellJob, plan_bundles
+from rvec.model.vllm.replicas import CellJob, plan_bundles
 
 
 def _job(key: str, alpha: float) -> CellJob:

@@ -112,6 +112,18 @@ def parse_float_dtype(text: str) -> DType:
     return found
 
 
+def parse_output_dtype(text: str | None) -> DType | None:
+    """A dtype option that may be left to a default: ``None`` or ``auto`` → ``None`` (the caller's
+    default: the target's dtype, the device's…), else :func:`parse_float_dtype`.
+
+    Raises:
+        InvalidArgumentError: any other name.
+    """
+    if text is None or text.strip().lower() == "auto":
+        return None
+    return parse_float_dtype(text)
+
+
 def coerce(dtype: DType | str | Any) -> DType:
     """A :class:`DType` from itself, a safetensors or torch name, or a ``torch.dtype`` (no torch import)."""
     if isinstance(dtype, DType):

@@ -20,6 +20,7 @@ from typing import Any
 from rvec import __version__
 from rvec.atomic import atomic_dir
 from rvec.checkpoint.dtypes import F32, DType, coerce, from_torch
+from rvec.checkpoint.locate import local_path
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, metadata_allowance
 from rvec.errors import CorruptCheckpointError, InvalidArgumentError
 from rvec.outputs import check_output_target
@@ -192,10 +193,8 @@ def convert(
 
 def _gguf_path(source: str | Path) -> Path:
     """The GGUF file a ``convert`` source names: a path or ``pkg:MODULE/FILE.gguf``."""
-    from rvec.checkpoint.source import package_path
-
     text = str(source)
-    path = (package_path(text) if text.startswith("pkg:") else Path(text).expanduser()).resolve()
+    path = local_path(text).resolve()
     if not path.is_file():
         from rvec.errors import SourceNotFoundError
 

@@ -149,11 +149,3 @@ class TensorIndex:
     @property
     def names(self) -> list[str]:
         return list(self.tensors)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors.values())
-
-    @property
-    def total_params(self) -> int:
-        return sum(t.numel for t in self.tensors.values())

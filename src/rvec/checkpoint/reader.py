@@ -9,8 +9,10 @@ Buffers have the numpy dtype of each tensor (bfloat16 and float8 from ``ml_dtype
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,12 +48,15 @@ class Workspace:
 class FileReader:
     """Positional reads from a set of files, each opened once and shared by all tensors in it.
 
-    Safe to use from several threads: ``preadv`` does not move a shared file position.
+    Safe to use from several threads: ``preadv`` does not move a shared file position. The raw
+    descriptors are closed by :meth:`close`, or when the reader is collected: a checkpoint or vector
+    nobody closes must not keep its files open for the life of the process.
     """
 
     def __init__(self) -> None:
         self._fds: dict[Path, int] = {}
         self._lock = threading.Lock()
+        weakref.finalize(self, _close_fds, self._fds)
 
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
@@ -94,15 +99,20 @@ class FileReader:
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+            _close_fds(self._fds)
 
     def __enter__(self) -> FileReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_fds(fds: dict[Path, int]) -> None:
+    for fd in fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
 
 
 def blocks(numel: int, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> Iterator[tuple[int, int]]:

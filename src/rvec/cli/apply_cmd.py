@@ -3,79 +3,91 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from rvec.checkpoint.source import resolve
+from rvec.checkpoint.dtypes import parse_output_dtype
 from rvec.checkpoint.writer import parse_size
-from rvec.cli._common import (
-    byte_progress,
-    err,
-    no_verify_option,
-    overwrite_foreign_option,
-    overwrite_option,
-    print_json,
+from rvec.cli.options import (
+    AllowPickle,
+    AsJson,
+    Dtype,
+    Lineage,
+    MaxShardSize,
+    NoVerify,
+    Output,
+    Overwrite,
+    OverwriteForeign,
+    ShowProgress,
 )
-from rvec.errors import InvalidArgumentError
-from rvec.vector.apply import apply, parse_dtype
-from rvec.vector.artifact import DonorPair, read_vector
+from rvec.cli.output import byte_progress, err, print_json, shown
+from rvec.vector.apply import ApplyResult, apply
+from rvec.vector.apply_plan import vector_sources
 from rvec.vector.embeddings import parse_policy
-from rvec.vector.masks import Selection, parse_layers, parse_schedule
+from rvec.vector.masks import parse_selection
 
 
 def apply_command(
-    vectors: list[Path] = typer.Argument(None, help="Vector folders (rvec extract); or use --sft/--rl."),
-    to: str = typer.Option(..., "--to", help="Target model: folder or hub id[@rev]."),
-    alpha: list[float] = typer.Option(
-        None, "--alpha", "-a", help="α per vector, in order (repeat the flag). Negative subtracts."
-    ),
-    output: Path = typer.Option(..., "-o", "--output", help="Model folder to create."),
-    sft: str | None = typer.Option(
-        None, "--sft", help="SFT donor: compute v on the fly (no vector written)."
-    ),
-    rl: str | None = typer.Option(None, "--rl", help="RL donor, with --sft."),
-    dtype: str | None = typer.Option(
-        None,
-        "--dtype",
-        help="Output dtype: float32, bfloat16, float16, or fp32, bf16, fp16 (default: the target's).",
-    ),
-    include: list[str] = typer.Option(
-        None, "--include", help="Regex; only matching tensors get the vector (repeatable)."
-    ),
-    exclude: list[str] = typer.Option(
-        None, "--exclude", help="Regex; matching tensors keep the target's values (repeatable)."
-    ),
-    layers: str | None = typer.Option(
-        None, "--layers", help="Blocks that get the vector, e.g. 0-13,20 (non-block tensors then excluded)."
-    ),
-    schedule: str | None = typer.Option(
-        None, "--schedule", help="Per-depth α factor: linear:START:END or constant:C [:outside=X]."
-    ),
-    embeddings: str | None = typer.Option(
-        None, "--embeddings", help="apply | skip | overlap (required when vocabularies differ)."
-    ),
-    overwrite: bool = overwrite_option(),
-    overwrite_foreign: bool = overwrite_foreign_option(),
-    no_verify: bool = no_verify_option(),
-    skip_lineage: bool = typer.Option(
-        False, "--skip-lineage", help="Apply even if the target looks unrelated to the donors."
-    ),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept pickled .bin checkpoints."),
-    max_shard_size: str = typer.Option("4GB", "--max-shard-size", help="Largest shard, e.g. 2GB."),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        min=1,
-        help="Threads computing blocks (default: the usable cores, at most 4); a writer thread comes on top.",
-    ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the provenance summary as JSON."),
+    vectors: Annotated[
+        list[Path] | None, typer.Argument(help="Vector folders (rvec extract); or --sft/--rl.")
+    ] = None,
+    to: Annotated[str, typer.Option("--to", help="Target model: folder, hub id[@rev] or .gguf.")] = ...,  # type: ignore[assignment]
+    alpha: Annotated[
+        list[float] | None,
+        typer.Option("--alpha", "-a", help="α per vector, in order (repeat the flag). Negative subtracts."),
+    ] = None,
+    output: Output = ...,  # type: ignore[assignment]
+    sft: Annotated[
+        str | None, typer.Option("--sft", help="SFT donor: compute v on the fly (no vector written).")
+    ] = None,
+    rl: Annotated[str | None, typer.Option("--rl", help="RL donor, with --sft.")] = None,
+    dtype: Dtype = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Regex; only matching tensors get the vector (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Regex; matching tensors keep the target's values (repeatable)."),
+    ] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            "--layers", help="Blocks that get the vector, e.g. 0-13,20 (non-block tensors then excluded)."
+        ),
+    ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option("--schedule", help="Per-depth α factor: linear:START:END or constant:C [:outside=X]."),
+    ] = None,
+    embeddings: Annotated[
+        str | None,
+        typer.Option("--embeddings", help="apply | skip | overlap (required when vocabularies differ)."),
+    ] = None,
+    overwrite: Overwrite = False,
+    overwrite_foreign: OverwriteForeign = False,
+    no_verify: NoVerify = False,
+    lineage: Lineage = True,
+    allow_pickle: AllowPickle = False,
+    max_shard_size: MaxShardSize = "4GB",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Threads computing blocks (default: the usable cores, at most 4); a writer thread comes on top.",
+        ),
+    ] = None,
+    progress: ShowProgress = True,
+    as_json: AsJson = False,
 ) -> None:
     """Add α·v to a target and write a normal Hugging Face model folder (config and tokenizer from the target).
 
-    Float32 arithmetic, one cast to the output dtype; reports how much of α·v survived that cast.
-    The folder appears only when complete. Each vector's shards are checked against the sha256 in
-    its rvec.json first (--no-verify skips that); dense, factored and sparse vectors all apply.
+    Float32 arithmetic, one cast to the output dtype (default: the target's); reports how much of α·v
+    survived that cast. The folder appears only when complete. Each vector's shards are checked
+    against the sha256 in its rvec.json first (--no-verify skips that); dense, factored and sparse
+    vectors all apply.
 
     Examples:
       rvec apply vec/ --to Qwen/Qwen2.5-1.5B-Instruct --alpha 1 -o out/
@@ -83,54 +95,44 @@ def apply_command(
       rvec apply v1/ v2/ --alpha 0.5 --alpha 1 --to T -o out/        (several vectors)
       rvec apply --sft A --rl B --to T --alpha 1 --dtype bfloat16 -o out/   (no vector on disk)
     """
-    sources: list = [read_vector(v, verify=not no_verify) for v in vectors or []]
-    if sft or rl:
-        if not (sft and rl):
-            raise InvalidArgumentError("--sft and --rl go together")
-        sources.append(
-            DonorPair(sft=resolve(sft, allow_pickle=allow_pickle), rl=resolve(rl, allow_pickle=allow_pickle))
-        )
-    alphas = list(alpha or [])
-    if not alphas:
-        raise InvalidArgumentError("pass --alpha (one per vector), e.g. --alpha 1.0")
-    selection = Selection(
-        include=tuple(include or ()),
-        exclude=tuple(exclude or ()),
-        layers=parse_layers(layers),
-        schedule=parse_schedule(schedule),
-    )
+    sources = vector_sources(vectors or [], sft=sft, rl=rl, verify=not no_verify, allow_pickle=allow_pickle)
     with byte_progress("apply", enabled=progress) as update:
         result = apply(
             sources,
             to,
             output,
-            alphas=alphas,
-            dtype=parse_dtype(dtype),
-            selection=selection,
+            alphas=list(alpha or []),
+            dtype=parse_output_dtype(dtype),
+            selection=parse_selection(include=include, exclude=exclude, layers=layers, schedule=schedule),
             embeddings=parse_policy(embeddings),
             overwrite=overwrite,
             overwrite_foreign=overwrite_foreign,
-            skip_lineage=skip_lineage,
+            lineage=lineage,
             allow_pickle=allow_pickle,
             max_shard_bytes=parse_size(max_shard_size),
             workers=workers,
             on_progress=update,
         )
+    _report(result, output, as_json=as_json)
+
+
+def _report(result: ApplyResult, output: Path, *, as_json: bool) -> None:
     surv = result.survival
     if as_json:
         print_json(
             {"path": str(output), "delta_survival": surv.to_dict(), "policies": result.provenance["policies"]}
         )
         return
-    err.print(f"wrote {output}")
+    err.print(f"wrote {shown(output)}")
     err.print(
-        f"delta survival: {100 * (1 - surv.erased_fraction):.4f}% of {surv.nonzero:,} non-zero α·v entries kept ({surv.erased:,} erased by rounding)"
+        f"delta survival: {100 * (1 - surv.erased_fraction):.4f}% of {surv.nonzero:,} non-zero α·v entries kept "
+        f"({surv.erased:,} erased by rounding)"
     )
     for row in surv.worst(3):
         if row["erased"]:
-            err.print(f"  {row['tensor']}: {100 * row['erased_fraction']:.2f}% erased")
+            err.print(f"  {shown(row['tensor'])}: {100 * row['erased_fraction']:.2f}% erased")
     for p in result.provenance["policies"]:
-        err.print(f"policy: {p}")
+        err.print(f"policy: {shown(p)}")
 
 
 def register(app: typer.Typer) -> None:

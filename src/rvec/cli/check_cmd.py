@@ -3,32 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from rvec.checkpoint.source import resolve
-from rvec.cli._common import out, print_json
-from rvec.errors import IncompatibleError, InvalidArgumentError
-from rvec.vector.apply import check_sources
-from rvec.vector.artifact import read_vector
-from rvec.vector.compat import CheckReport, check
+from rvec.cli.options import AsJson, Lineage
+from rvec.cli.output import out, print_json, shown
+from rvec.vector.apply_plan import check_compatibility
+from rvec.vector.compat import CheckReport
 from rvec.vector.embeddings import parse_policy
 
 
 def check_command(
-    sft: str | None = typer.Option(None, "--sft", help="SFT donor: folder, hub id[@rev]."),
-    rl: str | None = typer.Option(None, "--rl", help="RL donor (GRPO), trained from the SFT."),
-    vector: Path | None = typer.Option(
-        None, "--vector", help="An extracted vector folder instead of --sft/--rl."
-    ),
-    to: str | None = typer.Option(None, "--to", help="Target model to add the vector to."),
-    embeddings: str | None = typer.Option(
-        None, "--embeddings", help="Policy when vocabularies differ: apply, skip, overlap."
-    ),
-    lineage: bool = typer.Option(
-        True, "--lineage/--no-lineage", help="Compare a few weights to test common ancestry."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    sft: Annotated[str | None, typer.Option("--sft", help="SFT donor: folder, hub id[@rev].")] = None,
+    rl: Annotated[str | None, typer.Option("--rl", help="RL donor (GRPO), trained from the SFT.")] = None,
+    vector: Annotated[
+        Path | None, typer.Option("--vector", help="An extracted vector folder instead of --sft/--rl.")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Target model to add the vector to.")] = None,
+    embeddings: Annotated[
+        str | None,
+        typer.Option("--embeddings", help="Policy when vocabularies differ: apply, skip, overlap."),
+    ] = None,
+    lineage: Lineage = True,
+    as_json: AsJson = False,
 ) -> None:
     """Verdict: compatible / compatible-with-policy / incompatible, with every reason.
 
@@ -39,23 +37,9 @@ def check_command(
 
     Example: rvec check --sft org/m-sft --rl org/m-grpo --to org/m-instruct
     """
-    policy = parse_policy(embeddings)
-    if vector is not None:
-        if sft or rl or not to:
-            raise InvalidArgumentError("--vector needs --to and excludes --sft/--rl")
-        try:
-            report = check_sources(
-                [read_vector(vector)], resolve(to), embeddings=policy, skip_lineage=not lineage
-            )[0]
-        except IncompatibleError as err:
-            report = CheckReport(problems=err.problems)
-    else:
-        if not (sft and rl):
-            raise InvalidArgumentError("pass --sft and --rl (and usually --to), or --vector VEC --to TARGET")
-        target = resolve(to, weights=False) if to else None
-        report = check(
-            resolve(sft, weights=False), resolve(rl, weights=False), target, policy=policy, lineage=lineage
-        )
+    report = check_compatibility(
+        sft=sft, rl=rl, vector=vector, target=to, embeddings=parse_policy(embeddings), lineage=lineage
+    )
     if as_json:
         print_json(report.to_dict())
     else:
@@ -70,14 +54,15 @@ def _print(report: CheckReport) -> None:
     ]
     out.print(f"verdict: [bold {colour}]{report.verdict}[/]")
     for p in report.problems:
-        out.print(f"  ✗ {p}")
+        out.print(f"  ✗ {shown(p)}")
     for p in report.policies:
-        out.print(f"  policy: {p}")
+        out.print(f"  policy: {shown(p)}")
     for w in report.warnings:
-        out.print(f"  warning: {w}")
+        out.print(f"  warning: {shown(w)}")
     for probe in report.lineage:
         out.print(
-            f"  lineage {probe.pair}: {probe.tensor} cosine {probe.cosine:.4f}, relative distance {probe.rel_distance:.4f}"
+            f"  lineage {shown(probe.pair)}: {shown(probe.tensor)} cosine {probe.cosine:.4f}, "
+            f"relative distance {probe.rel_distance:.4f}"
         )
 
 

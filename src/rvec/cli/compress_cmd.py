@@ -3,38 +3,46 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from rvec.cli._common import byte_progress, err, no_verify_option, out, print_json
-from rvec.vector.compress import compress
+from rvec.cli.options import AsJson, NoVerify, Output, Overwrite, OverwriteForeign, ShowProgress
+from rvec.cli.output import byte_progress, err, out, print_json, shown
+from rvec.vector.compress import CompressResult, compress
 from rvec.vector.encodings import storage_label
 
 
 def compress_command(
-    vector: Path = typer.Argument(..., help="Vector folder to compress."),
-    output: Path = typer.Option(..., "-o", "--output", help="Compressed vector folder to create."),
-    rank: int | None = typer.Option(
-        None, "--rank", help="Per-matrix truncated SVD rank, stored factored (1-D tensors stay dense)."
-    ),
-    density: float | None = typer.Option(
-        None,
-        "--density",
-        help="Fraction in (0, 1] of each tensor's entries to keep (largest |v|), stored sparse.",
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
-    no_verify: bool = no_verify_option(),
-    top: int = typer.Option(10, "--top", help="Show the N tensors with the largest error."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary (every tensor) as JSON."),
+    vector: Annotated[Path, typer.Argument(help="Vector folder to compress.")],
+    output: Output,
+    rank: Annotated[
+        int | None,
+        typer.Option(
+            "--rank", help="Per-matrix truncated SVD rank, stored factored (1-D tensors stay dense)."
+        ),
+    ] = None,
+    density: Annotated[
+        float | None,
+        typer.Option(
+            "--density",
+            help="Fraction in (0, 1] of each tensor's entries to keep (largest |v|), stored sparse.",
+        ),
+    ] = None,
+    overwrite: Overwrite = False,
+    overwrite_foreign: OverwriteForeign = False,
+    no_verify: NoVerify = False,
+    top: Annotated[int, typer.Option("--top", help="Show the N tensors with the largest error.")] = 10,
+    progress: ShowProgress = True,
+    as_json: AsJson = False,
 ) -> None:
     """Write a smaller copy of a vector and record its relative Frobenius error, per tensor and overall.
 
     --rank R keeps each matrix's R largest singular directions (the error is the SVD tail
     sqrt(Σ_{i>R} σᵢ²)/‖v‖; a matrix smaller than R is kept exactly). --density D keeps, in every
     tensor, exactly ⌊D·n + ½⌋ of its n entries, the largest in magnitude. The output is an ordinary
-    vector folder: apply, eval --vector, stats and check read it as they read any other.
+    vector folder: apply, eval --vector, anatomy and check read it as they read any other.
 
     Examples:
       rvec compress vec/ --rank 32 -o vec-r32/
@@ -47,25 +55,33 @@ def compress_command(
             rank=rank,
             density=density,
             overwrite=overwrite,
+            overwrite_foreign=overwrite_foreign,
             verify=not no_verify,
-            on_progress=lambda done, total: update(4 * done, 4 * total),
+            on_progress=update,
         )
     if as_json:
         print_json(result.to_dict())
-        return
+    else:
+        _report(result, output, top=top)
+
+
+def _report(result: CompressResult, output: Path, *, top: int) -> None:
     table = Table("tensor", "stored", "‖v‖", "relative error")
     worst = sorted(result.per_tensor.items(), key=lambda kv: -kv[1]["relative_error"])[:top]
     for name, rec in worst:
-        table.add_row(name, storage_label(rec), f"{rec['source_norm']:.4g}", f"{rec['relative_error']:.4g}")
+        table.add_row(
+            shown(name), storage_label(rec), f"{rec['source_norm']:.4g}", f"{rec['relative_error']:.4g}"
+        )
     out.print(table)
     if result.dense:
         err.print(
-            f"kept dense (not matrices): {len(result.dense)} tensors, e.g. {result.dense[0]}", soft_wrap=True
+            f"kept dense (not matrices): {len(result.dense)} tensors, e.g. {shown(result.dense[0])}",
+            soft_wrap=True,
         )
     if result.zero:
         err.print(f"exactly zero (stored with no entries): {len(result.zero)} tensors", soft_wrap=True)
     err.print(
-        f"wrote {output}: {result.method} {result.setting:g}, relative error {result.relative_error:.4g}, "
+        f"wrote {shown(output)}: {result.method} {result.setting:g}, relative error {result.relative_error:.4g}, "
         f"{result.bytes_before / 1e6:.2f} MB → {result.bytes_after / 1e6:.2f} MB",
         soft_wrap=True,
     )

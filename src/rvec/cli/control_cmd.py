@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from rvec.cli._common import err, overwrite_foreign_option, overwrite_option
-from rvec.errors import InvalidArgumentError
-from rvec.vector.control import norm_matched_random, relative_random
+from rvec.cli.options import DEFAULT_SEED, AsJson, Output, Overwrite, OverwriteForeign, Seed
+from rvec.cli.output import err, print_json, shown
+from rvec.vector.control import random_control
 
 
 def control_command(
-    vector: Path | None = typer.Argument(None, help="Vector to match norms with, tensor by tensor."),
-    output: Path = typer.Option(..., "-o", "--output", help="Vector folder to create."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random directions."),
-    like: str | None = typer.Option(
-        None, "--like", help="Instead of a vector: a model whose tensors set the shapes."
-    ),
-    rel_norm: float | None = typer.Option(
-        None, "--rel-norm", help="With --like: ‖r‖/‖θ‖ per tensor, e.g. 0.002."
-    ),
-    overwrite: bool = overwrite_option(),
-    overwrite_foreign: bool = overwrite_foreign_option(),
+    vector: Annotated[
+        Path | None, typer.Argument(help="Vector to match norms with, tensor by tensor.")
+    ] = None,
+    output: Output = ...,  # type: ignore[assignment]
+    seed: Seed = DEFAULT_SEED,
+    like: Annotated[
+        str | None, typer.Option("--like", help="Instead of a vector: a model whose tensors set the shapes.")
+    ] = None,
+    rel_norm: Annotated[
+        float | None, typer.Option("--rel-norm", help="With --like: ‖r‖/‖θ‖ per tensor, e.g. 0.002.")
+    ] = None,
+    overwrite: Overwrite = False,
+    overwrite_foreign: OverwriteForeign = False,
+    as_json: AsJson = False,
 ) -> None:
     """Write a random control vector: same per-tensor norms as VECTOR, random direction (seeded).
 
@@ -32,22 +36,19 @@ def control_command(
       rvec control vec/ -o vec-random/ --seed 0
       rvec control --like smol/ --rel-norm 0.002 -o random-for-smol/
     """
-    if vector is not None and like is None:
-        norm_matched_random(
-            vector, output, seed=seed, overwrite=overwrite, overwrite_foreign=overwrite_foreign
-        )
-    elif like is not None and vector is None and rel_norm is not None:
-        relative_random(
-            like,
-            output,
-            rel_norm=rel_norm,
-            seed=seed,
-            overwrite=overwrite,
-            overwrite_foreign=overwrite_foreign,
-        )
+    written = random_control(
+        vector,
+        output,
+        like=like,
+        rel_norm=rel_norm,
+        seed=seed,
+        overwrite=overwrite,
+        overwrite_foreign=overwrite_foreign,
+    )
+    if as_json:
+        print_json({"path": str(output), "seed": seed, "formula": written.manifest["formula"]})
     else:
-        raise InvalidArgumentError("pass a VECTOR to match, or --like MODEL with --rel-norm (not both)")
-    err.print(f"wrote {output} (random control, seed {seed})")
+        err.print(f"wrote {shown(output)} (random control, seed {seed})")
 
 
 def register(app: typer.Typer) -> None:

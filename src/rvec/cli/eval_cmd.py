@@ -3,80 +3,105 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from rvec.cli._common import data_dir_option, err, no_verify_option, out
+from rvec.cli.options import (
+    DEFAULT_SEED,
+    AsJson,
+    DataDir,
+    Device,
+    Dtype,
+    NoVerify,
+    OptionalOutput,
+    Seed,
+    ShowProgress,
+)
+from rvec.cli.output import err, out, print_json, shown
+from rvec.eval.types import EvalResult
 
 
 def eval_command(
-    model: str = typer.Argument(..., help="Model folder, hub id[@rev], or .gguf file."),
-    tasks: str = typer.Option(
-        ...,
-        "--tasks",
-        "-t",
-        help="Comma-separated: gsm8k, humaneval, sciq, bbh, bbh:<subtask>, gsm-plus[:type], gsm-symbolic.",
-    ),
-    preset: str = typer.Option(
-        "paper", "--preset", help="paper | lm-eval | lm-eval-chat (see docs/eval-protocol.md)."
-    ),
-    condition: str | None = typer.Option(
-        None, "--condition", help="paper preset: plain or think (default: the preset's first)."
-    ),
-    vector: list[Path] = typer.Option(
-        None, "--vector", help="Vector folder added in memory (repeatable; one --alpha each)."
-    ),
-    alpha: list[float] = typer.Option(None, "--alpha", "-a", help="α for each --vector, in order."),
-    no_verify: bool = no_verify_option(),
-    perturb: str | None = typer.Option(
-        None, "--perturb", help="Seeded perturbations, e.g. distractor,hint,shuffle,typo:0.05,system:alt."
-    ),
-    limit: int | None = typer.Option(
-        None, "--limit", help="First N items of each task (BBH: of each subtask)."
-    ),
-    data_dir: Path | None = data_dir_option(),
-    allow_code_execution: bool = typer.Option(
-        False,
-        "--allow-code-execution",
-        help="Let HumanEval run model-written code (isolated by bubblewrap, see docs/security.md).",
-    ),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Folder for results.json, samples/ and the resume cache."
-    ),
-    backend: str = typer.Option(
-        "hf",
-        "--backend",
-        help="Engine: hf (transformers, built in) or vllm (the vllm extra; docs/vllm.md).",
-    ),
-    batch_size: int = typer.Option(16, "--batch-size", help="Sequences per batch."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1… (auto: cuda when available)."),
-    dtype: str = typer.Option(
-        "auto",
-        "--dtype",
-        help="float32 | bfloat16 | float16, or bf16, fp16, fp32 (auto: float32 on CPU, bfloat16 on GPU). Only float32 gives "
-        "the same texts whatever the batch size and the other tasks of the run.",
-    ),
-    tensor_parallel: int | None = typer.Option(
-        None, "--tensor-parallel", help="vllm: GPUs one engine spans (default 1)."
-    ),
-    gpu_memory: float | None = typer.Option(
-        None, "--gpu-memory", help="vllm: fraction of each GPU the engine may take (default 0.9)."
-    ),
-    max_model_len: int | None = typer.Option(
-        None, "--max-model-len", help="vllm: prompt + generation limit (default: the model's)."
-    ),
-    attention_backend: str | None = typer.Option(
-        None, "--attention-backend", help="vllm: FLASH_ATTN, TRITON_ATTN, CPU_ATTN… (default: vLLM's choice)."
-    ),
-    seed: int = typer.Option(1234, "--seed", help="Seed of the perturbations."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    model: Annotated[str, typer.Argument(help="Model folder, hub id[@rev], .gguf or pkg:MODULE/FILE.gguf.")],
+    tasks: Annotated[
+        str,
+        typer.Option(
+            "--tasks",
+            "-t",
+            help="Comma-separated: gsm8k, humaneval, sciq, bbh, bbh:<subtask>, gsm-plus[:type], gsm-symbolic, arith.",
+        ),
+    ],
+    preset: Annotated[
+        str, typer.Option("--preset", help="paper | lm-eval | lm-eval-chat (see docs/eval-protocol.md).")
+    ] = "paper",
+    condition: Annotated[
+        str | None,
+        typer.Option("--condition", help="paper preset: plain or think (default: the preset's first)."),
+    ] = None,
+    vector: Annotated[
+        list[Path] | None,
+        typer.Option("--vector", help="Vector folder added in memory (repeatable; one --alpha each)."),
+    ] = None,
+    alpha: Annotated[
+        list[float] | None, typer.Option("--alpha", "-a", help="α for each --vector, in order.")
+    ] = None,
+    no_verify: NoVerify = False,
+    perturb: Annotated[
+        str | None,
+        typer.Option(
+            "--perturb", help="Seeded perturbations, e.g. distractor,hint,shuffle,typo:0.05,system:alt."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="First N items of each task (BBH: of each subtask).")
+    ] = None,
+    data_dir: DataDir = None,
+    allow_code_execution: Annotated[
+        bool,
+        typer.Option(
+            "--allow-code-execution",
+            help="Let HumanEval run model-written code (isolated by bubblewrap, see docs/security.md).",
+        ),
+    ] = False,
+    output: OptionalOutput = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend", help="Engine: hf (transformers, built in) or vllm (the vllm extra; docs/vllm.md)."
+        ),
+    ] = "hf",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per batch (hf).")] = 16,
+    device: Device = "auto",
+    dtype: Dtype = None,
+    tensor_parallel: Annotated[
+        int | None, typer.Option("--tensor-parallel", help="vllm: GPUs one engine spans (default 1).")
+    ] = None,
+    gpu_memory: Annotated[
+        float | None,
+        typer.Option("--gpu-memory", help="vllm: fraction of each GPU the engine may take (default 0.9)."),
+    ] = None,
+    max_model_len: Annotated[
+        int | None,
+        typer.Option("--max-model-len", help="vllm: prompt + generation limit (default: the model's)."),
+    ] = None,
+    attention_backend: Annotated[
+        str | None,
+        typer.Option(
+            "--attention-backend", help="vllm: FLASH_ATTN, TRITON_ATTN, CPU_ATTN… (default: vLLM's choice)."
+        ),
+    ] = None,
+    seed: Seed = DEFAULT_SEED,
+    progress: ShowProgress = True,
+    as_json: AsJson = False,
 ) -> None:
-    """Evaluate a model on GSM8K, HumanEval, SciQ, BIG-Bench Hard and adversarial variants.
+    """Evaluate a model on GSM8K, HumanEval, SciQ, BIG-Bench Hard, arith and adversarial variants.
 
     Writes results.json (lm-evaluation-harness layout), samples/<task>.jsonl and a cache: a rerun
     with the same -o resumes without redoing finished items. --vector/--alpha add α·v in memory
-    (no checkpoint written).
+    (no checkpoint written). --dtype defaults to float32 on CPU and bfloat16 on GPU; only float32
+    gives the same texts whatever the batch size and the other tasks of the run.
 
     Examples:
       rvec eval MODEL --tasks gsm8k,humaneval,sciq,bbh --preset paper --condition think --limit 50 -o runs/x/ --allow-code-execution
@@ -85,32 +110,27 @@ def eval_command(
       rvec eval MODEL --tasks gsm8k,sciq --backend vllm --tensor-parallel 2 --gpu-memory 0.85
       rvec eval MODEL --tasks gsm8k --perturb distractor,hint,typo:0.05
     """
-    from rvec.eval.command import eval_command as run
-    from rvec.model.registry import parse_backend_settings
+    from rvec.model.evaluate import evaluate_model
+    from rvec.model.registry import parse_backend_flags
 
-    engine = {
-        "tensor_parallel": tensor_parallel,
-        "gpu_memory": gpu_memory,
-        "max_model_len": max_model_len,
-        "attention_backend": attention_backend,
-    }
-    settings = parse_backend_settings(  # engine flags only when given: --backend hf refuses them
-        {
-            "name": backend,
-            "device": device,
-            "dtype": dtype,
-            "batch_size": batch_size,
-            **{k: v for k, v in engine.items() if v is not None},
-        }
+    settings = parse_backend_flags(
+        backend,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        tensor_parallel=tensor_parallel,
+        gpu_memory=gpu_memory,
+        max_model_len=max_model_len,
+        attention_backend=attention_backend,
     )
-    result = run(
+    result = evaluate_model(
         model,
         vectors=[str(v) for v in vector or []],
         alphas=list(alpha or []),
-        tasks=[t.strip() for t in tasks.split(",") if t.strip()],
+        tasks=_names(tasks),
         preset=preset,
         condition=condition,
-        perturb=[p.strip() for p in perturb.split(",")] if perturb else [],
+        perturb=_names(perturb or ""),
         limit=limit,
         data_dir=data_dir,
         allow_code_execution=allow_code_execution,
@@ -120,14 +140,26 @@ def eval_command(
         progress=progress,
         verify=not no_verify,
     )
+    _report(result, output, as_json=as_json)
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _report(result: EvalResult, output: Path | None, *, as_json: bool) -> None:
+    counts = {task: len(samples) for task, samples in result.samples.items()}
+    if as_json:
+        results = str(output / "results.json") if output else None
+        print_json({"scores": result.scores, "items": counts, "results": results})
+        return
     table = Table("task", "metric", "value", "n")
     for task, metrics in result.scores.items():
-        n = len(result.samples.get(task, []))
         for metric, value in metrics.items():
-            table.add_row(task, metric, f"{value:.4f}", str(n))
+            table.add_row(shown(task), shown(metric), f"{value:.4f}", str(counts.get(task, 0)))
     out.print(table)
     if output:
-        err.print(f"wrote {output / 'results.json'}")
+        err.print(f"wrote {shown(output / 'results.json')}")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from rvec.cli._common import byte_progress, err, no_verify_option, out, print_json
+from rvec.cli.options import AsJson, NoVerify, Output, Overwrite, OverwriteForeign, ShowProgress
+from rvec.cli.output import byte_progress, err, out, print_json, shown
 from rvec.vector.lora import UNEXPORTED_FILE, export_lora
 
 
 def export_lora_command(
-    vector: Path = typer.Argument(..., help="Vector folder to export."),
-    rank: int = typer.Option(..., "--rank", help="LoRA rank R (each matrix: its rank-R truncated SVD)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Adapter folder to create."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
-    no_verify: bool = no_verify_option(),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    vector: Annotated[Path, typer.Argument(help="Vector folder to export.")],
+    rank: Annotated[int, typer.Option("--rank", help="LoRA rank R (each matrix: its rank-R truncated SVD).")],
+    output: Output,
+    overwrite: Overwrite = False,
+    overwrite_foreign: OverwriteForeign = False,
+    no_verify: NoVerify = False,
+    progress: ShowProgress = True,
+    as_json: AsJson = False,
 ) -> None:
     """Write a PEFT adapter (adapter_config.json + adapter_model.safetensors) that, merged, adds v's rank-R approximation.
 
@@ -34,19 +37,22 @@ def export_lora_command(
             output,
             rank=rank,
             overwrite=overwrite,
+            overwrite_foreign=overwrite_foreign,
             verify=not no_verify,
-            on_progress=lambda done, total: update(4 * done, 4 * total),
+            on_progress=update,
         )
     if as_json:
         print_json(result.to_dict())
         return
     for item in result.unexported:
-        out.print(f"not exported: {item['tensor']} {tuple(item['shape'])} — {item['reason']}", soft_wrap=True)
+        out.print(
+            f"not exported: {shown(item['tensor'])} {tuple(item['shape'])} — {item['reason']}", soft_wrap=True
+        )
     err.print(
-        f"wrote {output}: {len(result.modules)} LoRA modules at rank {result.rank}, relative error "
+        f"wrote {shown(output)}: {len(result.modules)} LoRA modules at rank {result.rank}, relative error "
         f"{result.relative_error:.4g}; {len(result.zero)} tensors exactly zero (no module needed); "
         f"{len(result.unexported)} tensors not exported "
-        f"({100 * result.unexported_fraction:.3g}% of ‖v‖, listed in {output / UNEXPORTED_FILE})",
+        f"({100 * result.unexported_fraction:.3g}% of ‖v‖, listed in {shown(output / UNEXPORTED_FILE)})",
         soft_wrap=True,
     )
 

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from rvec.cli._common import err, no_verify_option, out, print_json
-from rvec.outputs import check_output_file
-from rvec.vector.artifact import read_vector
+from rvec.cli.options import AsJson, NoVerify
+from rvec.cli.output import err, out, print_json, shown
 from rvec.vector.encodings import storage_label
-from rvec.vector.stats import cosine, plot_norms, vector_stats
+from rvec.vector.stats import VectorStats, stats_report
 
 
 def stats_command(
-    vector: Path = typer.Argument(..., help="Vector folder."),
-    compare: Path | None = typer.Option(
-        None, "--compare", help="Second vector: cosine similarity overall, per layer, per tensor."
-    ),
-    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of per-layer norms by module type."),
-    top: int = typer.Option(10, "--top", help="Show the N tensors with the largest relative norm."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
-    no_verify: bool = no_verify_option(),
+    vector: Annotated[Path, typer.Argument(help="Vector folder.")],
+    compare: Annotated[
+        Path | None,
+        typer.Option("--compare", help="Second vector: cosine similarity overall, per layer, per tensor."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG of per-layer norms by module type.")
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", help="Show the N tensors with the largest relative norm.")
+    ] = 10,
+    as_json: AsJson = False,
+    no_verify: NoVerify = False,
 ) -> None:
     """Per-tensor and per-layer norms, module-type breakdown, cosine between vectors, PNG plot.
 
@@ -31,25 +36,22 @@ def stats_command(
 
     Example: rvec stats vec/ --compare vec2/ --plot norms.png
     """
+    stats, cos = stats_report(vector, compare=compare, plot=plot, verify=not no_verify)
     if plot:
-        check_output_file(plot, inputs=[vector, *([compare] if compare else [])])
-    vec = read_vector(vector, verify=not no_verify)
-    stats = vector_stats(vec)
-    other = read_vector(compare, verify=not no_verify) if compare else None
-    cos = cosine(vec, other) if other else None
-    if plot:
-        panels = [(str(vector), stats.to_dict())] + (
-            [(str(compare), vector_stats(other).to_dict())] if other else []
-        )
-        plot_norms(panels, plot)
-        err.print(f"wrote {plot}")
+        err.print(f"wrote {shown(plot)}")
     if as_json:
         print_json({**stats.to_dict(), **({"cosine": cos} if cos else {})})
-        return
+    else:
+        _print(stats, cos, vector=vector, compare=compare, top=top)
+
+
+def _print(
+    stats: VectorStats, cos: dict[str, Any] | None, *, vector: Path, compare: Path | None, top: int
+) -> None:
     out.print(f"‖v‖ = {stats.total_norm:.6g} over {len(stats.per_tensor)} tensors ({stats.storage})")
     modules = Table("module", "‖v‖")
     for m, n in sorted(stats.per_module.items()):
-        modules.add_row(m, f"{n:.6g}")
+        modules.add_row(shown(m), f"{n:.6g}")
     out.print(modules)
     layers = Table("layer", "‖v‖", *(("cosine",) if cos else ()))
     for layer, n in sorted(stats.per_layer.items()):
@@ -64,11 +66,11 @@ def stats_command(
     for name, rec in biggest:
         rel = "–" if rec["rel_norm"] is None else f"{rec['rel_norm']:.4g}"
         tensors.add_row(
-            name, f"{rec['norm']:.4g}", rel, f"{100 * rec['zero_fraction']:.2f}%", storage_label(rec)
+            shown(name), f"{rec['norm']:.4g}", rel, f"{100 * rec['zero_fraction']:.2f}%", storage_label(rec)
         )
     out.print(tensors)
     if cos:
-        out.print(f"cosine({vector}, {compare}) = {cos['overall']:.6f}")
+        out.print(f"cosine({shown(vector)}, {shown(compare)}) = {cos['overall']:.6f}")
 
 
 def register(app: typer.Typer) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 from rvec.errors import DataNotFoundError
 from rvec.eval.types import Doc
 
-__all__ = ["DATA_DIR_ENV", "HUB_IDS", "DataSource", "fingerprint"]
+__all__ = ["DATA_DIR_ENV", "HUB_IDS", "DataSource", "docs_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def _from_hub(dataset: str, split: str, *, config: str | None = None) -> list[di
     return [dict(row) for row in rows]
 
 
-def fingerprint(docs: Sequence[Doc]) -> str:
+def docs_digest(docs: Sequence[Doc]) -> str:
     """Identify exactly which items were evaluated: sha256 over the canonical JSON of the docs.
 
     Args:
@@ -198,7 +198,7 @@ def fingerprint(docs: Sequence[Doc]) -> str:
         str: 64 hex digits; equal for equal task names, doc ids and fields in the same order.
 
     Example:
-        >>> fingerprint([Doc("gsm8k", "0", {"question": "1+1?"})])[:8]
+        >>> docs_digest([Doc("gsm8k", "0", {"question": "1+1?"})])[:8]
         'c66a00be'
     """
     payload = [{"task": d.task, "doc_id": d.doc_id, "fields": dict(d.fields)} for d in docs]

@@ -82,11 +82,6 @@ class Perturbation:
             return f"system:{self.variant}"
         return self.kind
 
-    @property
-    def on_request(self) -> bool:
-        """True when it rewrites the request rather than the doc."""
-        return self.kind == "system"
-
     def apply_doc(self, task: Task, doc: Doc, *, seed: int) -> Doc:
         """The perturbed doc (same ``doc_id``); request-level perturbations return ``doc`` as is.
 

@@ -29,7 +29,6 @@ from rvec.errors import ConfigError, InvalidArgumentError, UnknownNameError
 
 __all__ = ["LM_EVAL_GSM8K_FEWSHOT", "PRESETS", "Preset", "TaskSettings", "get_preset"]
 
-TaskFamily = Literal["gsm8k", "humaneval", "sciq", "bbh", "arith"]
 
 LM_EVAL_URL = "https://github.com/EleutherAI/lm-evaluation-harness/tree/v0.4.13/lm_eval/tasks"
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import rvec
 from rvec.atomic import write_json, write_text
-from rvec.eval.data import fingerprint as data_fingerprint
+from rvec.eval.data import docs_digest
 from rvec.eval.perturb import Perturbation
 from rvec.eval.plan import Unit
 from rvec.eval.presets import Preset
@@ -210,7 +210,7 @@ def results_document(
             "perturbations": [p.name for p in perturbations],
             "model_fingerprint": fingerprint,
             "backend": lm.describe(),
-            "data_fingerprints": {u.key: data_fingerprint(u.docs) for u in units},
+            "data_fingerprints": {u.key: docs_digest(u.docs) for u in units},
             "samples_files": {u.key: f"samples/{sample_filename(u.key)}" for u in units},
             "pairs": {u.key: _pairing(u, result, primaries) for u in units if u.clean_key != u.key},
             "skipped": skipped,

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rvec.defaults import DEFAULT_SEED
 from rvec.errors import InvalidArgumentError
 from rvec.eval.cache import CacheEntry, CacheKey, ResponseCache, request_digest
 from rvec.eval.data import DataSource
@@ -43,7 +44,6 @@ from rvec.eval.plan import (
     with_counterparts,
 )
 from rvec.eval.presets import Preset, get_preset
-from rvec.eval.progress import EvalProgress
 from rvec.eval.results import results_document, sample_extras, write_outputs
 from rvec.eval.sandbox import Sandbox
 from rvec.eval.tasks import expand_task_names, get_task
@@ -56,6 +56,7 @@ from rvec.eval.types import (
     SampleRecord,
     Scored,
 )
+from rvec.progress import ProgressBar
 
 __all__ = ["check_code_execution", "clean_counterpart", "evaluate"]
 
@@ -83,7 +84,7 @@ def evaluate(
     limit: int | None = None,
     data_dir: Path | None = None,
     allow_code_execution: bool = False,
-    seed: int = 1234,
+    seed: int = DEFAULT_SEED,
     out_dir: Path | None = None,
     progress: bool = True,
     cache_dir: Path | None = None,
@@ -91,7 +92,7 @@ def evaluate(
     """Evaluate ``lm`` on ``tasks`` under ``preset``, with optional perturbed copies of each task.
 
     Args:
-        lm (LanguageModel): The backend (e.g. :class:`~rvec.eval.backends.HFBackend`).
+        lm (LanguageModel): The backend (e.g. :class:`~rvec.model.HFBackend`).
         tasks (Sequence[str]): Task names or groups (``"gsm8k"``, ``"bbh"``, ``"gsm-plus:seed"``).
         preset (str | Preset): ``"paper"``, ``"lm-eval"``, ``"lm-eval-chat"``, or a resolved
             :class:`Preset` (a study's, with overrides).
@@ -220,7 +221,7 @@ def _answer(
     total = len(pending["generate"]) + len(pending["loglikelihood"])
     tokens = 0
     try:
-        with EvalProgress(total, description="eval", enabled=progress) as bar:
+        with ProgressBar("eval", total=total, enabled=progress) as bar:
             for kind, method in (("generate", lm.generate), ("loglikelihood", lm.loglikelihood)):
                 items = pending[kind]
                 t0 = time.perf_counter()

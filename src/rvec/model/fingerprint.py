@@ -1,7 +1,10 @@
-"""The fingerprint of a model state: the base checkpoint's, plus every vector applied and its α.
+"""The fingerprint of a model's weights: the base checkpoint's, plus every vector applied and its α.
 
-Caches key responses and cells on it, so two states share a fingerprint only when their weights
-are bit-identical: α = 0 leaves the weights untouched, so it leaves the fingerprint untouched too.
+In rvec "fingerprint" means one thing: the identity of a model's weights, which caches key responses
+and cells on (:meth:`rvec.checkpoint.source.Checkpoint.fingerprint` for a checkpoint's files,
+:func:`weights_fingerprint` once vectors are added in memory). Two states share a fingerprint only
+when their weights are bit-identical: α = 0 leaves the weights untouched, so it leaves the
+fingerprint untouched too.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-__all__ = ["vector_fingerprint"]
+__all__ = ["weights_fingerprint"]
 
 
-def vector_fingerprint(base: str, vectors: Sequence[tuple[str, float]]) -> str:
+def weights_fingerprint(base: str, vectors: Sequence[tuple[str, float]]) -> str:
     """The fingerprint of ``base + Σ αᵢ·vᵢ``: sha256 over the base fingerprint and each (hash, α).
 
     Args:
@@ -25,7 +28,7 @@ def vector_fingerprint(base: str, vectors: Sequence[tuple[str, float]]) -> str:
         str: ``base`` itself when no α is non-zero, else a sha256 hex digest.
 
     Example:
-        >>> vector_fingerprint("abc", [])
+        >>> weights_fingerprint("abc", [])
         'abc'
     """
     applied = [(h, a) for h, a in vectors if float(a) != 0.0]  # α = 0 leaves the weights bit-identical

@@ -22,45 +22,25 @@ from typing import Annotated, Any, Union
 from pydantic import Discriminator, Tag, ValidationError
 
 from rvec.errors import ConfigError, InvalidArgumentError, UnknownNameError
-from rvec.model.settings import BackendSettings, HFSettings
+from rvec.model.hf.spec import HFSpec
+from rvec.model.settings import BackendSettings
 from rvec.model.state import BackendSpec, ModelState
-from rvec.model.vllm_spec import VLLMSpec
+from rvec.model.vllm.spec import VLLMSpec
 
 __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
     "BackendSettingsField",
-    "HFSpec",
     "build_registry",
     "get_backend",
     "open_model_state",
+    "parse_backend_flags",
     "parse_backend_settings",
     "setting_error_message",
 ]
 
 DEFAULT_BACKEND = "hf"
 """The backend used when ``--backend`` or ``backend.name`` is not given."""
-
-
-class HFSpec:
-    """The embedded ``transformers`` backend (:class:`~rvec.model.hf.HFModelState`)."""
-
-    name = "hf"
-    reference_url = "https://huggingface.co/docs/transformers/main_classes/text_generation"
-    settings_type = HFSettings
-
-    def load(self, source: str | Path, settings: BackendSettings) -> ModelState:
-        """Load ``source`` as a live ``transformers`` module (see :meth:`HFModelState.load`)."""
-        from rvec.model.hf import HFModelState  # torch and transformers: only when this backend runs
-
-        return HFModelState.load(source, _checked(settings, HFSettings))
-
-    def cache_identity(self, settings: BackendSettings) -> dict[str, Any]:
-        """``{"dtype": "torch.float32"}``: the resolved parameter dtype (the key of every HF study
-        cell since the first run folders; the rest of the HF identity is in the response cache key)."""
-        from rvec.model.loading import pick_device, pick_dtype
-
-        return {"dtype": str(pick_dtype(settings.dtype, pick_device(settings.device)))}
 
 
 def build_registry(specs: list[BackendSpec]) -> dict[str, BackendSpec]:
@@ -142,6 +122,18 @@ def parse_backend_settings(raw: Mapping[str, Any] | BackendSettings) -> BackendS
         raise InvalidArgumentError(f"backend {name}: {problems}") from None
 
 
+def parse_backend_flags(name: str | None, **flags: Any) -> BackendSettings:
+    """Backend settings from command-line flags: only the flags given (not ``None``) are passed, so a
+    backend refuses a flag that is not its own (``--tensor-parallel`` with ``--backend hf``) while
+    every default stays the backend's.
+
+    Raises:
+        UnknownNameError, InvalidArgumentError: as :func:`parse_backend_settings`.
+    """
+    given = {k: v for k, v in flags.items() if v is not None}
+    return parse_backend_settings({"name": name or DEFAULT_BACKEND, **given})
+
+
 def setting_error_message(error: Mapping[str, Any], spec: BackendSpec) -> str:
     """One pydantic error on a backend's settings, as the user reads it."""
     if error["type"] == "extra_forbidden":
@@ -150,15 +142,6 @@ def setting_error_message(error: Mapping[str, Any], spec: BackendSpec) -> str:
     if error["type"] == "value_error":
         return str(error["ctx"]["error"])
     return str(error["msg"])
-
-
-def _checked(settings: BackendSettings, expected: type[BackendSettings]) -> Any:
-    if not isinstance(settings, expected):
-        raise InvalidArgumentError(
-            f"settings for backend {settings.name!r} given to {expected.__name__}; "
-            "select the backend with rvec.model.registry.get_backend(settings.name)"
-        )
-    return settings
 
 
 @contextmanager

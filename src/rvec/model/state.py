@@ -55,7 +55,7 @@ class ModelState(Protocol):
 
     @property
     def fingerprint(self) -> str:
-        """The current weights': :func:`~rvec.model.fingerprint.vector_fingerprint` of the base and
+        """The current weights': :func:`~rvec.model.fingerprint.weights_fingerprint` of the base and
         each vector with a non-zero α, in the order the vectors were first given."""
         ...
 

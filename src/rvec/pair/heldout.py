@@ -24,14 +24,14 @@ def held_out_check(
         "sft_vs_init": …}, "rl_beats_sft": bool}``; responses are cached under ``work`` so a
         resumed run re-scores without regenerating.
     """
-    from rvec.eval.command import eval_command
     from rvec.eval.stats import paired_comparison
-    from rvec.model.settings import HFSettings
+    from rvec.model.evaluate import evaluate_model
+    from rvec.model.hf.settings import HFSettings
 
     correct: dict[str, dict[str, bool]] = {}
     accuracy: dict[str, dict[str, float]] = {}
     for name, folder in models.items():
-        result = eval_command(
+        result = evaluate_model(
             str(folder),
             tasks=[task],
             preset="paper",

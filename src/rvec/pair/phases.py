@@ -225,11 +225,10 @@ def quiet_training_libraries() -> None:
 
 
 def load_model(model_dir: Path) -> tuple[torch.nn.Module, Any]:
-    """A float32 causal LM and its tokenizer from a local folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """A float32 causal LM on the CPU and its tokenizer, from a local folder (rvec's one loader)."""
+    from rvec.model.hf.loading import load_causal_lm
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model, tokenizer, _ = load_causal_lm(model_dir, dtype=torch.float32, device="cpu")
     return model, tokenizer
 
 

@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rvec.defaults import DEFAULT_SEED
 from rvec.errors import InvalidArgumentError
 
-__all__ = ["PROFILES", "PairRecipe", "default_recipe", "recipe_differences"]
+__all__ = ["PROFILES", "PairRecipe", "default_recipe", "recipe_differences", "recipe_from_options"]
 
 TrainTask = Literal["arith", "gsm8k"]
 
@@ -56,7 +57,7 @@ class PairRecipe(BaseModel):
 
     init: str
     task: TrainTask = "arith"
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     sft_steps: int = Field(150, ge=1)
     grpo_steps: int = Field(50, ge=0)
     sft_lora_rank: int = Field(16, ge=0)
@@ -130,6 +131,40 @@ def default_recipe(init: str, *, profile: str, **options: Any) -> PairRecipe:
             f"{'.'.join(str(p) for p in e['loc']) or 'recipe'}: {e['msg']}" for e in err.errors()
         )
         raise InvalidArgumentError(f"invalid pair recipe: {problems}") from None
+
+
+def recipe_from_options(
+    init: str,
+    *,
+    device: str,
+    lora_rank: int | None = None,
+    sft_lora_rank: int | None = None,
+    grpo_lora_rank: int | None = None,
+    levels: str | None = None,
+    **options: Any,
+) -> PairRecipe:
+    """``rvec pair``'s options as a recipe: the device's profile (``gpu`` on CUDA, else ``cpu``),
+    ``lora_rank`` standing for either phase's rank unless that is given, ``levels`` as ``1,2,3`` text.
+
+    Raises:
+        InvalidArgumentError: ``levels`` is not comma-separated integers, or an option is out of range.
+    """
+    parsed_levels = None
+    if levels is not None:
+        try:
+            parsed_levels = tuple(int(p) for p in levels.split(",") if p.strip())
+        except ValueError:
+            raise InvalidArgumentError(
+                f"--levels {levels!r}: expected comma-separated integers, e.g. 1,2,3"
+            ) from None
+    return default_recipe(
+        init,
+        profile="gpu" if device.startswith("cuda") else "cpu",
+        sft_lora_rank=sft_lora_rank if sft_lora_rank is not None else lora_rank,
+        grpo_lora_rank=grpo_lora_rank if grpo_lora_rank is not None else lora_rank,
+        levels=parsed_levels,
+        **options,
+    )
 
 
 def recipe_differences(saved: dict[str, Any], recipe: PairRecipe) -> list[str]:

@@ -14,7 +14,9 @@ from typing import Any
 
 from rvec import __version__
 from rvec.atomic import atomic_dir, write_json
+from rvec.checkpoint.files import copy_metadata
 from rvec.checkpoint.hashing import sha256_file
+from rvec.checkpoint.local import local_folder
 from rvec.checkpoint.source import resolve
 from rvec.errors import InvalidArgumentError, RvecError, TrainingError
 from rvec.pair.data import TrainingSet, draw_grpo_items, mix_worked_solutions
@@ -34,16 +36,6 @@ __all__ = ["MANIFEST", "PairResult", "PairStages"]
 logger = logging.getLogger(__name__)
 
 MANIFEST = "rvec.json"
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "generation_config.json",
-)
 
 
 @dataclass(frozen=True)
@@ -103,17 +95,12 @@ class PairStages:
 
     # ---------------------------------------------------------------------------------- stages
     def init_folder(self) -> Path:
-        """The init as a local HF folder (a GGUF is dequantized once into ``.work/init``)."""
+        """The init as a local HF folder (:func:`rvec.checkpoint.local.local_folder`: a GGUF is
+        dequantized once into rvec's cache)."""
         ckpt = resolve(self.recipe.init)
-        if ckpt.gguf_file is None:
-            folder = ckpt.path
-        else:
-            folder = self.work / "init"
-            if not (folder / "config.json").is_file():
-                self.on_stage("converting the GGUF init")
-                from rvec.checkpoint.gguf import convert
-
-                convert(ckpt.gguf_file, folder, overwrite=True, progress=False)
+        if ckpt.gguf_file is not None:
+            self.on_stage("the GGUF init as a float32 folder")
+        folder = local_folder(ckpt)
         if not _has_chat_template(folder):
             raise InvalidArgumentError(
                 f"{self.recipe.init}: the tokenizer has no chat template; rvec pair trains on chat turns — "
@@ -298,7 +285,7 @@ class PairStages:
     def _save_model(self, model: Any, tokenizer_from: Path, folder: Path) -> None:
         with atomic_dir(folder) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
-            copy_tokenizer(tokenizer_from, tmp)
+            copy_metadata(tokenizer_from, tmp)
 
     def _truncate_log(self, phase: str, work: Path) -> None:
         checkpoint = latest_checkpoint(work)
@@ -319,13 +306,6 @@ class PairStages:
     def _save(self, name: str, data: Any) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         write_json(self.work / f"{name}.json", data)
-
-
-def copy_tokenizer(src: Path, dst: Path) -> None:
-    """Tokenizer, chat template and generation config of the init, so each donor is complete."""
-    for name in _TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copy2(src / name, dst / name)
 
 
 def _complete(folder: Path) -> bool:

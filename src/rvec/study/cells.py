@@ -10,14 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rvec import __version__
 from rvec.atomic import write_json
+from rvec.eval.data import DataSource, docs_digest
+from rvec.eval.presets import Preset
+from rvec.eval.tasks.registry import get_task
+from rvec.model.state import BackendSpec
+from rvec.study.config import StudyConfig
+from rvec.study.plan import PlannedCell
 from rvec.study.types import CellResult, Variant
+from rvec.vector.artifact import ReasoningVector
 
-__all__ = ["cell_from_dict", "cell_key", "cell_to_dict", "load_cell", "save_cell"]
+__all__ = ["CellKeys", "cell_from_dict", "cell_key", "cell_to_dict", "load_cell", "save_cell"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,3 +65,49 @@ def load_cell(cells_dir: Path, key: str) -> CellResult | None:
     except (json.JSONDecodeError, KeyError, TypeError):
         logger.warning("ignoring unreadable cached cell %s", file.name)
         return None
+
+
+class CellKeys:
+    """The content address of each planned cell: everything that changes its result.
+
+    Args:
+        config (StudyConfig): The study (limits, seed).
+        preset (Preset): The resolved preset.
+        source (DataSource): Where the tasks' items come from (their content enters the key).
+        backend (BackendSpec): The study's backend (what its settings add to the key).
+    """
+
+    def __init__(self, config: StudyConfig, preset: Preset, source: DataSource, backend: BackendSpec) -> None:
+        self.config = config
+        self.preset = preset
+        self.source = source
+        self.backend_key = backend.cache_identity(config.backend)
+        self._data: dict[str, str] = {}
+
+    def data_digest(self, task: str) -> str:
+        """A hash of the task's items as the study evaluates them (its limit applied)."""
+        if task not in self._data:
+            self._data[task] = docs_digest(
+                get_task(task).docs(self.source, limit=self.config.limit_for(task))
+            )
+        return self._data[task]
+
+    def key(self, cell: PlannedCell, model_fp: str, vectors: Mapping[str, ReasoningVector]) -> str:
+        """The cell's key, for the model whose weights have fingerprint ``model_fp``."""
+        v = cell.variant
+        return cell_key(
+            {
+                "model": model_fp,
+                "vector": vectors[v.vector].content_hash if v.vector else None,
+                "alpha": v.alpha,
+                "preset": self.preset.to_dict(),
+                "condition": cell.condition,
+                "task": cell.base_task,
+                "perturbation": cell.perturbation,
+                "data": self.data_digest(cell.base_task),
+                "limit": self.config.limit_for(cell.base_task),
+                "seed": self.config.seed,
+                **self.backend_key,
+                "rvec": __version__,
+            }
+        )

@@ -20,16 +20,17 @@ Example ``study.yaml``::
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt, ValidationError
 
-from rvec.errors import ConfigError, RvecError
+from rvec.defaults import DEFAULT_SEED
+from rvec.errors import ConfigError
+from rvec.model.hf.settings import HFSettings
 from rvec.model.registry import BACKENDS, BackendSettingsField, get_backend, setting_error_message
-from rvec.model.settings import HFSettings
+from rvec.study.validation import semantic_errors, study_path
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -113,7 +114,7 @@ class StudyConfig(BaseModel):
     task_limits: dict[str, PositiveInt] = Field(default_factory=dict)
     """Items for named tasks instead of ``limit``, e.g. ``{arith: 200}``; a family name (``bbh``)
     covers its subtasks."""
-    seed: int = 1234
+    seed: int = DEFAULT_SEED
     bootstrap_resamples: int = Field(10_000, ge=1000)
     allow_code_execution: bool = False
     data_dir: str | None = None
@@ -155,151 +156,6 @@ def _backend_message(error: Any, backend: str) -> str:
     return setting_error_message(error, get_backend(backend))
 
 
-def _strings(raw: dict[str, Any], key: str, default: list[str] | None = None) -> list[str]:
-    """The string items of list field ``key`` (pydantic reports a field of the wrong type)."""
-    value = raw.get(key, default)
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-
-def _local_path(text: str, base: Path) -> Path:
-    """A study's relative path, read from the study file's folder first, then the working folder."""
-    path = Path(text).expanduser()
-    if path.is_absolute():
-        return path
-    return base / path if (base / path).exists() else path
-
-
-def _looks_local(source: str) -> bool:
-    return source.startswith(("/", "./", "../", "~", "pkg:")) or source.endswith(".gguf")
-
-
-def _semantic_errors(raw: dict[str, Any], base: Path) -> list[str]:
-    """Checks pydantic cannot express: names against registries, exclusive choices, files.
-
-    They read the raw mapping, not the validated model, so they run even when some fields failed
-    type validation: one run reports every problem of the file. A field of the wrong type is
-    skipped here (pydantic has reported it).
-    """
-    from rvec.checkpoint.source import package_path
-    from rvec.eval.perturb import parse_perturbations
-    from rvec.eval.plan import check_code_execution
-    from rvec.eval.presets import get_preset
-    from rvec.eval.tasks.registry import expand_task_names
-
-    errors: list[str] = []
-    has = {k: raw.get(k) is not None for k in ("donors", "vector", "random_in_place_of_v")}
-    if has["random_in_place_of_v"] and (has["donors"] or has["vector"]):
-        errors.append("random_in_place_of_v: a stand-in for v goes without donors and vector; drop one")
-    elif not any(has.values()):
-        errors.append("donors / vector / random_in_place_of_v: give a source of v")
-    vector = raw.get("vector")
-    if isinstance(vector, str) and not _local_path(vector, base).is_dir():
-        errors.append(f"vector: {vector} is not a folder")
-    models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
-    errors += _made_model_errors(models, base)
-    donors = raw.get("donors") if isinstance(raw.get("donors"), dict) else {}
-    for key, source in [*(("targets", t) for t in _strings(raw, "targets")), *donors.items()]:
-        if not isinstance(source, str) or source in models or not _looks_local(source):
-            continue
-        where = key if key == "targets" else f"donors.{key}"
-        try:
-            path = package_path(source) if source.startswith("pkg:") else Path(source).expanduser()
-        except RvecError as err:
-            errors.append(f"{where}: {err}")
-            continue
-        if not path.exists():
-            errors.append(f"{where}: {source} does not exist")
-    controls = raw.get("controls") if isinstance(raw.get("controls"), dict) else {}
-    if controls.get("rl_donor_think") and raw.get("donors") is None:
-        errors.append("controls.rl_donor_think: needs donors (the RL donor is the model evaluated)")
-    if controls.get("donor_rows") and raw.get("donors") is None:
-        errors.append("controls.donor_rows: needs donors (the donors are the models evaluated)")
-    preset = None
-    if isinstance(raw.get("preset", "paper"), str):
-        try:
-            preset = get_preset(raw.get("preset", "paper"))
-        except RvecError as err:
-            errors.append(f"preset: {err}")
-    if preset is not None:
-        for cond in _strings(raw, "conditions", ["plain", "think"]):
-            if cond not in preset.conditions:
-                errors.append(
-                    f"conditions: '{cond}' is not a condition of preset '{preset.name}' ({', '.join(preset.conditions)})"
-                )
-    known: list[str] = []
-    for key in ("tasks", "adversarial"):
-        for name in _strings(raw, key):
-            try:
-                expand_task_names(name)
-                known.append(name)
-            except RvecError as err:
-                errors.append(f"{key}: {err}")
-    try:
-        check_code_execution(known, allowed=raw.get("allow_code_execution") is True)
-    except RvecError as err:
-        errors.append(
-            f"tasks: {str(err).replace('pass --allow-code-execution', 'set allow_code_execution: true')}"
-        )
-    for spec in _strings(raw, "perturbations"):
-        try:
-            parse_perturbations(spec)
-        except RvecError as err:
-            errors.append(f"perturbations: {err}")
-    limits = raw.get("task_limits") if isinstance(raw.get("task_limits"), dict) else {}
-    for name in limits:
-        try:
-            expand_task_names(str(name))
-        except RvecError as err:
-            errors.append(f"task_limits: {err}")
-    alphas = raw.get("alphas")
-    numbers = [a for a in alphas if isinstance(a, (int, float))] if isinstance(alphas, list) else []
-    if len(set(numbers)) != len(numbers):
-        errors.append("alphas: values repeat")
-    return errors
-
-
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _made_model_errors(models: dict[str, Any], base: Path) -> list[str]:
-    """Names usable as a folder and unlike a path; bases that exist or name an earlier model; vector
-    folders that exist; one α per vector."""
-    from rvec.checkpoint.source import package_path
-
-    errors: list[str] = []
-    earlier: list[str] = []
-    for name, made in models.items():
-        where = f"models.{name}"
-        if not _MODEL_NAME.match(str(name)) or str(name).endswith(".gguf"):
-            errors.append(
-                f"{where}: name it with letters, digits, '.', '_' or '-' (it becomes a folder name)"
-            )
-        if not isinstance(made, dict):
-            continue  # pydantic reports the type
-        source = made.get("base")
-        if isinstance(source, str) and source not in earlier and _looks_local(source):
-            try:
-                path = package_path(source) if source.startswith("pkg:") else Path(source).expanduser()
-            except RvecError as err:
-                errors.append(f"{where}.base: {err}")
-            else:
-                if not path.exists():
-                    errors.append(f"{where}.base: {source} does not exist")
-        elif source in models and source not in earlier:
-            errors.append(f"{where}.base: {source} is defined later or is {name} itself; define it first")
-        add = made.get("add") if isinstance(made.get("add"), list) else []
-        for folder in add:
-            if isinstance(folder, str) and not _local_path(folder, base).is_dir():
-                errors.append(f"{where}.add: {folder} is not a folder")
-        alphas = made.get("alphas")
-        if isinstance(alphas, list) and len(alphas) != len(add):
-            errors.append(
-                f"{where}.alphas: {len(alphas)} values for {len(add)} vectors; give one α per vector"
-            )
-        earlier.append(str(name))
-    return errors
-
-
 def load_study(path: str | Path) -> StudyConfig:
     """Read and validate ``study.yaml``; raise one :class:`ConfigError` listing every problem.
 
@@ -329,15 +185,15 @@ def parse_study(raw: Any, *, source: str = "study", base: Path = Path(".")) -> S
         config = StudyConfig.model_validate(raw)
     except ValidationError as err:
         errors += _pydantic_errors(err)
-    errors += [e for e in _semantic_errors(raw, base) if e not in errors]
+    errors += [e for e in semantic_errors(raw, base) if e not in errors]
     if errors or config is None:
         raise ConfigError(errors, source=source)
     # Opened where they were validated, whatever the working folder.
     if config.vector is not None:
-        config = config.model_copy(update={"vector": str(_local_path(config.vector, base).resolve())})
+        config = config.model_copy(update={"vector": str(study_path(config.vector, base).resolve())})
     if config.models:
         made = {
-            name: m.model_copy(update={"add": [str(_local_path(a, base).resolve()) for a in m.add]})
+            name: m.model_copy(update={"add": [str(study_path(a, base).resolve()) for a in m.add]})
             for name, m in config.models.items()
         }
         config = config.model_copy(update={"models": made})

@@ -1,10 +1,12 @@
-"""Executes a study's matrix: prepares vectors once, loads each model once on the study's backend
-(:mod:`rvec.model`), switches α in memory, evaluates the cells that are not cached, and saves each
-as soon as it finishes."""
+"""Executes a study's matrix: prepares vectors once (:mod:`rvec.study.vectors`), keys every cell
+(:mod:`rvec.study.cells`), loads each model once on the study's backend (:mod:`rvec.model`) or on
+persistent vLLM replicas, switches α in memory, evaluates the cells that are not cached, and saves
+each as soon as it finishes."""
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -12,18 +14,20 @@ from typing import Any
 
 from rvec import __version__
 from rvec.atomic import write_json
+from rvec.checkpoint.local import local_folder
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
-from rvec.eval.data import DataSource, fingerprint
+from rvec.eval.data import DataSource
 from rvec.eval.tasks.registry import get_task
 from rvec.eval.types import LanguageModel
 from rvec.model.registry import get_backend
-from rvec.study.cells import cell_key, load_cell, save_cell
+from rvec.progress import ProgressBar, timed
+from rvec.study.cells import CellKeys, load_cell, save_cell
 from rvec.study.config import StudyConfig
-from rvec.study.plan import PlannedCell, by_model_state, plan_cells, resolved_preset
-from rvec.study.progress import MatrixProgress, timed
+from rvec.study.plan import PlannedCell, by_model_state, plan_cells, plan_row, resolved_preset, skip_note
 from rvec.study.types import CellCallback, CellResult, StudyRun
-from rvec.vector.artifact import ReasoningVector, read_vector
+from rvec.study.vectors import prepare_vectors
+from rvec.vector.artifact import ReasoningVector
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +45,16 @@ class StudyExecutor:
         self.preset = resolved_preset(config)
         self.source = DataSource(Path(config.data_dir) if config.data_dir else None)
         self.backend = get_backend(config.backend.name)
-        self.backend_key = self.backend.cache_identity(config.backend)
         self.run_state = StudyRun(out_dir=out_dir, cells=[])
-        self.progress = MatrixProgress(enabled=progress)
-        self._data_fp: dict[str, str] = {}
+        self.show_progress = progress and sys.stderr.isatty()  # a log file gets no redrawn bar
+        self.progress = ProgressBar("cells", unit="cells", enabled=False)  # the run's bar, made in run()
+        self.keys = CellKeys(config, self.preset, self.source, get_backend(config.backend.name))
         self._local: dict[str, str] = {}
 
     def local(self, source: str) -> str:
-        """A source the engine can stream: GGUF checkpoints are dequantized once into ``RUN/models/``;
-        the study's own ``models:`` are made there once (:mod:`rvec.study.made_models`)."""
+        """A folder the engine loads: the study's own ``models:`` are made once in ``RUN/models/``
+        (:mod:`rvec.study.made_models`); any other source through
+        :func:`rvec.checkpoint.local.local_folder` (a GGUF dequantized once into rvec's cache)."""
         if source not in self._local and source in self.config.models:
             from rvec.study.made_models import made_model_folder
 
@@ -59,146 +64,55 @@ class StudyExecutor:
                 )
             self._local[source] = str(folder)
         if source not in self._local:
-            ckpt = resolve(source)
-            if ckpt.gguf_file is None:
-                self._local[source] = source
-            else:
-                from rvec.checkpoint.gguf import convert
-
-                folder = self.out_dir / "models" / ckpt.gguf_file.stem
-                if not (folder / "config.json").is_file():
-                    with timed(self.run_state.timings, "convert"):
-                        convert(
-                            ckpt.gguf_file, folder, overwrite=True, progress=False
-                        )  # the run shows its own
-                self._local[source] = str(folder)
+            with timed(self.run_state.timings, "convert"):
+                ckpt = resolve(source)
+                self._local[source] = source if ckpt.gguf_file is None else str(local_folder(ckpt))
         return self._local[source]
-
-    # ---- vectors ---------------------------------------------------------------------------
-    def prepare_vectors(self) -> dict[str, ReasoningVector]:
-        """``v`` (extracted once, reused on resume) and the random controls, by slot label."""
-        from rvec.vector.control import norm_matched_random, relative_random
-        from rvec.vector.extract import extract
-
-        c = self.config
-        folder = self.out_dir / "vectors"
-        with timed(self.run_state.timings, "extract"):
-            if c.vector is not None:
-                v = read_vector(c.vector)
-                if c.donors is not None:
-                    self.run_state.notes.append(
-                        f"v is read from {c.vector}, not extracted from the donors; the donors are evaluated as rows."
-                    )
-            elif c.donors is not None:
-                v_dir = folder / "v"
-                v = (
-                    read_vector(v_dir)
-                    if (v_dir / "rvec.json").is_file()
-                    else extract(c.donors.sft, c.donors.rl, v_dir)
-                )
-            else:
-                v_dir = folder / f"random-as-v-{c.seed}"
-                rel = float(c.random_in_place_of_v or 0.0)
-                v = (
-                    read_vector(v_dir)
-                    if (v_dir / "rvec.json").is_file()
-                    else relative_random(self.local(c.targets[0]), v_dir, rel_norm=rel, seed=c.seed)
-                )
-                self.run_state.notes.append(
-                    f"No real SFT/RL donor pair exists for this target: 'v' is a random control with per-tensor norm {rel:g}·‖θ‖ "
-                    f"(seed {c.seed}), labelled 'random-as-v'. Differences measure sensitivity to a random perturbation, not reasoning transfer."
-                )
-            vectors = {"v": v}
-            for seed in c.controls.random_seeds:
-                r_dir = folder / f"random-{seed}"
-                vectors[f"random:{seed}"] = (
-                    read_vector(r_dir)
-                    if (r_dir / "rvec.json").is_file()
-                    else norm_matched_random(v, r_dir, seed=seed)
-                )
-        return vectors
-
-    # ---- keys --------------------------------------------------------------------------------
-    def data_fingerprint(self, task: str) -> str:
-        if task not in self._data_fp:
-            self._data_fp[task] = fingerprint(
-                get_task(task).docs(self.source, limit=self.config.limit_for(task))
-            )
-        return self._data_fp[task]
-
-    def applicable(self, cell: PlannedCell) -> bool:
-        """Whether the cell's perturbation can change its task's items (e.g. no option shuffle on
-        GSM8K); inapplicable pairs are dropped from the matrix once, with a note in the report."""
-        if cell.perturbation is None:
-            return True
-        from rvec.errors import PerturbationNotApplicableError
-        from rvec.eval.perturb import parse_perturbations, perturb
-
-        task = get_task(cell.base_task)
-        docs = task.docs(self.source, limit=1)
-        try:
-            perturb(
-                task,
-                docs[0],
-                self.preset,
-                parse_perturbations(cell.perturbation)[0],
-                seed=self.config.seed,
-                condition=cell.condition,
-            )
-        except PerturbationNotApplicableError as err:
-            note = f"{cell.task} skipped: {err}"
-            if note not in self.run_state.notes:
-                self.run_state.notes.append(note)
-            return False
-        return True
-
-    def key_of(self, cell: PlannedCell, model_fp: str, vectors: dict[str, ReasoningVector]) -> str:
-        v = cell.variant
-        return cell_key(
-            {
-                "model": model_fp,
-                "vector": vectors[v.vector].content_hash if v.vector else None,
-                "alpha": v.alpha,
-                "preset": self.preset.to_dict(),
-                "condition": cell.condition,
-                "task": cell.base_task,
-                "perturbation": cell.perturbation,
-                "data": self.data_fingerprint(cell.base_task),
-                "limit": self.config.limit_for(cell.base_task),
-                "seed": self.config.seed,
-                **self.backend_key,
-                "rvec": __version__,
-            }
-        )
 
     # ---- run ---------------------------------------------------------------------------------
     def run(self) -> StudyRun:
+        """Plan every cell, write ``study.json``, then evaluate model by model."""
+        with timed(self.run_state.timings, "extract"):
+            vectors = prepare_vectors(
+                self.config, self.out_dir / "vectors", local=self.local, notes=self.run_state.notes
+            )
+        plan, groups = self._plan(vectors)
+        self._write_plan(plan)
+        self.progress = ProgressBar("cells", total=len(plan), unit="cells", enabled=self.show_progress)
+        with self.progress:
+            for model, keyed, with_vectors in groups:
+                self._run_model(model, keyed, vectors if with_vectors else {})
+        return self.run_state
+
+    def _plan(
+        self, vectors: dict[str, ReasoningVector]
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, list[tuple[PlannedCell, str]], bool]]]:
+        """``study.json``'s cell rows, and the keyed cells grouped by the model they load (a target
+        first, with the vectors; then each donor, without)."""
         c = self.config
-        vectors = self.prepare_vectors()
         rl = c.donors.rl if c.donors is not None and c.controls.rl_donor_think is not False else None
         plan: list[dict[str, Any]] = []
         groups: list[tuple[str, list[tuple[PlannedCell, str]], bool]] = []
         for target in c.targets:
-            cells = [cell for cell in plan_cells(c, target, rl_donor=rl) if self.applicable(cell)]
+            cells = [cell for cell in plan_cells(c, target, rl_donor=rl) if self._applicable(cell)]
             fps = {m: resolve(self.local(m)).fingerprint() for m in {cell.variant.model for cell in cells}}
-            keyed = [(cell, self.key_of(cell, fps[cell.variant.model], vectors)) for cell in cells]
-            plan += [
-                {
-                    "target": target,
-                    "key": k,
-                    "variant": cell.variant.name,
-                    "kind": cell.variant.kind,
-                    "model": cell.variant.model,
-                    "vector_label": cell.variant.vector,
-                    "alpha": cell.variant.alpha,
-                    "condition": cell.condition,
-                    "task": cell.task,
-                }
-                for cell, k in keyed
-            ]
+            keyed = [(cell, self.keys.key(cell, fps[cell.variant.model], vectors)) for cell in cells]
+            plan += [{"target": target, "key": k, **plan_row(cell)} for cell, k in keyed]
             groups.append((target, [kc for kc in keyed if kc[0].variant.model == target], True))
             for donor in dict.fromkeys(cell.variant.model for cell in cells if cell.variant.model != target):
                 groups.append((donor, [kc for kc in keyed if kc[0].variant.model == donor], False))
+        return plan, groups
+
+    def _applicable(self, cell: PlannedCell) -> bool:
+        """Whether the cell's perturbation can change its task's items; an inapplicable pair is
+        dropped from the matrix once, with a note in the report."""
+        note = skip_note(cell, self.source, self.preset, seed=self.config.seed)
+        if note is not None and note not in self.run_state.notes:
+            self.run_state.notes.append(note)
+        return note is None
+
+    def _write_plan(self, plan: list[dict[str, Any]]) -> None:
+        c = self.config
         write_json(
             self.out_dir / "study.json",
             {
@@ -215,13 +129,6 @@ class StudyExecutor:
             indent=1,
             default=str,
         )
-        self.progress.start(total=len(plan))
-        try:
-            for model, keyed, with_vectors in groups:
-                self._run_model(model, keyed, vectors if with_vectors else {})
-        finally:
-            self.progress.stop()
-        return self.run_state
 
     def _run_model(
         self, model_source: str, keyed: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
@@ -241,9 +148,7 @@ class StudyExecutor:
         if not todo:
             return
         if getattr(self.config.backend, "replicas", 1) > 1:
-            from rvec.study.replicated import run_replicated
-
-            run_replicated(self, model_source, todo, vectors)
+            self._evaluate_replicated(model_source, todo, vectors)
         else:
             self._evaluate_model(model_source, todo, vectors)
         for cell, key in repeats:
@@ -272,6 +177,31 @@ class StudyExecutor:
             with timed(self.run_state.timings, "apply"):
                 state.close()  # θ₀ restored bit for bit; the weights are freed with the state
 
+    def _evaluate_replicated(
+        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+    ) -> None:
+        """``todo`` on persistent vLLM replicas (``backend: {name: vllm, replicas: N}``): every
+        (variant, condition) part becomes one job of :func:`rvec.model.vllm.replicas.run_cells`; each
+        replica is one engine for the whole run, every vector attached, α changed between its jobs."""
+        from rvec.model.vllm.replicas import CellJob, ReplicaSpec, run_cells
+
+        names = list(vectors)
+        jobs, parts = [], {}
+        for vector, alpha, condition, group in by_model_state(todo):
+            alphas = tuple(float(alpha) if n == vector and alpha else 0.0 for n in names)
+            for part, perturbations in self.parts_of(group):
+                key = str(len(jobs))
+                jobs.append(CellJob(key, alphas, self.evaluate_args(condition, part, perturbations)))
+                parts[key] = part
+        settings = self.config.backend
+        paths = tuple(str(v.path) for v in vectors.values())
+        spec = ReplicaSpec(source=self.local(model_source), vectors=paths, settings=settings)  # type: ignore[arg-type]
+        self.progress.describe(note=f"{len(jobs)} jobs on {settings.replicas} replicas")  # type: ignore[attr-defined]
+        with timed(self.run_state.timings, "evaluate"):
+            outcomes = run_cells(spec, jobs)
+        for key, outcome in outcomes.items():
+            self.finish_part(parts[key], outcome.result, outcome.seconds)
+
     def _evaluate_group(
         self, lm: LanguageModel, condition: str, group: list[tuple[PlannedCell, str]]
     ) -> None:
@@ -279,7 +209,7 @@ class StudyExecutor:
         cell per task key (a crash loses at most this group's unsaved cells; the response cache
         keeps what was generated)."""
         variant = group[0][0].variant
-        self.progress.describe(f"{variant.name} · {condition} · {len(group)} cells")
+        self.progress.describe(note=f"{variant.name} · {condition} · {len(group)} cells")
         # Perturbations apply to the study's clean tasks only: tasks without one are evaluated in a
         # call of their own, so no perturbed copy is generated that no cell asked for.
         for part, perturbations in self.parts_of(group):
@@ -389,7 +319,7 @@ class StudyExecutor:
             self.run_state.cached += 1
         else:
             self.run_state.computed += 1
-        self.progress.advance(cell.seconds if not cached else 0.0)
+        self.progress.advance()
         if self.on_cell is not None:
             self.on_cell(cell, cached)
 

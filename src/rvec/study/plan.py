@@ -10,10 +10,12 @@ RL donor under ``think`` (the paper's "G+T"), or both donors under every conditi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from rvec.eval.data import DataSource
 from rvec.eval.perturb import parse_perturbations
 from rvec.eval.presets import Preset, get_preset
-from rvec.eval.tasks.registry import expand_task_names
+from rvec.eval.tasks.registry import expand_task_names, get_task
 from rvec.study.config import StudyConfig
 from rvec.study.types import Variant
 
@@ -39,13 +41,6 @@ class PlannedCell:
     base_task: str
     perturbation: str | None
     clean_task: str
-
-
-@dataclass(frozen=True)
-class VectorSlot:
-    """A vector held in memory next to the target: index in the applier and a label."""
-
-    label: str  # "v" or "random:<seed>"
 
 
 def short_name(model: str) -> str:
@@ -137,3 +132,39 @@ def resolved_preset(config: StudyConfig) -> Preset:
     return preset.model_copy(
         update={"name": f"{preset.name}[max_new_tokens={config.max_new_tokens}]", "tasks": tasks}
     )
+
+
+def plan_row(cell: PlannedCell) -> dict[str, Any]:
+    """The cell as ``study.json`` lists it (the report rebuilds variants from these rows)."""
+    return {
+        "variant": cell.variant.name,
+        "kind": cell.variant.kind,
+        "model": cell.variant.model,
+        "vector_label": cell.variant.vector,
+        "alpha": cell.variant.alpha,
+        "condition": cell.condition,
+        "task": cell.task,
+    }
+
+
+def skip_note(cell: PlannedCell, source: DataSource, preset: Preset, *, seed: int) -> str | None:
+    """Why the cell's perturbation cannot change its task's items (e.g. no option shuffle on GSM8K),
+    or ``None`` when it applies: tried on the task's first item."""
+    if cell.perturbation is None:
+        return None
+    from rvec.errors import PerturbationNotApplicableError
+    from rvec.eval.perturb import perturb
+
+    task = get_task(cell.base_task)
+    try:
+        perturb(
+            task,
+            task.docs(source, limit=1)[0],
+            preset,
+            parse_perturbations(cell.perturbation)[0],
+            seed=seed,
+            condition=cell.condition,
+        )
+    except PerturbationNotApplicableError as err:
+        return f"{cell.task} skipped: {err}"
+    return None

@@ -13,19 +13,22 @@ Run folder layout::
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from rvec.atomic import make_folder, write_json, write_text
 from rvec.errors import OutputExistsError
 from rvec.outputs import check_results_folder
-from rvec.study.cells import cell_from_dict, cell_key, cell_to_dict, load_cell, save_cell
+from rvec.progress import timed
 from rvec.study.config import StudyConfig
 from rvec.study.execute import StudyExecutor
-from rvec.study.progress import timed
 from rvec.study.reporting import render_run
 from rvec.study.types import CellCallback, StudyRun
+
+__all__ = ["prepare_run_dir", "run_study", "run_study_file", "with_overrides"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +95,61 @@ def run_study(
     return run
 
 
-# The cell-cache names lived here before rvec.study.cells; they stay importable from here.
-__all__ = [
-    "CellCallback",
-    "StudyRun",
-    "cell_from_dict",
-    "cell_key",
-    "cell_to_dict",
-    "load_cell",
-    "prepare_run_dir",
-    "run_study",
-    "save_cell",
-]
+def run_study_file(
+    study: str | Path,
+    output: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    data_dir: str | Path | None = None,
+    backend: str | None = None,
+    engine: Mapping[str, Any] | None = None,
+) -> StudyRun:
+    """``rvec run STUDY.yaml``: load and validate the file, apply the command line's overrides, run.
+
+    Args:
+        study: the study file.
+        output: the run folder (default: the study's ``output:``, else ``runs/<name>``).
+        resume: continue an interrupted run.
+        progress: show the matrix's progress bar.
+        data_dir: replaces the study's ``data_dir``.
+        backend: replaces ``backend.name`` (settings kept when the name stays, dropped when it changes).
+        engine: backend settings to replace (``replicas``, ``ray_address``…); ``None`` values are ignored.
+
+    Raises:
+        ConfigError: the study (with the overrides) is invalid, every problem listed.
+        and every error of :func:`run_study`.
+    """
+    from rvec.study.config import load_study
+
+    path = Path(study)
+    config = with_overrides(load_study(path), data_dir=data_dir, backend=backend, engine=engine)
+    folder = Path(output or config.output or f"runs/{config.name}")
+    return run_study(config, folder, config_text=path.read_text(), resume=resume, progress=progress)
+
+
+def with_overrides(
+    config: StudyConfig,
+    *,
+    data_dir: str | Path | None = None,
+    backend: str | None = None,
+    engine: Mapping[str, Any] | None = None,
+) -> StudyConfig:
+    """``config`` with the command line's overrides: ``data_dir``; ``backend.name`` (its settings
+    kept when the name stays the same, dropped when it changes); engine settings (``None`` values
+    ignored).
+
+    Raises:
+        UnknownNameError, InvalidArgumentError: an unknown backend or a setting it does not have.
+    """
+    from rvec.model.registry import parse_backend_flags
+
+    if data_dir is not None:
+        config = config.model_copy(update={"data_dir": str(data_dir)})
+    given = {k: v for k, v in (engine or {}).items() if v is not None}
+    if backend is None and not given:
+        return config
+    current = config.backend.model_dump()
+    name = backend or current["name"]
+    base = {k: v for k, v in current.items() if k != "name"} if name == current["name"] else {}
+    return config.model_copy(update={"backend": parse_backend_flags(name, **{**base, **given})})

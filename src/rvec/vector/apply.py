@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import shutil
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -30,13 +29,13 @@ from rvec.checkpoint.dtypes import (
     all_finite,
     coerce,
     from_float32,
-    parse_float_dtype,
     same_width_uint,
     to_float32,
 )
+from rvec.checkpoint.files import copy_metadata, metadata_files
 from rvec.checkpoint.pipeline import BufferPool, ThreadWorkspaces, default_workers, ordered_map
 from rvec.checkpoint.reader import Workspace, blocks
-from rvec.checkpoint.source import METADATA_FILES, Checkpoint, resolve
+from rvec.checkpoint.source import Checkpoint
 from rvec.checkpoint.writer import (
     DEFAULT_MAX_SHARD_BYTES,
     WRITE_QUEUE_DEPTH,
@@ -44,14 +43,14 @@ from rvec.checkpoint.writer import (
     ShardedWriter,
     metadata_allowance,
 )
-from rvec.errors import IncompatibleError, InvalidArgumentError, NonFiniteError
+from rvec.errors import NonFiniteError
 from rvec.outputs import input_paths
 from rvec.progress import ProgressCallback
-from rvec.vector import family
-from rvec.vector.artifact import LINEAGE_FILE, DeltaSource, DonorPair, ReasoningVector, read_vector
+from rvec.vector.apply_plan import ApplyPlan, OutputTensor, plan_apply
+from rvec.vector.artifact import DeltaSource
 from rvec.vector.cards import model_card
-from rvec.vector.compat import CheckReport, check_donors, check_target, is_tied, probe_names, probe_values
-from rvec.vector.embeddings import EmbeddingPolicy, overlap_elements
+from rvec.vector.compat import CheckReport
+from rvec.vector.embeddings import EmbeddingPolicy
 from rvec.vector.masks import Selection
 
 logger = logging.getLogger(__name__)
@@ -63,30 +62,6 @@ logger = logging.getLogger(__name__)
 APPLY_BLOCK_ELEMENTS = 1 << 18
 
 _DTYPE_NAMES = {dtype: name for name, dtype in FLOAT_NAMES.items()}
-
-
-def parse_dtype(text: str | None) -> DType | None:
-    """``--dtype``: ``None`` keeps the target's dtypes; else :func:`~rvec.checkpoint.dtypes.parse_float_dtype`."""
-    return None if text is None else parse_float_dtype(text)
-
-
-@dataclass(frozen=True)
-class Contribution:
-    """One vector's share of one output tensor: ``factor·v[delta_name][:limit]``."""
-
-    source: int
-    delta_name: str
-    factor: float
-    limit: int  # flat elements of the output it covers (shared rows under the overlap policy)
-
-
-@dataclass(frozen=True)
-class OutputTensor:
-    name: str
-    target_name: str  # tensor of the target it starts from (the embedding, for an untied lm_head)
-    dtype: DType
-    shape: tuple[int, ...]
-    contributions: tuple[Contribution, ...]
 
 
 @dataclass
@@ -132,122 +107,6 @@ class ApplyResult:
     provenance: dict[str, Any]
 
 
-def open_vector_source(item: DeltaSource | str | Path) -> DeltaSource:
-    """A vector folder path → :class:`ReasoningVector`; sources pass through."""
-    return read_vector(item) if isinstance(item, (str, Path)) else item
-
-
-def _probe_of(source: DeltaSource) -> dict[str, np.ndarray]:
-    if isinstance(source, ReasoningVector):
-        file = source.path / LINEAGE_FILE
-        if not file.is_file():
-            return {}
-        from safetensors.numpy import load_file
-
-        return load_file(str(file))
-    if isinstance(source, DonorPair):
-        return probe_values(source.sft, probe_names(source.shapes))
-    return {}
-
-
-def check_sources(
-    sources: Sequence[DeltaSource],
-    target: Checkpoint,
-    *,
-    embeddings: EmbeddingPolicy | None,
-    skip_lineage: bool = False,
-) -> list[CheckReport]:
-    """Run every pre-flight check and raise on the first incompatible source (listing all its problems)."""
-    reports = []
-    for source in sources:
-        if isinstance(source, DonorPair):
-            donors = check_donors(source.sft, source.rl, lineage=True, lineage_required=not skip_lineage)
-            if donors.problems:
-                raise IncompatibleError(
-                    f"donors are incompatible: {donors.problems[0]}", problems=donors.problems
-                )
-        fam = family.family_fingerprint(source.config)
-        report = check_target(
-            vector_shapes=source.shapes,
-            vector_family=fam,
-            target=target,
-            policy=embeddings,
-            probe=_probe_of(source),
-            lineage_required=not skip_lineage,
-        )
-        if report.problems:
-            raise IncompatibleError(
-                f"{source.label} cannot be applied to {target.display}: {report.problems[0]}",
-                problems=report.problems,
-            )
-        for w in report.warnings:
-            logger.warning(w)
-        reports.append(report)
-    return reports
-
-
-def plan_outputs(
-    sources: Sequence[DeltaSource],
-    target: Checkpoint,
-    *,
-    alphas: Sequence[float],
-    dtype: DType | None,
-    selection: Selection,
-    embeddings: EmbeddingPolicy | None,
-) -> tuple[list[OutputTensor], bool]:
-    """Every output tensor with the vector contributions it receives; and whether the output unties lm_head."""
-    target_tied = is_tied(target.config)
-    num_layers = int(family.family_fingerprint(target.config).get("num_hidden_layers") or 0)
-    names = [t.name for t in target.index]
-    embed = family.embed_name(names)
-    untie = target_tied and any(family.lm_head_name(set(s.shapes)) and not is_tied(s.config) for s in sources)
-    outputs: list[tuple[str, str]] = [(n, n) for n in names]
-    if untie and embed:
-        outputs.append(("lm_head.weight", embed))
-    plan = []
-    for out_name, src_name in outputs:
-        info = target.index[src_name]
-        contributions: list[Contribution] = []
-        if info.dtype.is_floating_point:
-            for i, (source, alpha) in enumerate(zip(sources, alphas)):
-                c = _contribution(i, source, alpha, out_name, info.shape, selection, num_layers, embeddings)
-                if c is not None:
-                    contributions.append(c)
-        out_dtype = (dtype or info.dtype) if info.dtype.is_floating_point else info.dtype
-        plan.append(OutputTensor(out_name, src_name, out_dtype, info.shape, tuple(contributions)))
-    return plan, bool(untie)
-
-
-def _contribution(
-    index: int,
-    source: DeltaSource,
-    alpha: float,
-    name: str,
-    shape: tuple[int, ...],
-    selection: Selection,
-    num_layers: int,
-    embeddings: EmbeddingPolicy | None,
-) -> Contribution | None:
-    shapes = source.shapes
-    delta_name = name
-    if name not in shapes and family.is_embedding(name) and is_tied(source.config):
-        delta_name = family.embed_name(set(shapes)) or name  # tied donors: lm_head's delta is embed's
-    if delta_name not in shapes:
-        return None
-    factor = alpha * selection.factor(name, num_layers)
-    if factor == 0.0:
-        return None
-    numel = 1
-    for d in shape:
-        numel *= d
-    if family.is_embedding(name):
-        if embeddings == "skip":
-            return None
-        if shapes[delta_name] != shape:
-            return Contribution(index, delta_name, factor, overlap_elements(shapes[delta_name], shape))
-    return Contribution(index, delta_name, factor, numel)
-
-
 def apply(
     vectors: Sequence[DeltaSource | str | Path],
     target: str | Path | Checkpoint,
@@ -259,7 +118,7 @@ def apply(
     embeddings: EmbeddingPolicy | None = None,
     overwrite: bool = False,
     overwrite_foreign: bool = False,
-    skip_lineage: bool = False,
+    lineage: bool = True,
     allow_pickle: bool = False,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     block_elements: int = APPLY_BLOCK_ELEMENTS,
@@ -282,7 +141,7 @@ def apply(
         overwrite_foreign: replace ``out`` even if rvec did not write it. Neither flag allows an
             ``out`` that is the working folder, an ancestor of it, home, a filesystem root, or a
             folder holding an input.
-        skip_lineage: apply even if the target looks unrelated to the donors.
+        lineage: refuse a target that looks unrelated to the donors (False: apply anyway).
         allow_pickle: accept a pickled ``.bin`` target.
         max_shard_bytes: shard size limit.
         block_elements: elements per streamed block (bounds peak memory).
@@ -305,78 +164,48 @@ def apply(
     Example:
         >>> apply(["vec/"], "Qwen/Qwen2.5-1.5B-Instruct", "out/", alphas=[1.0])  # doctest: +SKIP
     """
-    sources = [open_vector_source(v) for v in vectors]
-    if not sources:
-        raise InvalidArgumentError("no vector given; pass a vector folder (rvec extract) or --sft/--rl")
-    if len(alphas) != len(sources):
-        raise InvalidArgumentError(
-            f"{len(sources)} vectors but {len(alphas)} --alpha values; give one α per vector, in order"
-        )
-    selection = selection or Selection()
-    dtype = coerce(dtype) if dtype is not None else None
-    ckpt = target if isinstance(target, Checkpoint) else resolve(target, allow_pickle=allow_pickle)
-    reports = check_sources(sources, ckpt, embeddings=embeddings, skip_lineage=skip_lineage)
-    plan, untie = plan_outputs(
-        sources, ckpt, alphas=alphas, dtype=dtype, selection=selection, embeddings=embeddings
+    job = plan_apply(
+        vectors,
+        target,
+        alphas=alphas,
+        dtype=coerce(dtype) if dtype is not None else None,
+        selection=selection or Selection(),
+        embeddings=embeddings,
+        lineage=lineage,
+        allow_pickle=allow_pickle,
     )
-    if not any(o.contributions for o in plan):
-        raise InvalidArgumentError(
-            "the selection (--include/--exclude/--layers) matches no tensor of the vector; nothing would change"
-        )
-    planned = [PlannedTensor(o.name, o.dtype, o.shape) for o in plan]
+    planned = [PlannedTensor(o.name, o.dtype, o.shape) for o in job.outputs]
     total = sum(p.nbytes for p in planned)
-    copied = sum(f.stat().st_size for f in _target_files(ckpt))
+    copied = sum(f.stat().st_size for f in _target_files(job.target))
     survival = Survival()
     with atomic_dir(
         Path(out),
         overwrite=overwrite,
         overwrite_foreign=overwrite_foreign,
-        inputs=input_paths(ckpt, *sources),
+        inputs=input_paths(job.target, *job.sources),
         needed_bytes=total + copied + metadata_allowance(len(planned)),
     ) as tmp:
         writer = ShardedWriter(tmp, planned, prefix="model", max_shard_bytes=max_shard_bytes)
         try:
             _stream_outputs(
-                plan,
-                ckpt,
-                sources,
-                writer,
-                survival,
-                block_elements,
-                workers or default_workers(),
-                on_progress,
-                total,
+                job, writer, survival, block_elements, workers or default_workers(), on_progress, total
             )
             files = writer.finish()
         except BaseException:
             writer.abort()
             raise
-        provenance = _provenance(
-            ckpt,
-            sources,
-            alphas,
-            dtype,
-            selection,
-            embeddings,
-            untie,
-            survival,
-            reports,
-            writer.sha256,
-            files,
-        )
-        _copy_target_files(ckpt, tmp, dtype=dtype, untie=untie)
+        provenance = _provenance(job, survival, writer.sha256, files)
+        _copy_target_files(job.target, tmp, dtype=job.dtype, untie=job.untie)
         (tmp / "rvec.json").write_text(json.dumps(provenance, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(provenance))
     logger.info(
         "wrote %s; %.4f%% of non-zero α·v entries erased by rounding", out, 100 * survival.erased_fraction
     )
-    return ApplyResult(path=Path(out), survival=survival, checks=reports, provenance=provenance)
+    return ApplyResult(path=Path(out), survival=survival, checks=job.reports, provenance=provenance)
 
 
 def _stream_outputs(
-    plan: Sequence[OutputTensor],
-    target: Checkpoint,
-    sources: Sequence[DeltaSource],
+    job: ApplyPlan,
     writer: ShardedWriter,
     survival: Survival,
     block_elements: int,
@@ -390,6 +219,7 @@ def _stream_outputs(
     the block is on disk, so no block is copied and memory stays at the pool's size. ``total`` is
     the bytes of all outputs, for ``on_progress``.
     """
+    plan, target, sources = job.outputs, job.target, job.sources
     jobs = [(o, start, stop) for o in plan for start, stop in blocks(_numel(o.shape), block_elements)]
     window = 2 * workers  # blocks in flight on the workers
     pool = BufferPool(block_elements * max(o.dtype.itemsize for o in plan), window + WRITE_QUEUE_DEPTH + 2)
@@ -508,13 +338,12 @@ def _cast(raw: np.ndarray, src: DType, dst: DType, out: np.ndarray, ws: Workspac
 
 def _target_files(target: Checkpoint) -> list[Path]:
     """The target's tokenizer, chat template and generation config files the output gets copies of."""
-    return [target.path / n for n in METADATA_FILES if n != "config.json" and (target.path / n).is_file()]
+    return metadata_files(target.path, with_config=False)
 
 
 def _copy_target_files(target: Checkpoint, folder: Path, *, dtype: DType | None, untie: bool) -> None:
     """Config, tokenizer, chat template, generation config: always the target's."""
-    for src in _target_files(target):
-        shutil.copyfile(src, folder / src.name)
+    copy_metadata(target.path, folder)
     config = dict(target.config)
     if untie:
         config["tie_word_embeddings"] = False
@@ -528,31 +357,21 @@ def _copy_target_files(target: Checkpoint, folder: Path, *, dtype: DType | None,
 
 
 def _provenance(
-    target: Checkpoint,
-    sources: Sequence[DeltaSource],
-    alphas: Sequence[float],
-    dtype: DType | None,
-    selection: Selection,
-    embeddings: EmbeddingPolicy | None,
-    untie: bool,
-    survival: Survival,
-    reports: list[CheckReport],
-    hashes: dict[str, str],
-    files: list[str],
+    job: ApplyPlan, survival: Survival, hashes: dict[str, str], files: list[str]
 ) -> dict[str, Any]:
     return {
         "kind": "rvec-model",
         "formula": "θ = θ_target + Σ αᵢ·vᵢ (float32, one cast to the output dtype)",
         "rvec_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "target": target.describe(hash_files=False),
-        "vectors": [{**s.describe(), "alpha": a} for s, a in zip(sources, alphas)],
-        "dtype": _DTYPE_NAMES.get(dtype, "target") if dtype is not None else "target",
-        "selection": selection.describe(),
-        "embeddings": embeddings or "apply",
-        "untied_lm_head": untie,
-        "policies": sorted({p for r in reports for p in r.policies}),
-        "lineage": [vars(p) for r in reports for p in r.lineage],
+        "target": job.target.describe(hash_files=False),
+        "vectors": [{**s.describe(), "alpha": a} for s, a in zip(job.sources, job.alphas)],
+        "dtype": _DTYPE_NAMES.get(job.dtype, "target") if job.dtype is not None else "target",
+        "selection": job.selection.describe(),
+        "embeddings": job.embeddings or "apply",
+        "untied_lm_head": job.untie,
+        "policies": sorted({p for r in job.reports for p in r.policies}),
+        "lineage": [vars(p) for r in job.reports for p in r.lineage],
         "delta_survival": survival.to_dict(),
         "files": {f: hashes[f] for f in files},
     }

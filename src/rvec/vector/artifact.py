@@ -118,7 +118,8 @@ class ReasoningVector:
         return self.manifest.get("config", {})
 
     @property
-    def fingerprint(self) -> dict[str, Any]:
+    def family(self) -> dict[str, Any]:
+        """The model family it was made for (:func:`rvec.vector.family.family_signature`)."""
         return self.manifest["family"]
 
     def encoding(self, name: str) -> Encoding:

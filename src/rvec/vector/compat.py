@@ -190,7 +190,7 @@ def judge_lineage(report: CheckReport, probes: list[LineageProbe], *, required: 
         if worst.cosine < LINEAGE_RELATED:
             message = (
                 f"lineage: {pair} look unrelated (cosine {worst.cosine:.3f} on {worst.tensor}, threshold {LINEAGE_RELATED}); "
-                "they do not share an initialisation — pass --skip-lineage to combine them anyway"
+                "they do not share an initialisation — pass --no-lineage to combine them anyway"
             )
             (report.problems if required else report.warnings).append(message)
         elif worst.cosine < LINEAGE_SAME:
@@ -205,7 +205,7 @@ def _names(names: list[str], shown: int = 3) -> str:
 
 
 def is_tied(config: dict[str, Any]) -> bool:
-    return bool(family.family_fingerprint(config)["tie_word_embeddings"])
+    return bool(family.family_signature(config)["tie_word_embeddings"])
 
 
 def float_shapes(ckpt: Checkpoint) -> dict[str, tuple[int, ...]]:
@@ -217,7 +217,7 @@ def check_donors(
 ) -> CheckReport:
     """Can ``v = RL − SFT`` be formed? Same architecture, same tensors and shapes, one lineage."""
     report = CheckReport()
-    fp_sft, fp_rl = family.family_fingerprint(sft.config), family.family_fingerprint(rl.config)
+    fp_sft, fp_rl = family.family_signature(sft.config), family.family_signature(rl.config)
     report.fingerprints = {"sft": fp_sft, "rl": fp_rl}
     compare_configs(report, "SFT", fp_sft, "RL", fp_rl)
     for key in ("vocab_size", "tie_word_embeddings"):
@@ -258,7 +258,7 @@ def check_target(
             read from the SFT checkpoint); ``None`` skips the lineage test.
     """
     report = CheckReport()
-    fp_target = family.family_fingerprint(target.config)
+    fp_target = family.family_signature(target.config)
     report.fingerprints = {label: vector_family, "target": fp_target}
     compare_configs(report, label, vector_family, "target", fp_target)
     compare_target_tensors(
@@ -304,7 +304,7 @@ def check(
         probe = probe_values(sft, names)
     target_report = check_target(
         vector_shapes=shapes,
-        vector_family=family.family_fingerprint(sft.config),
+        vector_family=family.family_signature(sft.config),
         target=target,
         policy=policy,
         probe=probe,

@@ -82,6 +82,7 @@ def compress(
     rank: int | None = None,
     density: float | None = None,
     overwrite: bool = False,
+    overwrite_foreign: bool = False,
     verify: bool = True,
     on_progress: ProgressCallback | None = None,
 ) -> CompressResult:
@@ -93,9 +94,11 @@ def compress(
         rank: per-matrix truncated SVD rank; a matrix smaller than it is kept at full rank
             (error 0); tensors that are not 2-D (norms, biases) stay dense and are listed.
         density: fraction of each tensor's entries to keep, in (0, 1].
-        overwrite: replace ``out`` if it exists.
+        overwrite: replace ``out`` if it exists and rvec wrote it (it has an ``rvec.json``).
+        overwrite_foreign: replace ``out`` even if rvec did not write it (never an input or a
+            protected place: the working folder, its ancestors, home, a filesystem root).
         verify: check ``vector``'s shards against its recorded sha256 first (``--no-verify``).
-        on_progress: ``(elements done, elements total)``.
+        on_progress: ``(bytes done, bytes total)`` of the vector as float32.
 
     Returns:
         :class:`CompressResult` with the per-tensor and overall relative errors.
@@ -115,83 +118,95 @@ def compress(
         check_rank(rank, v.shapes, str(v.path))
     else:
         check_density(float(density or 0.0))
-    # A zero delta (every tensor a LoRA pair did not train) stays zero at no cost in either method:
-    # factors or kept entries of zeros would only add bytes.
-    zero = [n for n in v.shapes if v.is_zero(n)]
-    plan = [_plan_one(v, n, rank=rank, density=density, zero=n in zero) for n in v.shapes]
-    method, setting = ("rank", float(rank)) if rank is not None else ("density", float(density or 0.0))
-    per_tensor: dict[str, dict[str, Any]] = {}
-    total = sum(math.prod(s) for s in v.shapes.values())
-    shown: int | float = int(setting) if method == "rank" else setting
-
-    def produce() -> Iterator[tuple[str, Encoded, Mapping[str, Any]]]:
-        done = 0
-        for p in plan:
-            tensor, source_norm, dropped = _compress_one(v, p, p.name in zero)
-            rec = v.manifest["tensors"][p.name]
-            base = source_norm / rec["rel_norm"] if rec.get("rel_norm") else None
-            error = dropped / source_norm if source_norm > 0 else 0.0
-            per_tensor[p.name] = {
-                "relative_error": error,
-                "source_norm": source_norm,
-                "dropped_norm": dropped,
-            }
-            done += math.prod(p.shape)
-            if on_progress:
-                on_progress(done, total)
-            yield (
-                p.name,
-                tensor,
-                {
-                    "relative_error": error,
-                    "source_norm": source_norm,
-                    **({"base_norm": base} if base else {}),
-                },
-            )
-
-    def summarise(records: Mapping[str, Any]) -> dict[str, Any]:
-        src_sq = sum(t["source_norm"] ** 2 for t in per_tensor.values())
-        drop_sq = sum(t["dropped_norm"] ** 2 for t in per_tensor.values())
-        return {
-            "compression": {
-                "method": method,
-                method: shown,
-                "relative_error": math.sqrt(drop_sq / src_sq) if src_sq > 0 else 0.0,
-                "kept_dense": [p.name for p in plan if p.encoding == "dense"],
-                "zero": zero,
-                "from": v.describe(),
-            }
-        }
-
+    job = _Compression(v, rank=rank, density=density, on_progress=on_progress)
     written = write_vector(
         out,
-        plan,
-        produce(),
+        job.plan,
+        job.tensors(),
         manifest={
-            "formula": f"{v.manifest.get('formula', 'v')}; compressed: {_describe(method, shown)}",
+            "formula": f"{v.manifest.get('formula', 'v')}; compressed: {_describe(job.method, job.shown)}",
             "sources": v.manifest.get("sources"),
             "config": v.config,
             "check": v.manifest.get("check"),
             "skipped_non_float": v.manifest.get("skipped_non_float", []),
             **({"control": v.manifest["control"]} if "control" in v.manifest else {}),
         },
-        summarise=summarise,
+        summarise=job.summary,
         lineage=v,
         overwrite=overwrite,
+        overwrite_foreign=overwrite_foreign,
         inputs=[v.path],
     )
     summary = written.manifest["compression"]
     return CompressResult(
         vector=written,
-        method=method,
-        setting=shown,
+        method=job.method,
+        setting=job.shown,
         relative_error=summary["relative_error"],
-        per_tensor={n: {**written.manifest["tensors"][n], **t} for n, t in per_tensor.items()},
+        per_tensor={n: {**written.manifest["tensors"][n], **t} for n, t in job.per_tensor.items()},
         dense=summary["kept_dense"],
-        zero=zero,
+        zero=job.zero,
         bytes_before=sum(i.nbytes for i in v.index),
         bytes_after=sum(i.nbytes for i in written.index),
     )
+
+
+class _Compression:
+    """One ``compress`` run: the plan, the tensors compressed one at a time, and the summary."""
+
+    def __init__(
+        self,
+        v: ReasoningVector,
+        *,
+        rank: int | None,
+        density: float | None,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.v = v
+        self.on_progress = on_progress
+        # A zero delta (every tensor a LoRA pair did not train) stays zero at no cost in either
+        # method: factors or kept entries of zeros would only add bytes.
+        self.zero = [n for n in v.shapes if v.is_zero(n)]
+        self.plan = [_plan_one(v, n, rank=rank, density=density, zero=n in self.zero) for n in v.shapes]
+        self.method = "rank" if rank is not None else "density"
+        self.shown: int | float = int(rank) if rank is not None else float(density or 0.0)
+        self.per_tensor: dict[str, dict[str, Any]] = {}
+
+    def tensors(self) -> Iterator[tuple[str, Encoded, Mapping[str, Any]]]:
+        done, total = 0, sum(math.prod(s) for s in self.v.shapes.values())
+        for p in self.plan:
+            tensor, source_norm, dropped = _compress_one(self.v, p, p.name in self.zero)
+            rec = self.v.manifest["tensors"][p.name]
+            base = source_norm / rec["rel_norm"] if rec.get("rel_norm") else None
+            error = dropped / source_norm if source_norm > 0 else 0.0
+            self.per_tensor[p.name] = {
+                "relative_error": error,
+                "source_norm": source_norm,
+                "dropped_norm": dropped,
+            }
+            done += math.prod(p.shape)
+            if self.on_progress:
+                self.on_progress(4 * done, 4 * total)  # float32 bytes, as every vector command counts
+            extra = {
+                "relative_error": error,
+                "source_norm": source_norm,
+                **({"base_norm": base} if base else {}),
+            }
+            yield p.name, tensor, extra
+
+    def summary(self, records: Mapping[str, Any]) -> dict[str, Any]:
+        src_sq = sum(t["source_norm"] ** 2 for t in self.per_tensor.values())
+        drop_sq = sum(t["dropped_norm"] ** 2 for t in self.per_tensor.values())
+        return {
+            "compression": {
+                "method": self.method,
+                self.method: self.shown,
+                "relative_error": math.sqrt(drop_sq / src_sq) if src_sq > 0 else 0.0,
+                "kept_dense": [p.name for p in self.plan if p.encoding == "dense"],
+                "zero": self.zero,
+                "from": self.v.describe(),
+            }
+        }
 
 
 def _describe(method: str, setting: int | float) -> str:

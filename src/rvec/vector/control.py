@@ -19,6 +19,8 @@ import numpy as np
 from rvec.checkpoint.dtypes import dot
 from rvec.checkpoint.reader import blocks
 from rvec.checkpoint.source import Checkpoint, resolve
+from rvec.defaults import DEFAULT_SEED
+from rvec.errors import InvalidArgumentError
 from rvec.outputs import check_output_target, input_paths
 from rvec.vector.artifact import ReasoningVector, read_vector
 from rvec.vector.compat import float_shapes
@@ -88,7 +90,7 @@ def norm_matched_random(
     vector: ReasoningVector | str | Path,
     out: str | Path,
     *,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     overwrite: bool = False,
     overwrite_foreign: bool = False,
 ) -> ReasoningVector:
@@ -119,7 +121,7 @@ def relative_random(
     out: str | Path,
     *,
     rel_norm: float,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     overwrite: bool = False,
     overwrite_foreign: bool = False,
 ) -> ReasoningVector:
@@ -153,3 +155,30 @@ def relative_random(
         overwrite=overwrite,
         overwrite_foreign=overwrite_foreign,
     )
+
+
+def random_control(
+    vector: ReasoningVector | str | Path | None,
+    out: str | Path,
+    *,
+    like: str | Path | Checkpoint | None = None,
+    rel_norm: float | None = None,
+    seed: int = DEFAULT_SEED,
+    overwrite: bool = False,
+    overwrite_foreign: bool = False,
+) -> ReasoningVector:
+    """``rvec control``: :func:`norm_matched_random` to ``vector``, or :func:`relative_random` for
+    ``like`` with ``rel_norm``.
+
+    Raises:
+        InvalidArgumentError: neither or both of a vector and ``like``, or ``like`` without ``rel_norm``.
+    """
+    if vector is not None and like is None:
+        return norm_matched_random(
+            vector, out, seed=seed, overwrite=overwrite, overwrite_foreign=overwrite_foreign
+        )
+    if like is not None and vector is None and rel_norm is not None:
+        return relative_random(
+            like, out, rel_norm=rel_norm, seed=seed, overwrite=overwrite, overwrite_foreign=overwrite_foreign
+        )
+    raise InvalidArgumentError("pass a VECTOR to match, or --like MODEL with --rel-norm (not both)")

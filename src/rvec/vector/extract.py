@@ -36,7 +36,7 @@ def extract(
     *,
     overwrite: bool = False,
     overwrite_foreign: bool = False,
-    skip_lineage: bool = False,
+    lineage: bool = True,
     allow_pickle: bool = False,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
@@ -52,7 +52,7 @@ def extract(
         overwrite_foreign: replace ``out`` even if rvec did not write it. Neither flag allows an
             ``out`` that is the working folder, an ancestor of it, home, a filesystem root, or a
             folder holding a donor.
-        skip_lineage: combine donors even if the lineage probe says they are unrelated.
+        lineage: refuse donors the lineage probe finds unrelated (False: combine them anyway).
         allow_pickle: accept pickled ``.bin`` donors.
         max_shard_bytes: shard size limit of the output.
         block_elements: elements per streamed block (bounds peak memory).
@@ -74,7 +74,7 @@ def extract(
     """
     sft_ckpt = sft if isinstance(sft, Checkpoint) else resolve(sft, allow_pickle=allow_pickle)
     rl_ckpt = rl if isinstance(rl, Checkpoint) else resolve(rl, allow_pickle=allow_pickle)
-    report = check_donors(sft_ckpt, rl_ckpt, lineage=True, lineage_required=not skip_lineage)
+    report = check_donors(sft_ckpt, rl_ckpt, lineage=True, lineage_required=lineage)
     if report.problems:
         raise IncompatibleError(f"donors are incompatible: {report.problems[0]}", problems=report.problems)
     for w in report.warnings:

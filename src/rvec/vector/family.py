@@ -29,7 +29,7 @@ FINGERPRINT_KEYS: dict[str, tuple[str, ...]] = {
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 
 
-def family_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
+def family_signature(config: dict[str, Any]) -> dict[str, Any]:
     """The architecture-defining fields of a ``config.json`` (``None`` where a config lacks one)."""
     out: dict[str, Any] = {}
     for key, spellings in FINGERPRINT_KEYS.items():
@@ -41,7 +41,7 @@ def family_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
         out[key] = value
     text = config.get("text_config")
     if isinstance(text, dict) and out["hidden_size"] is None:  # multimodal wrappers nest the LM config
-        nested = family_fingerprint(text)
+        nested = family_signature(text)
         out.update({k: v for k, v in nested.items() if v is not None and out.get(k) is None})
     return out
 

@@ -96,7 +96,7 @@ class InMemoryVectors:
         model_tied = (
             bool(config.get("tie_word_embeddings", True)) and family.lm_head_name(set(params)) is None
         )
-        num_layers = int(family.family_fingerprint(config).get("num_hidden_layers") or 0)
+        num_layers = int(family.family_signature(config).get("num_hidden_layers") or 0)
         slots: dict[str, _Slot] = {}
         workspace = Workspace(_CHUNK)  # scratch of the encoded (factored, sparse) deltas
         for i, source in enumerate(self.sources):

@@ -83,7 +83,7 @@ def verify_family(folder: Path, manifest: Mapping[str, Any]) -> None:
         raise VectorIntegrityError(f"{where}: 'family' is missing or not an object; {_FIX}", path=str(where))
     config = manifest.get("config")
     if isinstance(config, dict) and config:
-        expected = family.family_fingerprint(config)
+        expected = family.family_signature(config)
         for key, value in fam.items():
             if key in expected and expected[key] != value:
                 raise VectorIntegrityError(

@@ -94,6 +94,7 @@ def export_lora(
     *,
     rank: int,
     overwrite: bool = False,
+    overwrite_foreign: bool = False,
     verify: bool = True,
     on_progress: ProgressCallback | None = None,
 ) -> LoraExport:
@@ -105,9 +106,11 @@ def export_lora(
         vector: the vector folder (or an opened :class:`ReasoningVector`).
         out: the adapter folder to create (atomically).
         rank: the LoRA rank R.
-        overwrite: replace ``out`` if it exists.
+        overwrite: replace ``out`` if it exists and rvec wrote it (it has an ``rvec.json``).
+        overwrite_foreign: replace ``out`` even if rvec did not write it (never an input or a
+            protected place: the working folder, its ancestors, home, a filesystem root).
         verify: check ``vector``'s shards against its recorded sha256 first (``--no-verify``).
-        on_progress: ``(elements of v done, elements total)`` over the exported matrices.
+        on_progress: ``(bytes done, bytes total)`` of the exported matrices as float32.
 
     Returns:
         :class:`LoraExport`: modules written, tensors not exported, relative errors.
@@ -122,7 +125,50 @@ def export_lora(
     """
     v = read_vector(vector, verify=verify) if isinstance(vector, (str, Path)) else vector
     check_rank(rank, v.shapes, str(v.path))
-    model_type = family.family_fingerprint(v.config).get("model_type")
+    kinds, matrices, zero, unexported = _exportable(v)
+    plan = [p for n in matrices for p in _planned(n, v.shapes[n], kinds[n], rank)]
+    with atomic_dir(
+        Path(out),
+        overwrite=overwrite,
+        overwrite_foreign=overwrite_foreign,
+        inputs=[v.path],
+        needed_bytes=sum(p.nbytes for p in plan) + (1 << 20),
+    ) as tmp:
+        errors, norm_sq, tail_sq = _write_factors(tmp, v, plan, matrices, kinds, rank, on_progress)
+        config = _adapter_config(v, rank, [n.removesuffix(".weight") for n in matrices])
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        unexported_sq = sum(u["norm"] ** 2 for u in unexported)
+        result = LoraExport(
+            path=Path(out),
+            rank=rank,
+            modules=config["target_modules"],
+            unexported=unexported,
+            zero=zero,
+            relative_error=math.sqrt(tail_sq / norm_sq) if norm_sq > 0 else 0.0,
+            unexported_fraction=math.sqrt(unexported_sq / (norm_sq + unexported_sq))
+            if unexported_sq
+            else 0.0,
+            per_tensor=errors,
+        )
+        record = {"vector": v.describe(), "rvec_version": __version__, **result.to_dict()}
+        record.pop("path")
+        (tmp / UNEXPORTED_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        # rvec.json marks the adapter as rvec's output, so a later --overwrite may replace it.
+        (tmp / "rvec.json").write_text(json.dumps({"kind": "lora-adapter", **record}, indent=2) + "\n")
+        (tmp / "README.md").write_text(_card(config, result))
+    return result
+
+
+def _exportable(
+    v: ReasoningVector,
+) -> tuple[dict[str, str | None], list[str], list[str], list[dict[str, Any]]]:
+    """``(kind per tensor, the matrices to export, the zero tensors, the tensors LoRA cannot carry)``.
+
+    Raises:
+        IncompatibleError: a Conv1D family.
+        InvalidArgumentError: no nonzero matrix.
+    """
+    model_type = family.family_signature(v.config).get("model_type")
     if model_type in _CONV1D_MODEL_TYPES:
         raise IncompatibleError(
             f"{v.path}: model_type {model_type} stores its matrices as Conv1D (in, out); export-lora maps nn.Linear "
@@ -146,53 +192,41 @@ def export_lora(
         for n, s in v.shapes.items()
         if kinds[n] is None and n not in zero
     ]
-    plan = [p for n in matrices for p in _planned(n, v.shapes[n], kinds[n], rank)]
+    return kinds, matrices, zero, unexported
+
+
+def _write_factors(
+    folder: Path,
+    v: ReasoningVector,
+    plan: list[PlannedTensor],
+    matrices: list[str],
+    kinds: dict[str, str | None],
+    rank: int,
+    on_progress: ProgressCallback | None,
+) -> tuple[dict[str, float], float, float]:
+    """Write every matrix's rank-``rank`` factors; returns (relative error per tensor, Σ‖v‖², Σ tail²)."""
     errors: dict[str, float] = {}
     norm_sq = tail_sq = 0.0
     done, total = 0, sum(math.prod(v.shapes[n]) for n in matrices)
-    with atomic_dir(
-        Path(out), overwrite=overwrite, inputs=[v.path], needed_bytes=sum(p.nbytes for p in plan) + (1 << 20)
-    ) as tmp:
-        writer = ShardedWriter(tmp, plan, prefix="adapter_model", max_shard_bytes=1 << 62)
-        try:
-            for name in matrices:
-                f = factors_at_rank(v, name, rank)
-                a, b = _pad(f.a, f.b, rank)
-                first, second = (b.T, a.T) if kinds[name] == "embedding" else (a, b)
-                for planned, array in zip(_planned(name, v.shapes[name], kinds[name], rank), (first, second)):
-                    writer.write(planned.name, np.ascontiguousarray(array, dtype=np.float32))
-                errors[name] = f.relative_error
-                norm_sq += f.norm**2
-                tail_sq += f.tail**2
-                done += math.prod(v.shapes[name])
-                if on_progress:
-                    on_progress(done, total)
-            writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
-        config = _adapter_config(v, rank, [n.removesuffix(".weight") for n in matrices])
-        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
-        unexported_sq = sum(u["norm"] ** 2 for u in unexported)
-        result = LoraExport(
-            path=Path(out),
-            rank=rank,
-            modules=config["target_modules"],
-            unexported=unexported,
-            zero=zero,
-            relative_error=math.sqrt(tail_sq / norm_sq) if norm_sq > 0 else 0.0,
-            unexported_fraction=math.sqrt(unexported_sq / (norm_sq + unexported_sq))
-            if unexported_sq
-            else 0.0,
-            per_tensor=errors,
-        )
-        record = {"vector": v.describe(), "rvec_version": __version__, **result.to_dict()}
-        record.pop("path")
-        (tmp / UNEXPORTED_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        # rvec.json marks the adapter as rvec's output, so a later --overwrite may replace it.
-        (tmp / "rvec.json").write_text(json.dumps({"kind": "lora-adapter", **record}, indent=2) + "\n")
-        (tmp / "README.md").write_text(_card(config, result))
-    return result
+    writer = ShardedWriter(folder, plan, prefix="adapter_model", max_shard_bytes=1 << 62)
+    try:
+        for name in matrices:
+            f = factors_at_rank(v, name, rank)
+            a, b = _pad(f.a, f.b, rank)
+            first, second = (b.T, a.T) if kinds[name] == "embedding" else (a, b)
+            for planned, array in zip(_planned(name, v.shapes[name], kinds[name], rank), (first, second)):
+                writer.write(planned.name, np.ascontiguousarray(array, dtype=np.float32))
+            errors[name] = f.relative_error
+            norm_sq += f.norm**2
+            tail_sq += f.tail**2
+            done += math.prod(v.shapes[name])
+            if on_progress:
+                on_progress(4 * done, 4 * total)  # float32 bytes, as every vector command counts
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return errors, norm_sq, tail_sq
 
 
 def _planned(name: str, shape: tuple[int, ...], kind: str | None, rank: int) -> list[PlannedTensor]:

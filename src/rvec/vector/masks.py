@@ -4,6 +4,7 @@ per-depth α schedules, combined into one :class:`Selection` that maps a tensor 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rvec.errors import InvalidArgumentError
@@ -118,3 +119,23 @@ class Selection:
             "layers": sorted(self.layers) if self.layers is not None else None,
             "schedule": self.schedule.describe(),
         }
+
+
+def parse_selection(
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    layers: str | None = None,
+    schedule: str | None = None,
+) -> Selection:
+    """A :class:`Selection` from ``--include``/``--exclude`` patterns and ``--layers``/``--schedule`` text.
+
+    Raises:
+        InvalidArgumentError: a pattern, layer range or schedule that does not parse.
+    """
+    return Selection(
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        layers=parse_layers(layers),
+        schedule=parse_schedule(schedule),
+    )

@@ -14,7 +14,7 @@ import numpy as np
 from rvec.checkpoint import dtypes
 from rvec.checkpoint.reader import blocks
 from rvec.plotting import new_figure, save_png
-from rvec.vector.artifact import ReasoningVector
+from rvec.vector.artifact import ReasoningVector, read_vector
 
 
 @dataclass
@@ -145,3 +145,31 @@ def plot_norms(panels: Sequence[tuple[str, Mapping[str, Any]]], path: str | Path
         ax.set_ylabel("‖v‖ (Frobenius)")
         ax.legend(fontsize=7)
     return save_png(fig, path)
+
+
+def stats_report(
+    vector: str | Path,
+    *,
+    compare: str | Path | None = None,
+    plot: str | Path | None = None,
+    verify: bool = True,
+) -> tuple[VectorStats, dict[str, Any] | None]:
+    """``rvec stats``: the vector's norms, its cosine with ``compare``, and the norms plot.
+
+    Raises:
+        OutputExistsError, UnsafeOutputError: ``plot`` would replace an input or a folder.
+        VectorIntegrityError: a vector fails verification.
+    """
+    from rvec.outputs import check_output_file
+
+    if plot:
+        check_output_file(Path(plot), inputs=[Path(vector), *([Path(compare)] if compare else [])])
+    vec = read_vector(vector, verify=verify)
+    stats = vector_stats(vec)
+    other = read_vector(compare, verify=verify) if compare else None
+    if plot:
+        panels = [(str(vector), stats.to_dict())] + (
+            [(str(compare), vector_stats(other).to_dict())] if other else []
+        )
+        plot_norms(panels, plot)
+    return stats, cosine(vec, other) if other else None

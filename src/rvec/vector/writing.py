@@ -265,7 +265,7 @@ def write_vector(
             "dtype": "float32",
             "rvec_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "family": family.family_fingerprint(dict(manifest.get("config") or {})),
+            "family": family.family_signature(dict(manifest.get("config") or {})),
             "check": None,
             "skipped_non_float": [],
             **manifest,

@@ -1,5 +1,0 @@
-"""Moved to :mod:`rvec.model.loading`; this name stays so existing imports keep working."""
-
-from rvec.model.loading import TOKENIZER_FILES, default_dtype, load_causal_lm, pick_device, pick_dtype
-
-__all__ = ["TOKENIZER_FILES", "default_dtype", "load_causal_lm", "pick_device", "pick_dtype"]
