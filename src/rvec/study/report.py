@@ -67,7 +67,7 @@ def render_report(
             condition) is the reference of every Δ.
         title (str): the report's heading.
         notes (list[str]): bullet points under the title (e.g. "the demo uses a random control").
-        vector_stats (dict | None): ``rvec.vector.stats.vector_stats(...).to_dict()`` for the
+        vector_stats (dict | None): ``rvec.vector.anatomy.Anatomy.norms_panel()`` for the
             norms plot; ``None`` skips it.
         config_text (str | None): the study configuration, appended verbatim; ``None`` omits it.
         resamples (int): bootstrap resamples per comparison (≥ 10,000 for a real report).

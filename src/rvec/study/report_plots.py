@@ -21,7 +21,7 @@ from rvec.study.report_index import (
     has_cell,
     row_accuracy,
 )
-from rvec.vector.stats import plot_norms
+from rvec.vector.anatomy_plots import plot_norms
 
 __all__ = ["plots_section"]
 
@@ -68,7 +68,7 @@ def plots_section(
         lines += [
             "![per-layer vector norms](plots/vector_norms.png)",
             "",
-            "*Per-layer ‖v‖, total and by module.*",
+            "*Per-layer ‖v‖, total and by module class.*",
             "",
         ]
     _remove_stale_plots(plot_dir, written)

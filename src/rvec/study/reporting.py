@@ -72,11 +72,12 @@ def _as_planned(cell: CellResult, entry: dict) -> CellResult:
 
 
 def _vector_stats(run_dir: Path, vector: str | None) -> dict | None:
+    from rvec.vector.anatomy import measure_anatomy
     from rvec.vector.artifact import read_vector
-    from rvec.vector.stats import vector_stats
 
     vectors = run_dir / "vectors"
     # The study's v: a folder it names (vector:), else extracted or stood in for in the run folder.
     candidates = [*([Path(vector)] if vector else []), vectors / "v", *sorted(vectors.glob("random-as-v-*"))]
     folders = [p for p in candidates if (p / "rvec.json").is_file()]
-    return vector_stats(read_vector(folders[0])).to_dict() if folders else None
+    # Norms only: without SVD, target or compare vector, anatomy reads nothing but rvec.json.
+    return measure_anatomy(read_vector(folders[0]), svd=False).norms_panel() if folders else None

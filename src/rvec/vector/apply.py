@@ -48,7 +48,7 @@ from rvec.errors import IncompatibleError, InvalidArgumentError, NonFiniteError
 from rvec.outputs import input_paths
 from rvec.progress import ProgressCallback
 from rvec.vector import family
-from rvec.vector.artifact import LINEAGE_FILE, DeltaSource, DonorPair, ReasoningVector, read_vector
+from rvec.vector.artifact import DeltaSource, DonorPair, ReasoningVector, read_vector
 from rvec.vector.cards import model_card
 from rvec.vector.compat import CheckReport, check_donors, check_target, is_tied, probe_names, probe_values
 from rvec.vector.embeddings import EmbeddingPolicy, overlap_elements
@@ -139,12 +139,7 @@ def open_vector_source(item: DeltaSource | str | Path) -> DeltaSource:
 
 def _probe_of(source: DeltaSource) -> dict[str, np.ndarray]:
     if isinstance(source, ReasoningVector):
-        file = source.path / LINEAGE_FILE
-        if not file.is_file():
-            return {}
-        from safetensors.numpy import load_file
-
-        return load_file(str(file))
+        return source.lineage_probe()
     if isinstance(source, DonorPair):
         return probe_values(source.sft, probe_names(source.shapes))
     return {}
