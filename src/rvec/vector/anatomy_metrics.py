@@ -39,7 +39,9 @@ DEFINITIONS: dict[str, str] = {
     "overlap_right": "‖V_vᵀ V_θ‖_F² / k for the top-k right singular vectors (column space: a linear layer's inputs)",
     "random_left": "k/m, the expected overlap_left of a uniformly random k-dimensional subspace (m rows)",
     "random_right": "k/n, the expected overlap_right of a uniformly random k-dimensional subspace (n columns)",
-    "cosine": "⟨v, w⟩ / (‖v‖‖w‖), w the --compare vector's tensor (both read as float32, summed in float64)",
+    "cosine": "⟨v, w⟩ / (‖v‖‖w‖), w the --compare vector's tensor (both read as float32, summed in float64); "
+    "null where v or w is zero",
+    "compare_norm": "‖w‖_F of the --compare vector's tensor",
 }
 
 AGGREGATION: dict[str, str] = {
@@ -56,6 +58,7 @@ AGGREGATION: dict[str, str] = {
     "random_left": "mean over the group's matrices weighted by ‖v‖ (the baseline of overlap_left)",
     "random_right": "mean over the group's matrices weighted by ‖v‖ (the baseline of overlap_right)",
     "cosine": "Σ⟨v, w⟩ / √(Σ‖v‖²·Σ‖w‖²) over the tensors both vectors hold",
+    "compare_norm": "not aggregated",
 }
 
 _WEIGHTED = ("effective_rank", "energy_rank", "max_rank", "overlap_left", "overlap_right")
@@ -134,6 +137,7 @@ class TensorAnatomy:
             "overlap_right": self.overlap_right,
             "random_right": self.random_right,
             "cosine": self.cosine,
+            "compare_norm": None if self.other_sq is None else math.sqrt(self.other_sq),
         }
 
 
@@ -174,7 +178,7 @@ def aggregate(records: Sequence[TensorAnatomy]) -> Aggregate:
     bases = [r.base_norm for r in records]
     base = math.sqrt(sum(b**2 for b in bases if b is not None)) if None not in bases else None
     moved = [r.moved for r in records]
-    compared = [r for r in records if r.cosine is not None]
+    compared = [r for r in records if r.dot is not None]
     weighted = {key: _weighted(records, lambda r, key=key: getattr(r, key)) for key in _WEIGHTED}
     return Aggregate(
         tensors=len(records),
@@ -192,9 +196,7 @@ def aggregate(records: Sequence[TensorAnatomy]) -> Aggregate:
             sum(r.dot or 0.0 for r in compared),
             sum(r.self_sq or 0.0 for r in compared),
             sum(r.other_sq or 0.0 for r in compared),
-        )
-        if compared
-        else None,
+        ),
         **weighted,
     )
 
@@ -223,5 +225,5 @@ def _ratio(num: float, den: float | None) -> float | None:
     return num / den if den else None  # ‖θ‖ unknown or 0: no meaningful ratio
 
 
-def _cos(dot: float, na: float, nb: float) -> float:
-    return dot / math.sqrt(na * nb) if na > 0 and nb > 0 else 0.0
+def _cos(dot: float, na: float, nb: float) -> float | None:
+    return dot / math.sqrt(na * nb) if na > 0 and nb > 0 else None  # undefined against a zero vector
