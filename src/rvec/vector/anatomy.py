@@ -26,7 +26,7 @@ from typing import Any
 
 from rvec.checkpoint.source import Checkpoint, resolve
 from rvec.errors import IncompatibleError, InvalidArgumentError
-from rvec.outputs import check_output_target
+from rvec.outputs import check_output_target, input_paths
 from rvec.progress import ProgressCallback
 from rvec.vector import family
 from rvec.vector.anatomy_metrics import (
@@ -161,16 +161,15 @@ def anatomy(
     Example:
         >>> anatomy("vec/", like="Qwen/Qwen2.5-0.5B-Instruct", out="anatomy/")  # doctest: +SKIP
     """
-    inputs = [Path(p) for p in (vector, like, compare) if p is not None]
-    if out is not None:
-        check_output_target(
-            Path(out), inputs=inputs, overwrite=overwrite, overwrite_foreign=overwrite_foreign
-        )
+    if out is not None:  # before any tensor is read: a refused -o must not cost the whole measurement
+        named = [Path(p) for p in (vector, like, compare) if p is not None]
+        check_output_target(Path(out), inputs=named, overwrite=overwrite, overwrite_foreign=overwrite_foreign)
     v = read_vector(vector, verify=verify)
     other = read_vector(compare, verify=verify) if compare is not None else None
     target = resolve(like) if like is not None else None
     result = measure_anatomy(v, like=target, compare=other, top_k=top_k, svd=svd, on_progress=on_progress)
-    if out is not None:
+    if out is not None:  # checked again against the resolved inputs (a hub id's snapshot folder)
+        inputs = input_paths(*(x for x in (v, target, other) if x is not None))
         write_anatomy(
             result, Path(out), inputs=inputs, overwrite=overwrite, overwrite_foreign=overwrite_foreign
         )
@@ -186,9 +185,19 @@ def measure_anatomy(
     svd: bool = True,
     on_progress: ProgressCallback | None = None,
 ) -> Anatomy:
-    """The figures of an opened vector (arguments as for :func:`anatomy`).
+    """The figures of an opened vector; reads nothing but ``rvec.json`` when ``like`` and
+    ``compare`` are ``None`` and ``svd`` is false.
 
-    Reads nothing but ``rvec.json`` when ``like`` and ``compare`` are ``None`` and ``svd`` is false.
+    Args:
+        vector (ReasoningVector): the vector (verified or not, as opened).
+        like (Checkpoint | None): θ, a checkpoint of the vector's family.
+        compare (ReasoningVector | None): a second vector for cosines.
+        top_k (int, default 16): dimension of the compared singular subspaces.
+        svd (bool, default True): compute effective ranks and overlaps.
+        on_progress (ProgressCallback | None): ``(elements done, elements total)``.
+
+    Returns:
+        Anatomy: every tensor's figures; aggregates are computed from them on access.
 
     Raises:
         InvalidArgumentError: ``top_k`` < 1.

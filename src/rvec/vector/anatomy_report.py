@@ -73,7 +73,10 @@ def table_rows(groups: Mapping[str, Row]) -> tuple[list[str], list[list[str]]]:
     """Headers and rows (one per group, first cell its label) of the columns that hold any figure.
 
     Args:
-        groups: label → a record of ``anatomy.json`` (aggregate or tensor).
+        groups (Mapping[str, Mapping]): label → a record of ``anatomy.json`` (aggregate or tensor).
+
+    Returns:
+        tuple[list[str], list[list[str]]]: the headers (without the label column) and the rows.
     """
     shown = [c for c in COLUMNS if any(g.get(c[0]) is not None for g in groups.values())]
     rows = [[label] + [fmt(g, key) for key, _, fmt in shown] for label, g in groups.items()]
@@ -81,7 +84,14 @@ def table_rows(groups: Mapping[str, Row]) -> tuple[list[str], list[list[str]]]:
 
 
 def markdown(data: Mapping[str, Any]) -> str:
-    """``anatomy.md`` from ``Anatomy.to_dict()``: settings, tables coarse to fine, definitions."""
+    """``anatomy.md``: settings, tables coarse to fine (overall, module class, layer, tensor), definitions.
+
+    Args:
+        data (Mapping): ``Anatomy.to_dict()``.
+
+    Returns:
+        str: the Markdown text.
+    """
     vector = data["vector"]["path"]
     lines = [f"# Anatomy of `{vector}`", ""]
     if data["like"]:
@@ -116,10 +126,12 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, code: bo
     return "\n".join(out)
 
 
-def heatmaps(data: Mapping[str, Any]) -> dict[str, list[HeatMap]]:
-    """File name → panels: every heat map whose figure was measured."""
+def _heatmaps(data: Mapping[str, Any]) -> dict[str, list[HeatMap]]:
+    """File name → panels: every heat map whose figure was measured (none without layers)."""
     per = data["per_layer_module"]
     layers = sorted(int(k) for k in per)
+    if not layers:
+        return {}
     order = list(data["per_module"])
     classes = [m for m in order if any(m in per[str(layer)] for layer in layers)]
 
@@ -172,6 +184,13 @@ def write_anatomy(
 ) -> list[Path]:
     """Write the anatomy folder (see the module docstring); it appears only when complete.
 
+    Args:
+        result (Anatomy): the measured figures.
+        out (Path): the folder to create or replace.
+        inputs (Sequence[Path], default ()): the paths the anatomy read; ``out`` may not be or hold one.
+        overwrite (bool, default False): replace ``out`` if rvec wrote it.
+        overwrite_foreign (bool, default False): replace ``out`` even if rvec did not write it.
+
     Returns:
         The files written, under their final paths.
 
@@ -189,7 +208,7 @@ def write_anatomy(
         write_text(tmp / "anatomy.md", markdown(data))
         plot_norms([(vector, result.norms_panel())], tmp / "norms.png")
         names += ["anatomy.json", "anatomy.md", "norms.png"]
-        for name, panels in heatmaps(data).items():
+        for name, panels in _heatmaps(data).items():
             plot_heatmaps(
                 panels, tmp / name, title=f"{vector}: {name.removesuffix('.png').replace('_', ' ')}"
             )
