@@ -111,10 +111,14 @@ def encodings(qwen_untied: Family, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 # ----------------------------------------------------------------------------- figures
-def test_ranks_and_moved_fraction_equal_direct_numpy(qwen_untied: Family, tmp_path: Path) -> None:
-    values = known_vector(qwen_untied, tmp_path / "vec")
-    target = theta(qwen_untied)
-    data = anatomy(tmp_path / "vec", like=qwen_untied.target, top_k=4).to_dict()["per_tensor"]
+@pytest.mark.parametrize("family_name", ["qwen_untied", "qwen_bf16"], ids=["float32", "bfloat16"])
+def test_ranks_and_moved_fraction_equal_direct_numpy(
+    family_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    family: Family = request.getfixturevalue(family_name)  # θ stored float32, or bf16 widened exactly
+    values = known_vector(family, tmp_path / "vec")
+    target = theta(family)
+    data = anatomy(tmp_path / "vec", like=family.target, top_k=4).to_dict()["per_tensor"]
     assert set(data) == set(values)
     for name, x in values.items():
         rec, t = data[name], target[name]
