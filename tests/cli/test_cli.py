@@ -1,4 +1,4 @@
-"""CLI surface: help, JSON output of inspect/check/stats, the plot."""
+"""CLI surface: help, JSON output of inspect/check/anatomy, the plots."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "command",
-    ["inspect", "check", "extract", "apply", "stats", "compress", "export-lora", "control", "convert"],
+    ["inspect", "check", "extract", "apply", "anatomy", "compress", "export-lora", "control", "convert"],
 )
 def test_every_command_has_help_with_an_example(command: str) -> None:
     result = runner.invoke(app, [command, "-h"])
@@ -62,7 +62,7 @@ def test_check_json_verdict_and_exit_codes(qwen_untied: Family, llama_tied: Fami
     assert "architecture: SFT has 'Qwen2ForCausalLM', target has 'LlamaForCausalLM'" in problems
 
 
-def test_extract_apply_stats_round_trip(qwen_untied: Family, tmp_path: Path) -> None:
+def test_extract_apply_anatomy_round_trip(qwen_untied: Family, tmp_path: Path) -> None:
     vec, vec2 = tmp_path / "vec", tmp_path / "vec2"
     assert (
         runner.invoke(
@@ -98,18 +98,19 @@ def test_extract_apply_stats_round_trip(qwen_untied: Family, tmp_path: Path) -> 
     )
     check = runner.invoke(app, ["check", "--vector", str(vec), "--to", str(qwen_untied.target), "--json"])
     assert check.exit_code == 0 and json.loads(check.stdout)["verdict"] == "compatible"
-    stats = runner.invoke(
-        app, ["stats", str(vec), "--compare", str(vec), "--plot", str(tmp_path / "n.png"), "--json"]
+    anatomy = runner.invoke(
+        app,
+        ["anatomy", str(vec), "--compare", str(vec), "-o", str(tmp_path / "a"), "--json", "--no-progress"],
     )
-    assert stats.exit_code == 0, stats.output
-    data = json.loads(stats.stdout)
-    assert data["cosine"]["overall"] == pytest.approx(1.0)
-    assert set(data["per_module"]) == {"embeddings", "attention", "mlp", "norm"}
-    assert (tmp_path / "n.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cross = json.loads(runner.invoke(app, ["stats", str(vec), "--compare", str(vec2), "--json"]).stdout)[
-        "cosine"
-    ]
-    assert -1.0 <= cross["overall"] < 0.99
+    assert anatomy.exit_code == 0, anatomy.output
+    data = json.loads(anatomy.stdout)
+    assert data["overall"]["cosine"] == pytest.approx(1.0)
+    assert set(data["per_module"]) == {
+        "embed", "attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down", "norm", "lm_head"
+    }  # fmt: skip
+    assert (tmp_path / "a" / "norms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cross = runner.invoke(app, ["anatomy", str(vec), "--compare", str(vec2), "--no-svd", "--json"])
+    assert -1.0 <= json.loads(cross.stdout)["overall"]["cosine"] < 0.99
     applied = runner.invoke(
         app,
         [
@@ -155,9 +156,8 @@ def test_norm_matched_random_control_has_v_norms_per_tensor(qwen_untied: Family,
     assert set(v) == set(r)
     for name in v:
         assert float(r[name].double().norm()) == pytest.approx(float(v[name].double().norm()), rel=1e-5)
-    cos = json.loads(runner.invoke(app, ["stats", str(vec), "--compare", str(rnd), "--json"]).stdout)[
-        "cosine"
-    ]["overall"]
+    shown = runner.invoke(app, ["anatomy", str(vec), "--compare", str(rnd), "--no-svd", "--json"])
+    cos = json.loads(shown.stdout)["overall"]["cosine"]
     assert abs(cos) < 0.2
     again = tmp_path / "rnd2"
     assert runner.invoke(app, ["control", str(vec), "-o", str(again), "--seed", "3"]).exit_code == 0

@@ -36,7 +36,7 @@ ROWS = [
 ]
 CLEAN = {"gsm8k": 60, "sciq": 50, "bbh:navigate": 30, "bbh:snarks": 24}
 TYPO = "gsm8k+typo:0.05"
-VECTOR_STATS = {
+VECTOR_NORMS = {
     "total_norm": 3.0,
     "per_layer": {"0": 1.0, "1": 2.0, "2": 1.5},
     "per_module": {"mlp": 2.0, "attn": 1.0},
@@ -98,7 +98,7 @@ def _render(cells: list[CellResult], out: Path, **overrides) -> dict:
         "baseline": "target",
         "title": "Demo study",
         "notes": ["the demo uses a random control in place of v"],
-        "vector_stats": VECTOR_STATS,
+        "vector_norms": VECTOR_NORMS,
         "config_text": "name: demo\n",
         "resamples": RESAMPLES,
         "seed": SEED,
@@ -332,7 +332,7 @@ def test_rerender_is_identical_and_drops_stale_plots(tmp_path: Path) -> None:
     first = (tmp_path / "report.md").read_bytes(), (tmp_path / "results.json").read_bytes()
     # Without the vector stats and the α = 0.5 variant, neither the norms nor any sweep is drawn.
     fewer = [c for c in cells if c.variant != HALF]
-    written = _render(fewer, tmp_path, vector_stats=None)
+    written = _render(fewer, tmp_path, vector_norms=None)
     assert {p.name for p in written["plots"]} == {"conditions.png"}
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["conditions.png"]
     _render(cells, tmp_path)

@@ -62,7 +62,7 @@ def test_extract_records_and_remembers_every_hash(sharded: Path) -> None:
     assert read_vector(sharded).verified
 
 
-def test_edited_shard_is_refused_by_apply_stats_and_eval(
+def test_edited_shard_is_refused_by_apply_anatomy_and_eval(
     vec: Path, qwen_untied: Family, tmp_path: Path
 ) -> None:
     read_vector(vec)  # verified once: its hashes are remembered
@@ -74,7 +74,7 @@ def test_edited_shard_is_refused_by_apply_stats_and_eval(
         fragment,
     )
     assert not (tmp_path / "o").exists()
-    result = run("stats", vec)
+    result = run("anatomy", vec)
     assert_user_error(result, fragment)
     assert "the vector was modified after it was written" in result.stderr and "--no-verify" in result.stderr
     assert_user_error(
@@ -105,17 +105,17 @@ def test_no_verify_uses_an_edited_vector_and_says_so(vec: Path, qwen_untied: Fam
     assert result.exit_code == 0, result.output
     provenance = json.loads((tmp_path / "o" / "rvec.json").read_text())
     assert provenance["vectors"][0]["verified"] is False
-    assert run("stats", vec, "--no-verify").exit_code == 0
+    assert run("anatomy", vec, "--no-verify").exit_code == 0
 
 
 def test_missing_and_unrecorded_shards(vec: Path, tmp_path: Path) -> None:
     shards = sorted(vec.glob("vector-*.safetensors"))
     extra = vec / "vector-extra.safetensors"
     shutil.copyfile(shards[0], extra)
-    assert_user_error(run("stats", vec), f"{extra}: a shard rvec.json does not record")
+    assert_user_error(run("anatomy", vec), f"{extra}: a shard rvec.json does not record")
     extra.unlink()
     shards[-1].unlink()
-    assert_user_error(run("stats", vec), f"{shards[-1]}: missing, but rvec.json records it")
+    assert_user_error(run("anatomy", vec), f"{shards[-1]}: missing, but rvec.json records it")
 
 
 def test_index_naming_a_missing_shard_or_tensor_is_refused_even_without_verification(vec: Path) -> None:
@@ -126,7 +126,7 @@ def test_index_naming_a_missing_shard_or_tensor_is_refused_even_without_verifica
     index_file.write_text(json.dumps(index))
     for extra in ([], ["--no-verify"]):
         assert_user_error(
-            run("stats", vec, *extra), "names shard vector-00009-of-00009.safetensors, which is missing"
+            run("anatomy", vec, *extra), "names shard vector-00009-of-00009.safetensors, which is missing"
         )
     index = json.loads(index_file.read_text())
     index["weight_map"].pop(name)
@@ -163,7 +163,7 @@ def test_edited_family_is_refused(vec: Path, edit, fragment: str) -> None:
     manifest = json.loads((vec / "rvec.json").read_text())
     edit(manifest)
     (vec / "rvec.json").write_text(json.dumps(manifest))
-    assert_user_error(run("stats", vec), fragment)
+    assert_user_error(run("anatomy", vec), fragment)
     with pytest.raises(VectorIntegrityError):
         read_vector(vec)
 
@@ -182,10 +182,10 @@ def test_truncated_shard_is_a_one_line_error_with_and_without_verification(
     shard = sorted(vec.glob("vector-*.safetensors"))[0]
     with shard.open("r+b") as f:
         f.truncate(shard.stat().st_size - 100)
-    verified = run("stats", vec)
+    verified = run("anatomy", vec)
     assert_user_error(verified, str(shard))
     assert "--no-verify" in verified.stderr
-    assert_user_error(run("stats", vec, "--no-verify"), f"{shard}: truncated")
+    assert_user_error(run("anatomy", vec, "--no-verify"), f"{shard}: truncated")
     out = tmp_path / "o"
     for extra in ([], ["--no-verify"]):
         result = run("apply", vec, "--to", qwen_untied.target, "-a", "1", "-o", out, "--no-progress", *extra)
@@ -215,7 +215,7 @@ def test_factored_record_that_disagrees_with_its_shard_is_a_one_line_error(
     (factored / "rvec.json").write_text(json.dumps(manifest))
     out = tmp_path / "o"
     for extra in ([], ["--no-verify"]):
-        assert_user_error(run("stats", factored, *extra), f"'{name}{fragment}")
+        assert_user_error(run("anatomy", factored, *extra), f"'{name}{fragment}")
         result = run(
             "apply", factored, "--to", qwen_untied.target, "-a", "1", "-o", out, "--no-progress", *extra
         )

@@ -97,6 +97,7 @@ def _root(
 
 def _register() -> None:
     from rvec.cli import (
+        anatomy_cmd,
         apply_cmd,
         check_cmd,
         compress_cmd,
@@ -108,7 +109,6 @@ def _register() -> None:
         inspect_cmd,
         pair_cmd,
         run_cmd,
-        stats_cmd,
     )
 
     for module in (
@@ -116,7 +116,7 @@ def _register() -> None:
         check_cmd,
         extract_cmd,
         apply_cmd,
-        stats_cmd,
+        anatomy_cmd,
         compress_cmd,
         export_lora_cmd,
         control_cmd,

@@ -1,5 +1,5 @@
 """The study report's figures: α sweeps and accuracy by variant and condition (the vector's
-per-layer norms are :func:`rvec.vector.stats.plot_norms`).
+per-layer norms are :func:`rvec.vector.anatomy_plots.plot_norms`).
 
 Drawing only: :mod:`rvec.study.report` computes every number (accuracies, intervals) and passes
 plain series here, drawn in rvec's one idiom (:mod:`rvec.plotting`).

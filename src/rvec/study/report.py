@@ -52,7 +52,7 @@ def render_report(
     baseline: str,
     title: str,
     notes: list[str],
-    vector_stats: dict | None,
+    vector_norms: dict | None,
     config_text: str | None,
     resamples: int,
     seed: int,
@@ -67,7 +67,7 @@ def render_report(
             condition) is the reference of every Δ.
         title (str): the report's heading.
         notes (list[str]): bullet points under the title (e.g. "the demo uses a random control").
-        vector_stats (dict | None): ``rvec.vector.stats.vector_stats(...).to_dict()`` for the
+        vector_norms (dict | None): ``rvec.vector.anatomy.Anatomy.norms_panel()`` for the
             norms plot; ``None`` skips it.
         config_text (str | None): the study configuration, appended verbatim; ``None`` omits it.
         resamples (int): bootstrap resamples per comparison (≥ 10,000 for a real report).
@@ -86,7 +86,7 @@ def render_report(
         Re-render a run folder from its cached cells (``load_cells`` stands for the runner's loader)::
 
             render_report(load_cells(run), out_dir=run, baseline="target", title="Demo", notes=[],
-                          vector_stats=None, config_text=None, resamples=10_000, seed=0)
+                          vector_norms=None, config_text=None, resamples=10_000, seed=0)
     """
     if resamples < 1:
         raise StatisticsError(f"resamples = {resamples}; pass a positive count, e.g. 10000")
@@ -108,7 +108,7 @@ def render_report(
     lines += adversarial_section(index, comparer)
     lines += controls_section(index, comparer)
     lines += donors_section(index, comparer)
-    plot_lines, written_plots = plots_section(index, comparer, out_dir / "plots", vector_stats)
+    plot_lines, written_plots = plots_section(index, comparer, out_dir / "plots", vector_norms)
     lines += plot_lines
     lines += [
         "## Statistics",

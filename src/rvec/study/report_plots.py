@@ -21,7 +21,7 @@ from rvec.study.report_index import (
     has_cell,
     row_accuracy,
 )
-from rvec.vector.stats import plot_norms
+from rvec.vector.anatomy_plots import plot_norms
 
 __all__ = ["plots_section"]
 
@@ -31,7 +31,7 @@ _PLOT_PATTERNS = ("alpha_sweep_*.png", "conditions.png", "vector_norms.png")
 
 
 def plots_section(
-    index: ReportIndex, comparer: Comparer, plot_dir: Path, vector_stats: Mapping[str, Any] | None
+    index: ReportIndex, comparer: Comparer, plot_dir: Path, vector_norms: Mapping[str, Any] | None
 ) -> tuple[list[str], list[Path]]:
     lines = ["## Plots", ""]
     written: list[Path] = []
@@ -63,12 +63,12 @@ def plots_section(
         "do not imply an insignificant Δ — the tables give the paired tests.*",
         "",
     ]
-    if vector_stats is not None:
-        written.append(plot_norms([("", vector_stats)], plot_dir / "vector_norms.png"))
+    if vector_norms is not None:
+        written.append(plot_norms([("", vector_norms)], plot_dir / "vector_norms.png"))
         lines += [
             "![per-layer vector norms](plots/vector_norms.png)",
             "",
-            "*Per-layer ‖v‖, total and by module.*",
+            "*Per-layer ‖v‖, total and by module class.*",
             "",
         ]
     _remove_stale_plots(plot_dir, written)

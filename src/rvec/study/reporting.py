@@ -53,7 +53,7 @@ def render_run(run_dir: str | Path) -> list[Path]:
             baseline=baseline,
             title=plan.get("title") or f"rvec study — {short_name(target)}",
             notes=notes,
-            vector_stats=_vector_stats(run_dir, plan.get("vector")),
+            vector_norms=_vector_norms(run_dir, plan.get("vector")),
             config_text=config_text,
             resamples=int(plan.get("bootstrap_resamples", 10_000)),
             seed=int(plan.get("seed", 0)),
@@ -71,12 +71,13 @@ def _as_planned(cell: CellResult, entry: dict) -> CellResult:
     return replace(cell, variant=variant)
 
 
-def _vector_stats(run_dir: Path, vector: str | None) -> dict | None:
+def _vector_norms(run_dir: Path, vector: str | None) -> dict | None:
+    from rvec.vector.anatomy import measure_anatomy
     from rvec.vector.artifact import read_vector
-    from rvec.vector.stats import vector_stats
 
     vectors = run_dir / "vectors"
     # The study's v: a folder it names (vector:), else extracted or stood in for in the run folder.
     candidates = [*([Path(vector)] if vector else []), vectors / "v", *sorted(vectors.glob("random-as-v-*"))]
     folders = [p for p in candidates if (p / "rvec.json").is_file()]
-    return vector_stats(read_vector(folders[0])).to_dict() if folders else None
+    # Norms only: without SVD, target or compare vector, anatomy reads nothing but rvec.json.
+    return measure_anatomy(read_vector(folders[0]), svd=False).norms_panel() if folders else None

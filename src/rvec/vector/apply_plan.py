@@ -15,7 +15,7 @@ from rvec.checkpoint.dtypes import DType
 from rvec.checkpoint.source import Checkpoint, resolve
 from rvec.errors import IncompatibleError, InvalidArgumentError
 from rvec.vector import family
-from rvec.vector.artifact import LINEAGE_FILE, DeltaSource, DonorPair, ReasoningVector, read_vector
+from rvec.vector.artifact import DeltaSource, DonorPair, ReasoningVector, read_vector
 from rvec.vector.compat import CheckReport, check_donors, check_target, is_tied, probe_names, probe_values
 from rvec.vector.embeddings import EmbeddingPolicy, overlap_elements
 from rvec.vector.masks import Selection
@@ -85,12 +85,7 @@ def vector_sources(
 
 def _probe_of(source: DeltaSource) -> dict[str, np.ndarray]:
     if isinstance(source, ReasoningVector):
-        file = source.path / LINEAGE_FILE
-        if not file.is_file():
-            return {}
-        from safetensors.numpy import load_file
-
-        return load_file(str(file))
+        return source.lineage_probe()
     if isinstance(source, DonorPair):
         return probe_values(source.sft, probe_names(source.shapes))
     return {}

@@ -198,6 +198,16 @@ class ReasoningVector:
         a_info, b_info = self._stored[name]
         return self._reader.read(a_info), self._reader.read(b_info)
 
+    def lineage_probe(self) -> dict[str, np.ndarray]:
+        """The first elements of a few SFT weights (``lineage.safetensors``), what targets are checked
+        against; empty for a vector written without one."""
+        file = self.path / LINEAGE_FILE
+        if not file.is_file():
+            return {}
+        from safetensors.numpy import load_file
+
+        return load_file(str(file))
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": "vector",

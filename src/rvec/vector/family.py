@@ -65,6 +65,69 @@ def module_type(name: str) -> str:
     return "other"
 
 
+# The module classes ``rvec anatomy`` reports, refining :func:`module_type`: per coarse type, the
+# classes with the name fragments that identify them, tried in order (first match wins). Order
+# matters where one fragment holds another: ``qkv_proj`` holds ``v_proj``, ``gate_up_proj`` holds
+# ``up_proj``. Fragments cover Llama/Qwen/Mistral (q_proj … down_proj), GPT-2 (c_attn, c_proj,
+# c_fc) and GPT-NeoX (query_key_value, dense_h_to_4h); a tensor of the type that none matches is
+# ``attn.other`` / ``mlp.other``.
+MODULE_CLASSES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "attention": (
+        ("attn.qkv", ("qkv_proj", "c_attn", "query_key_value")),
+        ("attn.q", ("q_proj",)),
+        ("attn.k", ("k_proj",)),
+        ("attn.v", ("v_proj",)),
+        ("attn.o", ("o_proj", "out_proj", "c_proj", "attention.dense")),
+    ),
+    "mlp": (
+        ("mlp.gate_up", ("gate_up_proj",)),
+        ("mlp.gate", ("gate_proj",)),
+        ("mlp.up", ("up_proj", "c_fc", "dense_h_to_4h")),
+        ("mlp.down", ("down_proj", "c_proj", "dense_4h_to_h")),
+    ),
+}
+CLASS_ORDER = (
+    "embed",
+    "attn.q",
+    "attn.k",
+    "attn.v",
+    "attn.qkv",
+    "attn.o",
+    "attn.other",
+    "mlp.gate",
+    "mlp.up",
+    "mlp.gate_up",
+    "mlp.down",
+    "mlp.other",
+    "norm",
+    "lm_head",
+    "other",
+)
+"""Every class :func:`module_class` returns, in the order tables and heat maps show them."""
+
+
+def module_class(name: str) -> str:
+    """Fine module class for anatomy: ``attn.q`` … ``mlp.down``, ``norm``, ``embed``, ``lm_head``, ``other``.
+
+    Refines :func:`module_type` (so both agree on the coarse type): embeddings split into the token
+    embedding and the output projection; attention and MLP tensors into their projections by
+    :data:`MODULE_CLASSES`; a projection's bias is in its weight's class.
+
+    Example:
+        >>> module_class("model.layers.3.mlp.gate_proj.weight")
+        'mlp.gate'
+    """
+    coarse = module_type(name)
+    if coarse == "embeddings":
+        return "lm_head" if name in LM_HEAD_NAMES else "embed"
+    if coarse in ("norm", "other"):
+        return coarse
+    for cls, fragments in MODULE_CLASSES[coarse]:
+        if any(f in name for f in fragments):
+            return cls
+    return "attn.other" if coarse == "attention" else "mlp.other"
+
+
 def is_embedding(name: str) -> bool:
     """Token-embedding or output-projection matrix (rows = vocabulary)."""
     return name in EMBED_NAMES or name in LM_HEAD_NAMES
