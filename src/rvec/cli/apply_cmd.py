@@ -17,15 +17,16 @@ from rvec.cli._common import (
     print_json,
 )
 from rvec.errors import InvalidArgumentError
-from rvec.vector.apply import apply, parse_dtype
+from rvec.vector.apply import ApplyResult, apply, parse_dtype
 from rvec.vector.artifact import DonorPair, read_vector
 from rvec.vector.embeddings import parse_policy
 from rvec.vector.masks import Selection, parse_layers, parse_schedule
+from rvec.vector.mergekit import apply_mergekit, load_mergekit
 
 
 def apply_command(
     vectors: list[Path] = typer.Argument(None, help="Vector folders (rvec extract); or use --sft/--rl."),
-    to: str = typer.Option(..., "--to", help="Target model: folder or hub id[@rev]."),
+    to: str | None = typer.Option(None, "--to", help="Target model: folder or hub id[@rev]."),
     alpha: list[float] = typer.Option(
         None, "--alpha", "-a", help="α per vector, in order (repeat the flag). Negative subtracts."
     ),
@@ -34,6 +35,11 @@ def apply_command(
         None, "--sft", help="SFT donor: compute v on the fly (no vector written)."
     ),
     rl: str | None = typer.Option(None, "--rl", help="RL donor, with --sft."),
+    mergekit: Path | None = typer.Option(
+        None,
+        "--mergekit",
+        help="Run a mergekit YAML instead (linear, task_arithmetic, ties, dare_*, breadcrumbs*, ram).",
+    ),
     dtype: str | None = typer.Option(
         None,
         "--dtype",
@@ -82,7 +88,40 @@ def apply_command(
       rvec apply vec/ --to T --alpha -1 -o out-neg/                  (subtraction ablation)
       rvec apply v1/ v2/ --alpha 0.5 --alpha 1 --to T -o out/        (several vectors)
       rvec apply --sft A --rl B --to T --alpha 1 --dtype bfloat16 -o out/   (no vector on disk)
+      rvec apply --mergekit merge.yml -o out/      (a mergekit config; see docs/merging.md)
     """
+    if mergekit is not None:
+        if (
+            vectors
+            or sft
+            or rl
+            or alpha
+            or to
+            or dtype
+            or include
+            or exclude
+            or layers
+            or schedule
+            or embeddings
+        ):
+            raise InvalidArgumentError(
+                "--mergekit takes the models, weights and dtype from the YAML; pass only -o and output flags"
+            )
+        with byte_progress("apply", enabled=progress) as update:
+            result = apply_mergekit(
+                load_mergekit(mergekit),
+                output,
+                overwrite=overwrite,
+                overwrite_foreign=overwrite_foreign,
+                skip_lineage=skip_lineage,
+                allow_pickle=allow_pickle,
+                workers=workers,
+                on_progress=update,
+            )
+        _report(result, output, as_json=as_json)
+        return
+    if to is None:
+        raise InvalidArgumentError("pass --to TARGET (the model to add the vector to)")
     sources: list = [read_vector(v, verify=not no_verify) for v in vectors or []]
     if sft or rl:
         if not (sft and rl):
@@ -116,6 +155,10 @@ def apply_command(
             workers=workers,
             on_progress=update,
         )
+    _report(result, output, as_json=as_json)
+
+
+def _report(result: ApplyResult, output: Path, *, as_json: bool) -> None:
     surv = result.survival
     if as_json:
         print_json(

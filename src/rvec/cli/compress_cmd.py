@@ -8,8 +8,10 @@ import typer
 from rich.table import Table
 
 from rvec.cli._common import byte_progress, err, no_verify_option, out, print_json
+from rvec.errors import InvalidArgumentError
 from rvec.vector.compress import compress
 from rvec.vector.encodings import storage_label
+from rvec.vector.prune import prune
 
 
 def compress_command(
@@ -22,6 +24,21 @@ def compress_command(
         None,
         "--density",
         help="Fraction in (0, 1] of each tensor's entries to keep (largest |v|), stored sparse.",
+    ),
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        help="With --density: dare (random, seeded, L1-rescaled), magnitude (TIES's trim) or breadcrumbs "
+        "(drop outliers and smallest), as rvec merge sparsifies each input.",
+    ),
+    gamma: float | None = typer.Option(
+        None, "--gamma", help="--method breadcrumbs: fraction of largest |v| dropped (0.01)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="--method dare: the mask's seed."),
+    rescale: bool | None = typer.Option(
+        None,
+        "--rescale/--no-rescale",
+        help="--method: keep each tensor's L1 norm (default: dare yes, others no).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
     no_verify: bool = no_verify_option(),
@@ -36,20 +53,32 @@ def compress_command(
     tensor, exactly ⌊D·n + ½⌋ of its n entries, the largest in magnitude. The output is an ordinary
     vector folder: apply, eval --vector, stats and check read it as they read any other.
 
+    --method dare|magnitude|breadcrumbs --density D sparsifies each tensor as rvec merge sparsifies
+    its inputs (mergekit's counts: int(D·n) kept; DARE seeded by --seed), stored sparse.
+
     Examples:
       rvec compress vec/ --rank 32 -o vec-r32/
       rvec compress vec/ --density 0.05 -o vec-d5/
+      rvec compress vec/ --method dare --density 0.1 --seed 7 -o vec-dare/
     """
     with byte_progress("compress", enabled=progress) as update:
-        result = compress(
-            vector,
-            output,
-            rank=rank,
-            density=density,
-            overwrite=overwrite,
-            verify=not no_verify,
-            on_progress=lambda done, total: update(4 * done, 4 * total),
-        )
+        on_progress = lambda done, total: update(4 * done, 4 * total)  # noqa: E731 — elements → bytes
+        if method is None:
+            if gamma is not None or rescale is not None:
+                raise InvalidArgumentError("--gamma and --rescale go with --method")
+            result = compress(
+                vector, output, rank=rank, density=density, overwrite=overwrite,
+                verify=not no_verify, on_progress=on_progress,
+            )  # fmt: skip
+        else:
+            if rank is not None or density is None:
+                raise InvalidArgumentError(
+                    "--method takes --density D (not --rank); e.g. --method dare --density 0.1"
+                )
+            result = prune(
+                vector, output, method=method, density=density, gamma=gamma, seed=seed, rescale=rescale,
+                overwrite=overwrite, verify=not no_verify, on_progress=on_progress,
+            )  # fmt: skip
     if as_json:
         print_json(result.to_dict())
         return
@@ -64,6 +93,8 @@ def compress_command(
         )
     if result.zero:
         err.print(f"exactly zero (stored with no entries): {len(result.zero)} tensors", soft_wrap=True)
+    if result.kept_fraction is not None:
+        err.print(f"kept {100 * result.kept_fraction:.4f}% of entries ({result.settings})", soft_wrap=True)
     err.print(
         f"wrote {output}: {result.method} {result.setting:g}, relative error {result.relative_error:.4g}, "
         f"{result.bytes_before / 1e6:.2f} MB → {result.bytes_after / 1e6:.2f} MB",
