@@ -91,33 +91,18 @@ def apply_command(
       rvec apply --mergekit merge.yml -o out/      (a mergekit config; see docs/merging.md)
     """
     if mergekit is not None:
-        if (
-            vectors
-            or sft
-            or rl
-            or alpha
-            or to
-            or dtype
-            or include
-            or exclude
-            or layers
-            or schedule
-            or embeddings
-        ):
+        given = [vectors, sft, rl, alpha, to, dtype, include, exclude, layers, schedule, embeddings]
+        if any(given):
             raise InvalidArgumentError(
                 "--mergekit takes the models, weights and dtype from the YAML; pass only -o and output flags"
             )
+        job = load_mergekit(mergekit)
         with byte_progress("apply", enabled=progress) as update:
             result = apply_mergekit(
-                load_mergekit(mergekit),
-                output,
-                overwrite=overwrite,
-                overwrite_foreign=overwrite_foreign,
-                skip_lineage=skip_lineage,
-                allow_pickle=allow_pickle,
-                workers=workers,
+                job, output, overwrite=overwrite, overwrite_foreign=overwrite_foreign, skip_lineage=skip_lineage,
+                allow_pickle=allow_pickle, max_shard_bytes=parse_size(max_shard_size), workers=workers,
                 on_progress=update,
-            )
+            )  # fmt: skip
         _report(result, output, as_json=as_json)
         return
     if to is None:

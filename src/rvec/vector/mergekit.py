@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from rvec.checkpoint.source import Checkpoint, resolve
+from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES
 from rvec.errors import ConfigError, InvalidArgumentError
 from rvec.progress import ProgressCallback
 from rvec.vector.apply import ApplyResult, apply, parse_dtype
@@ -291,6 +292,7 @@ def apply_mergekit(
     overwrite_foreign: bool = False,
     skip_lineage: bool = False,
     allow_pickle: bool = False,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     workers: int | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> ApplyResult:
@@ -298,6 +300,16 @@ def apply_mergekit(
 
     Each model reference is resolved once; every donor pair is checked (architecture, shapes,
     lineage) before anything is written, as ``rvec apply --sft --rl`` does.
+
+    Args:
+        job: from :func:`load_mergekit`.
+        out: the model folder to create (atomically).
+        overwrite, overwrite_foreign, skip_lineage, allow_pickle, max_shard_bytes, workers,
+            on_progress: as for :func:`rvec.vector.apply.apply`.
+
+    Returns:
+        The :class:`~rvec.vector.apply.ApplyResult`; its provenance lists the donor pairs (and the
+        merge, with every parameter and the seed) with their α.
 
     Raises:
         the errors of :func:`rvec.vector.apply.apply`, and SourceNotFoundError for a model that
@@ -324,6 +336,7 @@ def apply_mergekit(
         overwrite_foreign=overwrite_foreign,
         skip_lineage=skip_lineage,
         allow_pickle=allow_pickle,
+        max_shard_bytes=max_shard_bytes,
         workers=workers,
         on_progress=on_progress,
     )

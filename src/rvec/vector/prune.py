@@ -80,25 +80,58 @@ def prune(
             raise InvalidArgumentError(f"{name} {value:g}: outside [0, 1]; pass a fraction, e.g. 0.1")
     v = read_vector(vector, verify=verify) if isinstance(vector, (str, Path)) else vector
     rescale = default_rescale if rescale is None else rescale
+    gamma = 0.01 if gamma is None and kind == "magnitude_outliers" else gamma
     ws = Workspace(_BLOCK)
-    prunings: dict[str, Pruning | None] = {}
-    for name, shape in v.shapes.items():
-        numel = math.prod(shape)
-        prunings[name] = prepare_pruning(
-            kind, _passes(v, name, numel, ws), numel, density=density, gamma=0.01 if gamma is None else gamma,
-            rescale=rescale, key=dare_key(seed, 0, name), ws=ws,
-        )  # fmt: skip
+    prunings = {
+        name: prepare_pruning(
+            kind,
+            _passes(v, name, math.prod(shape), ws),
+            math.prod(shape),
+            density=density,
+            gamma=gamma or 0.0,
+            rescale=rescale,
+            key=dare_key(seed, 0, name),
+            ws=ws,
+        )
+        for name, shape in v.shapes.items()
+    }
     plan = [
         TensorPlan(n, s, "sparse", kept=math.prod(s) if prunings[n] is None else prunings[n].kept)
         for n, s in v.shapes.items()
     ]
+    settings: dict[str, Any] = {"density": density, "gamma": gamma, "rescale": rescale}
+    settings = {k: x for k, x in settings.items() if x is not None} | (
+        {"seed": seed} if kind == "random" else {}
+    )
+    return _write_pruned(
+        v,
+        out,
+        plan,
+        prunings,
+        method=method,
+        settings=settings,
+        ws=ws,
+        overwrite=overwrite,
+        on_progress=on_progress,
+    )
+
+
+def _write_pruned(
+    v: ReasoningVector,
+    out: str | Path,
+    plan: list[TensorPlan],
+    prunings: Mapping[str, Pruning | None],
+    *,
+    method: str,
+    settings: Mapping[str, Any],
+    ws: Workspace,
+    overwrite: bool,
+    on_progress: ProgressCallback | None,
+) -> CompressResult:
+    """Write the sparsified tensors of ``plan``, recording each one's error and the overall one."""
+    density = float(settings["density"])
     per_tensor: dict[str, dict[str, Any]] = {}
     total = sum(math.prod(s) for s in v.shapes.values())
-    settings = {
-        "density": density,
-        **({"gamma": gamma if gamma is not None else 0.01} if kind == "magnitude_outliers" else {}),
-    }
-    settings.update({"rescale": rescale, **({"seed": seed} if kind == "random" else {})})
 
     def produce() -> Iterator[tuple[str, Encoded, Mapping[str, Any]]]:
         done = 0
