@@ -16,8 +16,11 @@ from engine import merge_reference as ref
 from engine.helpers import assert_user_error, load_folder
 from fixtures import Family, perturb, save_model
 from rvec.cli import app
+from rvec.vector.apply import apply
 from rvec.vector.artifact import read_vector
 from rvec.vector.extract import extract
+from rvec.vector.inmemory import InMemoryVectors
+from rvec.vector.merge import MergedDelta, merge_spec
 
 runner = CliRunner()
 
@@ -186,3 +189,18 @@ def test_compress_method_errors(trio, tmp_path) -> None:
     assert_user_error(
         runner.invoke(app, [*base, "--method", "random", "--density", "0.1"]), "--method 'random'"
     )
+
+
+def test_a_merge_applies_in_memory_as_the_written_model(trio, tmp_path) -> None:
+    spec = merge_spec("ties", 2, weights=[1.0, 0.7], densities=[0.5, 0.3])
+    merged = MergedDelta([read_vector(trio["v1"]), read_vector(trio["v2"])], spec)
+    apply([merged], trio["sft"], tmp_path / "fused", alphas=[1.0])
+    expected = load_folder(tmp_path / "fused")
+    from transformers import AutoModelForCausalLM  # slow to import: only this test needs it
+
+    model = AutoModelForCausalLM.from_pretrained(trio["sft"], dtype=torch.float32)
+    vectors = InMemoryVectors(model, [merged])
+    vectors.set_alphas([1.0])
+    for name, param in model.named_parameters():
+        assert torch.equal(param.data, expected[name]), name
+    vectors.restore()
