@@ -117,36 +117,32 @@ class GeneralizedTaskArithmetic:
 
 
 def _consensus_sum(
-    deltas: Sequence[np.ndarray],
-    weights: Sequence[np.float32],
-    out: np.ndarray,
-    ws: Workspace,
-    *,
-    normalize: bool,
+    deltas: Sequence[np.ndarray], weights: Sequence[np.float32], out: np.ndarray, ws: Workspace, *, normalize: bool
 ) -> np.ndarray:
-    """TIES: ``out`` = Σ of the weighted deltas agreeing with the elected sign (÷ their weights' sum)."""
+    """TIES: ``out`` = Σ of the weighted deltas agreeing with the elected sign (÷ their weights' sum).
+
+    Masks multiply (``δ·[agree]``, as mergekit's ``deltas * mask``): numpy's ``where=`` loops are
+    ~10× slower than a multiply and an add (measured: 13.8 against 1.4 ns an element).
+    """
     n = out.size
     np.copyto(out, deltas[0])
     for delta in deltas[1:]:
         np.add(out, delta, out=out)
     positive = np.greater_equal(out, 0, out=ws.get("ties:elected", np.bool_, n))  # elected sign, per entry
-    negative = np.logical_not(positive, out=ws.get("ties:negative", np.bool_, n))
     agree = ws.get("ties:agree", np.bool_, n)
-    other = ws.get("ties:other", np.bool_, n)
+    nonzero = ws.get("ties:nonzero", np.bool_, n)
+    term = ws.get("ties:term", np.float32, n)
     divisor = ws.get("ties:divisor", np.float32, n) if normalize else None
     out.fill(0)
     if divisor is not None:
         divisor.fill(0)
     for delta, w in zip(deltas, weights):
-        # sign(δ) == elected: δ > 0 where the elected sign is +, δ < 0 where it is −; 0 never agrees.
-        np.greater(delta, 0, out=agree)
-        np.logical_and(agree, positive, out=agree)
-        np.less(delta, 0, out=other)
-        np.logical_and(other, negative, out=other)
-        np.logical_or(agree, other, out=agree)
-        np.add(out, delta, out=out, where=agree)
+        # sign(δ) == elected ⟺ δ ≠ 0 and (δ negative) ≠ (elected +); zeros (±0) never agree.
+        np.not_equal(np.signbit(delta, out=agree), positive, out=agree)
+        np.logical_and(agree, np.not_equal(delta, 0, out=nonzero), out=agree)
+        np.add(out, np.multiply(delta, agree, out=term), out=out)
         if divisor is not None:
-            np.add(divisor, w, out=divisor, where=agree)
+            np.add(divisor, np.multiply(agree, w, out=term), out=divisor)
     if divisor is not None:
         divisor[divisor == 0] = 1
         np.divide(out, divisor, out=out)

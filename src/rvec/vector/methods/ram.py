@@ -51,21 +51,19 @@ class Ram:
         n = out.size
         eps = np.float32(params.shared["epsilon"])
         touched = [ws.get(f"ram:touched{i}", np.bool_, n) for i in range(len(deltas))]
-        count = ws.get(
-            "ram:count", np.float32, n
-        )  # float32, as mergekit's int count promoted in the division
+        count = ws.get("ram:count", np.float32, n)  # float32, as mergekit's int count promoted in the division
         count.fill(0)
         magnitude = ws.get("ram:abs", np.float32, n)
         for delta, mask in zip(deltas, touched):
             np.greater(np.abs(delta, out=magnitude), eps, out=mask)
-            np.add(count, 1, out=count, where=mask)
-        shared = np.greater(count, 1, out=ws.get("ram:shared", np.bool_, n))
+            np.add(count, mask, out=count)
+        # ÷ max(count, 1) everywhere: entries one vector touched divide by 1 (exact), untouched are 0.
+        np.maximum(count, 1, out=count)
         out.fill(0)
         term = ws.get("ram:term", np.float32, n)
         for delta, mask in zip(deltas, touched):
             np.multiply(delta, mask, out=term)  # untouched entries → 0
-            np.divide(term, count, out=term, where=shared)
-            np.add(out, term, out=out)
+            np.add(out, np.divide(term, count, out=term), out=out)
         return out
 
 

@@ -33,6 +33,7 @@ words (512 KiB) while its mask is drawn.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Iterator
@@ -185,7 +186,7 @@ def prepare_pruning(
         pruning = Pruning("magnitude_outliers", numel, kept, density, cuts=tuple(cuts))
     if not rescale:
         return pruning
-    return Pruning(**{**pruning.__dict__, "scale": _l1_scale(pruning, blocks, ws)})
+    return dataclasses.replace(pruning, scale=_l1_scale(pruning, blocks, ws))
 
 
 def _keys(
@@ -204,8 +205,8 @@ def _l1_scale(pruning: Pruning, blocks: FloatBlocks, ws: Workspace) -> float:
     for start, block in blocks():
         magnitude = np.abs(block, out=ws.get("prune:abs", np.float32, block.size))
         before += float(magnitude.sum(dtype=np.float64))
-        mask = pruning.keep_mask(block, start, ws)
-        after += float(np.sum(magnitude, where=mask, dtype=np.float64))
+        np.multiply(magnitude, pruning.keep_mask(block, start, ws), out=magnitude)  # not where=: 10× slower
+        after += float(magnitude.sum(dtype=np.float64))
     if before < RESCALE_EPS or after < RESCALE_EPS:
         return 1.0
     return before / after
