@@ -134,18 +134,26 @@ def distribution(folder: Path, workdir: Path) -> dict[str, float]:
     base = safe_open(str(workdir / "sft" / "model.safetensors"), "pt")
     files = sorted(folder.glob("*.safetensors"))
     n = changed = 0
-    s1 = s2 = 0.0
+    s1 = s2 = k1 = k2 = 0.0
     for file in files:
         with safe_open(str(file), "pt") as f:
             for name in f.keys():  # noqa: SIM118
                 out, b = f.get_tensor(name), base.get_tensor(name)
-                changed += int((out.view(torch.int16) != b.view(torch.int16)).sum())
+                moved = out.view(torch.int16) != b.view(torch.int16)
+                changed += int(moved.sum())
                 d = out.double() - b.double()
                 n += d.numel()
-                s1 += float(d.sum())
-                s2 += float((d * d).sum())
-    mean = s1 / n
-    return {"changed_fraction": changed / n, "mean": mean, "variance": s2 / n - mean * mean}
+                s1, s2 = s1 + float(d.sum()), s2 + float((d * d).sum())
+                kept = d[moved]  # the kept (rescaled) entries that survived the cast
+                k1, k2 = k1 + float(kept.sum()), k2 + float((kept * kept).sum())
+    mean, kept_mean = s1 / n, k1 / max(changed, 1)
+    return {
+        "changed_fraction": changed / n,
+        "mean": mean,
+        "variance": s2 / n - mean * mean,
+        "kept_mean": kept_mean,
+        "kept_variance": k2 / max(changed, 1) - kept_mean * kept_mean,
+    }
 
 
 # ---- main --------------------------------------------------------------------------------------
@@ -191,6 +199,8 @@ def run(args: argparse.Namespace) -> None:
         out = {t: outdir / f"{method}-{t}" for t in runs}
         if method in RANDOM:
             row["distribution"] = {t: distribution(out[t], workdir) for t in ("rvec", "mergekit")}
+            if CASES[method][1] is None:  # one model: its undropped delta RL − SFT, for scale
+                row["distribution"]["undropped"] = distribution(folders["rl"], workdir)
         else:
             row["rvec vs reference"] = compare(out["rvec"], out["reference"])
             row["mergekit vs reference"] = compare(out["mergekit"], out["reference"])
@@ -223,8 +233,9 @@ def render(report: dict[str, Any]) -> str:
     for method, r in report["methods"].items():
         for tool, d in r.get("distribution", {}).items():
             lines.append(
-                f"- {method} {tool}: changed {100 * d['changed_fraction']:.3f}% of weights, "
-                f"mean(out − base) {d['mean']:.3e}, var {d['variance']:.4e}"
+                f"- {method} {tool}: changed {100 * d['changed_fraction']:.3f}% of weights; out − base: "
+                f"mean {d['mean']:.3e}, var {d['variance']:.4e}; over the changed: mean {d['kept_mean']:.3e}, "
+                f"var {d['kept_variance']:.4e}"
             )
     return "\n".join(lines)
 
