@@ -11,7 +11,7 @@ import pytest
 
 from engine import merge_reference as ref
 from rvec.checkpoint.reader import Workspace
-from rvec.errors import InvalidArgumentError, UnknownNameError
+from rvec.errors import IncompatibleError, InvalidArgumentError, UnknownNameError
 from rvec.vector.merge import MergedDelta, merge_spec
 from rvec.vector.methods import METHODS, get_method
 from rvec.vector.methods.registry import build_registry
@@ -254,3 +254,11 @@ def test_bad_parameters_are_one_line_errors(method, kwargs, message) -> None:
     with pytest.raises(InvalidArgumentError) as err:
         merge_spec(method, 2, **kwargs)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_inputs_of_other_tensors_or_shapes_are_refused() -> None:
+    a = ArraySource({"t": np.zeros(4, np.float32)}, "a")
+    with pytest.raises(IncompatibleError, match=r"'t': shape \(5,\) in b ≠ \(4,\) in a"):
+        MergedDelta([a, ArraySource({"t": np.zeros(5, np.float32)}, "b")], merge_spec("ties", 2))
+    with pytest.raises(IncompatibleError, match="hold different tensors"):
+        MergedDelta([a, ArraySource({"u": np.zeros(4, np.float32)}, "b")], merge_spec("ties", 2))
