@@ -117,7 +117,12 @@ class GeneralizedTaskArithmetic:
 
 
 def _consensus_sum(
-    deltas: Sequence[np.ndarray], weights: Sequence[np.float32], out: np.ndarray, ws: Workspace, *, normalize: bool
+    deltas: Sequence[np.ndarray],
+    weights: Sequence[np.float32],
+    out: np.ndarray,
+    ws: Workspace,
+    *,
+    normalize: bool,
 ) -> np.ndarray:
     """TIES: ``out`` = Σ of the weighted deltas agreeing with the elected sign (÷ their weights' sum).
 

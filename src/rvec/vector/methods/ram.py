@@ -51,7 +51,9 @@ class Ram:
         n = out.size
         eps = np.float32(params.shared["epsilon"])
         touched = [ws.get(f"ram:touched{i}", np.bool_, n) for i in range(len(deltas))]
-        count = ws.get("ram:count", np.float32, n)  # float32, as mergekit's int count promoted in the division
+        count = ws.get(
+            "ram:count", np.float32, n
+        )  # float32, as mergekit's int count promoted in the division
         count.fill(0)
         magnitude = ws.get("ram:abs", np.float32, n)
         for delta, mask in zip(deltas, touched):

@@ -19,16 +19,17 @@ float64 here (float32 in mergekit), so the factor can differ from mergekit's in 
 
 **DARE's mask.** The tensor's flat positions are cut into chunks of ``DARE_CHUNK`` (2¹⁶) elements;
 chunk ``c`` covering ``[s, e)`` keeps exactly ``⌊d·e⌋ − ⌊d·s⌋`` entries (the sums telescope to
-``⌊d·n⌋`` per tensor, the kept fraction's rounding rule), chosen by the ``kept`` smallest of 64-bit
-words from a Philox-4x64 counter-based generator whose key is a hash of (seed, vector index, tensor
-name) and whose counter starts at ``c·2¹⁹²`` (ties, 2⁻⁶⁴-rare, by position). A chunk's mask depends on
-nothing else, so it is the same whatever block size reads it, in any order, on any thread; the raw
-Philox stream is numpy's documented, version-stable bit-generator output. Each entry is kept with
+``⌊d·n⌋`` per tensor, the kept fraction's rounding rule), chosen as the ``kept`` smallest of 32-bit
+words drawn from numpy's SFC64 generator seeded by ``SeedSequence([k₀, k₁, k₂, k₃, c])``, the ``kᵢ``
+words of a hash of (seed, vector index, tensor name); equal words at the cut are taken earliest
+position first. A chunk's mask depends on nothing else, so it is the same whatever block size reads
+it, in any order, on any thread; SeedSequence and the raw SFC64 stream are fixed by numpy's
+stability policy for bit generators. Each entry is kept with
 probability ``(⌊d·e⌋ − ⌊d·s⌋)/(e − s)``, within ``1/(e − s)`` of ``d``; mergekit draws an independent
 Bernoulli(d) per entry instead, so its kept count varies around ``d·n``.
 
 Memory: one block of the tensor and its keys at a time (statistics: :mod:`.select`); a DARE chunk's
-words (512 KiB) while its mask is drawn.
+words (256 KiB) while its mask is drawn.
 """
 
 from __future__ import annotations
@@ -81,13 +82,13 @@ def random_kept(density: float, start: int, stop: int) -> int:
     return math.floor(density * stop) - math.floor(density * start)
 
 
-def dare_key(seed: int, vector: int, tensor: str) -> tuple[int, int]:
-    """The 128-bit Philox key of one vector's tensor: a hash of (seed, vector index, name)."""
+def dare_key(seed: int, vector: int, tensor: str) -> tuple[int, ...]:
+    """The key of one vector's tensor: four 32-bit words of a hash of (seed, vector index, name)."""
     digest = hashlib.sha256(f"rvec-dare-1|{seed}|{vector}|{tensor}".encode()).digest()
-    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:16], "little")
+    return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
 
 
-def dare_chunk_mask(key: tuple[int, int], chunk: int, length: int, kept: int) -> np.ndarray:
+def dare_chunk_mask(key: tuple[int, ...], chunk: int, length: int, kept: int) -> np.ndarray:
     """Which of a chunk's ``length`` entries DARE keeps: exactly ``kept`` of them (bool array)."""
     mask = np.zeros(length, dtype=np.bool_)
     if kept <= 0:
@@ -95,8 +96,10 @@ def dare_chunk_mask(key: tuple[int, int], chunk: int, length: int, kept: int) ->
     if kept >= length:
         mask.fill(True)
         return mask
-    bits = np.random.Philox(key=np.array(key, dtype=np.uint64), counter=chunk << 192)
-    words = bits.random_raw(length)  # (length,) uint64
+    # SFC64 seeded by SeedSequence(key, chunk): 4× faster here than Philox-4x64 (3.5 against 14.6 ns
+    # an element, measured); SeedSequence and both raw streams are fixed by numpy's stability policy.
+    bits = np.random.SFC64(np.random.SeedSequence([*key, chunk]))
+    words = bits.random_raw((length + 1) // 2).view(np.uint32)[:length]  # (length,) uint32
     kth = np.partition(words, kept - 1)[kept - 1]
     np.less(words, kth, out=mask)
     short = kept - int(np.count_nonzero(mask))
@@ -117,7 +120,7 @@ class Pruning:
     kept: int
     density: float
     cuts: tuple[Cut, ...] = ()
-    key: tuple[int, int] = (0, 0)  # random: the Philox key
+    key: tuple[int, ...] = (0, 0, 0, 0)  # random: the generator's key (dare_key)
     scale: float = 1.0
 
     def keep_mask(self, block: np.ndarray, start: int, ws: Workspace) -> np.ndarray:
@@ -164,7 +167,7 @@ def prepare_pruning(
     density: float,
     gamma: float = 0.0,
     rescale: bool = False,
-    key: tuple[int, int] = (0, 0),
+    key: tuple[int, ...] = (0, 0, 0, 0),
     ws: Workspace,
 ) -> Pruning | None:
     """The :class:`Pruning` of one vector's tensor, from streamed passes over it; ``None`` keeps it whole.
