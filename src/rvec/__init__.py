@@ -4,7 +4,7 @@ The library verbs, importable from here (each loads its module on first use, so 
 stays light and imports neither numpy nor torch):
 
 * vectors: :func:`read_vector`, :func:`write_vector`, :func:`extract`, :func:`apply`,
-  :func:`anatomy`, :func:`compress`, :func:`check_compatibility`;
+  :func:`merge`, :func:`anatomy`, :func:`compress`, :func:`check_compatibility`;
 * models: :func:`open_model_state` (a loaded model whose α you set and restore in memory),
   :func:`evaluate_model` (``rvec eval``), :func:`evaluate` (the protocol on any language model);
 * experiments: :func:`load_study`, :func:`run_study`; :func:`make_pair` (``rvec pair``).
@@ -32,6 +32,7 @@ _EXPORTS = {
     "apply": "rvec.vector.apply",
     "compress": "rvec.vector.compress",
     "anatomy": "rvec.vector.anatomy",
+    "merge": "rvec.vector.merge",
     "check_compatibility": "rvec.vector.apply_plan",
     "open_model_state": "rvec.model.registry",
     "evaluate_model": "rvec.model.evaluate",

@@ -49,13 +49,15 @@ def is_rvec_output(path: Path) -> bool:
 
 def input_paths(*items: Any) -> list[Path]:
     """The paths a command reads, from paths, checkpoints (their folder or GGUF file), vectors (their
-    folder) and donor pairs (both checkpoints): what :func:`check_output_target` protects."""
+    folder), donor pairs (both checkpoints) and merges (their inputs): what :func:`check_output_target` protects."""
     paths: list[Path] = []
     for item in items:
         if isinstance(item, (str, os.PathLike)):
             paths.append(Path(item))
         elif hasattr(item, "sft") and hasattr(item, "rl"):
             paths += input_paths(item.sft, item.rl)
+        elif isinstance(getattr(item, "inputs", None), tuple):  # a merge: what each of its inputs reads
+            paths += input_paths(*item.inputs)
         elif getattr(item, "gguf_file", None) is not None:
             paths.append(Path(item.gguf_file))
         else:

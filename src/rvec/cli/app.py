@@ -107,6 +107,7 @@ def _register() -> None:
         export_lora_cmd,
         extract_cmd,
         inspect_cmd,
+        merge_cmd,
         pair_cmd,
         run_cmd,
     )
@@ -118,6 +119,7 @@ def _register() -> None:
         apply_cmd,
         anatomy_cmd,
         compress_cmd,
+        merge_cmd,
         export_lora_cmd,
         control_cmd,
         convert_cmd,

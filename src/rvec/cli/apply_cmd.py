@@ -22,17 +22,21 @@ from rvec.cli.options import (
     ShowProgress,
 )
 from rvec.cli.output import byte_progress, err, print_json, shown
+from rvec.errors import InvalidArgumentError
 from rvec.vector.apply import ApplyResult, apply
 from rvec.vector.apply_plan import vector_sources
 from rvec.vector.embeddings import parse_policy
 from rvec.vector.masks import parse_selection
+from rvec.vector.mergekit import apply_mergekit, load_mergekit
 
 
 def apply_command(
     vectors: Annotated[
         list[Path] | None, typer.Argument(help="Vector folders (rvec extract); or --sft/--rl.")
     ] = None,
-    to: Annotated[str, typer.Option("--to", help="Target model: folder, hub id[@rev] or .gguf.")] = ...,  # type: ignore[assignment]
+    to: Annotated[
+        str | None, typer.Option("--to", help="Target model: folder, hub id[@rev] or .gguf.")
+    ] = None,
     alpha: Annotated[
         list[float] | None,
         typer.Option("--alpha", "-a", help="α per vector, in order (repeat the flag). Negative subtracts."),
@@ -42,6 +46,13 @@ def apply_command(
         str | None, typer.Option("--sft", help="SFT donor: compute v on the fly (no vector written).")
     ] = None,
     rl: Annotated[str | None, typer.Option("--rl", help="RL donor, with --sft.")] = None,
+    mergekit: Annotated[
+        Path | None,
+        typer.Option(
+            "--mergekit",
+            help="Run a mergekit YAML instead (linear, task_arithmetic, ties, dare_*, breadcrumbs*, ram).",
+        ),
+    ] = None,
     dtype: Dtype = None,
     include: Annotated[
         list[str] | None,
@@ -94,7 +105,27 @@ def apply_command(
       rvec apply vec/ --to T --alpha -1 -o out-neg/                  (subtraction ablation)
       rvec apply v1/ v2/ --alpha 0.5 --alpha 1 --to T -o out/        (several vectors)
       rvec apply --sft A --rl B --to T --alpha 1 --dtype bfloat16 -o out/   (no vector on disk)
+      rvec apply --mergekit merge.yml -o out/      (a mergekit config; see docs/merging.md)
     """
+    writing = {
+        "overwrite": overwrite,
+        "overwrite_foreign": overwrite_foreign,
+        "lineage": lineage,
+        "allow_pickle": allow_pickle,
+        "max_shard_bytes": parse_size(max_shard_size),
+        "workers": workers,
+    }
+    if mergekit is not None:
+        if any([vectors, sft, rl, alpha, to, dtype, include, exclude, layers, schedule, embeddings]):
+            raise InvalidArgumentError(
+                "--mergekit takes the models, weights and dtype from the YAML; pass only -o and output flags"
+            )
+        with byte_progress("apply", enabled=progress) as update:
+            result = apply_mergekit(load_mergekit(mergekit), output, on_progress=update, **writing)
+        _report(result, output, as_json=as_json)
+        return
+    if to is None:
+        raise InvalidArgumentError("pass --to TARGET (the model to add the vector to)")
     sources = vector_sources(vectors or [], sft=sft, rl=rl, verify=not no_verify, allow_pickle=allow_pickle)
     with byte_progress("apply", enabled=progress) as update:
         result = apply(
@@ -105,13 +136,8 @@ def apply_command(
             dtype=parse_output_dtype(dtype),
             selection=parse_selection(include=include, exclude=exclude, layers=layers, schedule=schedule),
             embeddings=parse_policy(embeddings),
-            overwrite=overwrite,
-            overwrite_foreign=overwrite_foreign,
-            lineage=lineage,
-            allow_pickle=allow_pickle,
-            max_shard_bytes=parse_size(max_shard_size),
-            workers=workers,
             on_progress=update,
+            **writing,
         )
     _report(result, output, as_json=as_json)
 

@@ -88,6 +88,10 @@ def _probe_of(source: DeltaSource) -> dict[str, np.ndarray]:
         return source.lineage_probe()
     if isinstance(source, DonorPair):
         return probe_values(source.sft, probe_names(source.shapes))
+    for part in getattr(source, "inputs", ()):  # a merge: the probe of its first input that has one
+        probe = _probe_of(part)
+        if probe:
+            return probe
     return {}
 
 
@@ -101,8 +105,8 @@ def check_sources(
     """Run every pre-flight check and raise on the first incompatible source (listing all its problems)."""
     reports = []
     for source in sources:
-        if isinstance(source, DonorPair):
-            donors = check_donors(source.sft, source.rl, lineage=True, lineage_required=lineage)
+        for pair in [p for p in (source, *getattr(source, "inputs", ())) if isinstance(p, DonorPair)]:
+            donors = check_donors(pair.sft, pair.rl, lineage=True, lineage_required=lineage)
             if donors.problems:
                 raise IncompatibleError(
                     f"donors are incompatible: {donors.problems[0]}", problems=donors.problems

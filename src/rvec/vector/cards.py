@@ -76,17 +76,22 @@ rvec eval TARGET --vector . --alpha 1.0 --tasks gsm8k   # in memory, no checkpoi
 """
 
 
+def _what(v: dict[str, Any]) -> str:
+    """One delta source of a model card's table: a vector, a donor pair, or a merge of those."""
+    if v["kind"] == "vector":
+        return f"vector `{v['path']}` (hash `{v['hash']}`)"
+    if v["kind"] == "merge":
+        return f"{v['method']} (seed {v['seed']}) of " + "; ".join(_what(i) for i in v["inputs"])
+    return f"`{_source_line(v['rl'])}` − `{_source_line(v['sft'])}`"
+
+
 def model_card(provenance: dict[str, Any]) -> str:
     """README.md with YAML front matter (``base_model``, ``tags``) for an ``rvec apply`` output."""
     target = provenance["target"]
     base = target.get("repo_id") or target.get("source")
     lines = []
     for v in provenance["vectors"]:
-        if v["kind"] == "vector":
-            what = f"vector `{v['path']}` (hash `{v['hash']}`)"
-        else:
-            what = f"`{_source_line(v['rl'])}` − `{_source_line(v['sft'])}`"
-        lines.append(f"| {what} | {v['alpha']:g} |")
+        lines.append(f"| {_what(v)} | {v['alpha']:g} |")
     surv = provenance["delta_survival"]
     policies = "\n".join(f"- {p}" for p in provenance["policies"]) or "- none"
     vectors_table = "\n".join(lines)

@@ -39,7 +39,7 @@ class CompressResult:
     """What ``compress`` wrote and what it cost."""
 
     vector: ReasoningVector
-    method: str  # "rank" or "density"
+    method: str  # "rank" or "density"; or a --method name (prune.py)
     setting: int | float  # the rank or the density
     relative_error: float
     per_tensor: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -47,12 +47,15 @@ class CompressResult:
     zero: list[str] = field(default_factory=list)  # tensors exactly zero: stored with no entries
     bytes_before: int = 0
     bytes_after: int = 0
+    kept_fraction: float | None = None  # compress --method: entries kept over all tensors
+    settings: dict[str, Any] = field(default_factory=dict)  # compress --method: density, gamma, rescale, seed
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.vector.path),
             "method": self.method,
-            self.method: self.setting,
+            **({self.method: self.setting} if not self.settings else self.settings),
+            **({"kept_fraction": self.kept_fraction} if self.kept_fraction is not None else {}),
             "relative_error": self.relative_error,
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
