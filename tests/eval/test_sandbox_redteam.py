@@ -6,6 +6,7 @@ left running, no secret or pass token in its output, no escalation)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import string
@@ -18,12 +19,10 @@ from redteam_programs import HOST_ATTACKS, Attack
 from redteam_verdict_programs import VERDICT_ATTACKS
 
 from fixtures import processes_with
-from rvec.eval import _bwrap
-from rvec.eval import sandbox as sandbox_module
-from rvec.eval.sandbox import ExecutionResult, Sandbox
+from rvec.eval.sandbox import ExecutionResult, Sandbox, _bwrap, _supervise, _view
 
-TOKEN = "5ec12e7b0ca7a1f0" * 2  # the pass token of every run here, so the suite can look for it
 SECRET = "rvec-redteam-secret-7f3a9c"
+NATIVE_MODULES = ("_ctypes", "_posixsubprocess", "_testcapi", "_testinternalcapi")
 ATTACKS = HOST_ATTACKS + VERDICT_ATTACKS
 LAYERS = {"guard+os": True, "os-only": False}
 WATCHED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGHUP)
@@ -82,7 +81,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         sock.listen(8)
         sock.setblocking(False)
         h.listeners[name] = sock
-    python, prefixes = _bwrap.interpreter()
+    python, prefixes = _view.interpreter()
     h.created = [
         Path("/tmp") / f"rvec-pwned-{marker}",
         Path("/usr") / f"rvec-pwned-{marker}",
@@ -104,6 +103,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
             if name[-1].isdigit()
         },
         "udp_port": str(h.listeners["udp"].getsockname()[1]),
+        # The host's files of the extension modules the sandbox leaves out (its lib-dynload lacks them).
+        **{f"{name.lstrip('_')}_so": _host_extension(name) for name in NATIVE_MODULES},
     }
     programs = [string.Template(a.program).substitute(facts) for a in ATTACKS]
     previous = {
@@ -113,7 +114,6 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("RVEC_REDTEAM_SECRET", SECRET)
-            patch.setattr(sandbox_module, "_new_token", lambda: TOKEN)
             for layer, guard in LAYERS.items():
                 sandbox = Sandbox(allow=True, timeout_s=15, max_workers=2, python_guard=guard)
                 h.results[layer] = dict(
@@ -130,6 +130,15 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     yield h
     for sock in h.listeners.values():
         sock.close()
+
+
+def _host_extension(name: str) -> str:
+    found = sorted(Path(_view.view().dynload).glob(f"{name}.cpython-*.so"))
+    if not found:
+        pytest.fail(
+            f"{name} is not in {_view.view().dynload}: this interpreter lacks the module the attack loads"
+        )
+    return str(found[0])
 
 
 def reached(sock: socket.socket) -> bool:
@@ -158,6 +167,7 @@ def test_the_red_team_is_at_least_thirty_programs_in_every_category() -> None:
         "fake a pass",
         "regain root",
         "read the token",
+        "native code",
     }
 
 
@@ -180,6 +190,7 @@ def test_no_hostile_program_passes(host: Host, attack: Attack, layer: str) -> No
         "fake a pass": secrets_kept,
         "regain root": no_escalation,
         "read the token": secrets_kept,
+        "native code": no_native_code,
     }[attack.tried]
     harm(host)
 
@@ -195,7 +206,6 @@ def secrets_kept(host: Host) -> None:
     shadow = Path("/etc/shadow").read_text().splitlines()
     for layer in host.results.values():
         for result in layer.values():
-            assert TOKEN not in result.stderr_tail
             assert SECRET not in result.stderr_tail
             assert not any(line and line in result.stderr_tail for line in shadow)
 
@@ -220,8 +230,18 @@ def nothing_left_running(host: Host) -> None:
 
 def harness_unharmed(host: Host) -> None:
     for layer in host.results.values():
-        assert all(len(r.stderr_tail) <= sandbox_module._STDERR_TAIL for r in layer.values())
+        assert all(len(r.stderr_tail) <= _supervise.STDERR_TAIL for r in layer.values())
+        # Memory or disk held past the bounds (memfd, fallocate on an inherited descriptor).
+        assert not any("HELD" in r.stderr_tail for r in layer.values())
+        created = re.search(r"created (\d+) files", layer["inode-flood"].stderr_tail)
+        assert created and int(created[1]) < _bwrap.WORK_INODES  # the folder's inode limit
     assert host.signals == []
+
+
+def no_native_code(host: Host) -> None:
+    for layer in host.results.values():
+        assert not any("NATIVE" in r.stderr_tail for r in layer.values())
+    nothing_left_running(host)
 
 
 def no_escalation(host: Host) -> None:
