@@ -6,6 +6,7 @@ from __future__ import annotations
 import dis
 import errno
 import os
+import sys
 import types
 from pathlib import Path
 
@@ -297,3 +298,12 @@ def test_the_guard_and_the_gate_load_no_global_name() -> None:
     assert loads == {
         name: [] for name in ("_check_import", "_check_bytecode", "_check_paths", "gate", "guard")
     }
+
+
+def test_model_written_code_is_refused_on_python_3_13(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PEP 667 lets a finaliser rewrite an audit hook's locals: the guard is not sound there.
+    monkeypatch.setattr(sandbox_module, "_PROBE_OK", False)
+    monkeypatch.setattr(sys, "version_info", (3, 13, 0, "final", 0))
+    with pytest.raises(SandboxUnavailableError) as err:
+        Sandbox(allow=True).run("assert True")
+    assert "needs CPython 3.10-3.12, found 3.13.0" in str(err.value) and "\n" not in str(err.value)

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +27,7 @@ __all__ = ["ExecutionResult", "Sandbox", "require_isolation"]
 _LAUNCHER = (Path(__file__).parent / "_launcher.py").read_text(encoding="utf-8")
 _EXIT_SIGXCPU = 128 + signal.SIGXCPU  # bwrap reports a signal death as 128 + signal
 _SETUP_GRACE_S = 60.0  # bwrap's own start does not count against the program's timeout
+_LAST_SOUND_PYTHON = (3, 13)  # see _check_python
 _CGROUP_SLACK_MB = 64  # the sandbox's cgroup also holds bwrap's monitors and the kernel's share
 
 
@@ -284,6 +286,7 @@ def require_isolation() -> None:
     with _PROBED:
         if _PROBE_OK:
             return
+        _check_python()
         _seccomp.filter_bpf()
         result = Sandbox(allow=True, timeout_s=60)._execute("pass")
         if not result.passed:
@@ -292,6 +295,22 @@ def require_isolation() -> None:
                 "see docs/security.md"
             )
         _PROBE_OK = True
+
+
+def _check_python() -> None:
+    """The launcher's audit hooks are sound on CPython 3.10-3.12 only (docs/security.md).
+
+    A finaliser can run inside an audit hook (the cyclic collector runs at an allocation there, and
+    from 3.12 at instruction boundaries too). Up to 3.12 it can only read the hook's locals, which
+    hold nothing secret; 3.13's write-through ``frame.f_locals`` (PEP 667) lets it rewrite them, e.g.
+    empty the set of refused modules for the rest of that call.
+    """
+    if sys.version_info >= _LAST_SOUND_PYTHON:
+        version = ".".join(map(str, sys.version_info[:3]))
+        raise SandboxUnavailableError(
+            f"running model-written code needs CPython 3.10-3.12, found {version}: from 3.13 a finaliser "
+            "can rewrite the sandbox's audit hooks through frame.f_locals; run rvec with Python 3.12 or older"
+        )
 
 
 def _last_line(text: str) -> str:
