@@ -354,7 +354,8 @@ def main() -> None:
     _install_gate()
     _install_guard(config, defence=bool(config["guard"]))
     _block_signal_handlers()
-    code = compile(source, "program.py", "exec")
+    # From text, not bytes: a coding cookie in the program cannot change how the rest of it reads.
+    code = compile(source.decode("utf-8", "replace"), "program.py", "exec")
     del config, source
     sys.argv = ["program.py"]
     try:
