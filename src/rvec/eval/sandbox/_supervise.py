@@ -154,7 +154,7 @@ class _Run:
         deadline = time.monotonic() + setup_s
         while (remaining := deadline - time.monotonic()) > 0:
             events = dict(self.poller.poll(max(1, int(remaining * 1000))))
-            if self.pipes.info in events and not _read_into(self.pipes.info, self.info):
+            if self.pipes.info in events and not _read_into(self.pipes.info, self.info, limit=1 << 16):
                 self.poller.unregister(self.pipes.info)
                 self.outcome.init_pid, self.init = _watch_init(bytes(self.info), self.pipes.sync)
             for fd in (self.pipes.stdout, self.pipes.stderr):
@@ -277,15 +277,15 @@ def _exited(pidfd: int) -> bool:
     return _readable(pidfd, 0)  # a pidfd turns readable once its process has exited
 
 
-def _read_into(fd: int, keep: bytearray | None) -> bool:
-    """Read what ``fd`` holds into ``keep`` (its last STDERR_TAIL bytes) or nowhere; False at its end."""
+def _read_into(fd: int, keep: bytearray | None, *, limit: int = STDERR_TAIL) -> bool:
+    """Read what ``fd`` holds into ``keep`` (its last ``limit`` bytes) or nowhere; False at its end."""
     try:
         chunk = os.read(fd, 1 << 16)
     except BlockingIOError:
         return True
     if keep is not None:
         keep += chunk
-        del keep[:-STDERR_TAIL]
+        del keep[:-limit]
     return bool(chunk)
 
 

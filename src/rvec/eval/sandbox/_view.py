@@ -138,15 +138,15 @@ class View:
         for pattern in _HIDDEN_GLOBS:
             hidden.update(os.path.realpath(p) for p in glob.glob(pattern))
         visible = ("/usr", *self.prefixes)
-        self.hidden = tuple(
-            sorted(
-                p
-                for p in hidden
-                if os.path.isdir(p)
-                and not _under(self.stdlib, p)  # a system Python's own stdlib stays (/usr/lib/python3.11)
-                and any(_under(p, v) and p != v for v in visible)
-            )
-        )
+        hidden = {
+            p
+            for p in hidden
+            if os.path.isdir(p)
+            and not _under(self.stdlib, p)  # a system Python's own stdlib stays (/usr/lib/python3.11)
+            and any(_under(p, v) and p != v for v in visible)
+        }
+        # One mount hides a folder with all it holds (and a folder inside a hidden one is not there).
+        self.hidden = tuple(sorted(p for p in hidden if not any(_under(p, q) and p != q for q in hidden)))
 
 
 @functools.cache
