@@ -18,11 +18,15 @@ export RVEC_TEST_DATA_DIR ?= $(RVEC_DATA_DIR)
 
 setup: system-packages $(VENV)/.rvec-installed
 
-# bubblewrap isolates HumanEval's model-written code (docs/security.md); the tests need it.
+# bubblewrap isolates HumanEval's model-written code (docs/security.md); its seccomp filter is built
+# with the system's libseccomp (through pyseccomp). The tests need both.
 system-packages:
-	@command -v bwrap >/dev/null || { \
+	@pkgs=""; command -v bwrap >/dev/null || pkgs="bubblewrap"; \
+	ldconfig -p | grep -q 'libseccomp\.so\.2' || pkgs="$$pkgs libseccomp2"; \
+	if [ -n "$$pkgs" ]; then \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
-	  $$sudo apt-get install -y -q bubblewrap || { $$sudo apt-get update -q && $$sudo apt-get install -y -q bubblewrap; }; }
+	  $$sudo apt-get install -y -q $$pkgs || { $$sudo apt-get update -q && $$sudo apt-get install -y -q $$pkgs; }; \
+	fi
 
 # Re-installed only when pyproject.toml changes.
 $(VENV)/.rvec-installed: pyproject.toml

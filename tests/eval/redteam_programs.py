@@ -61,7 +61,9 @@ HOST_ATTACKS: list[Attack] = [
     Attack(
         "extension-loaded-by-hand",
         "guard escape",
-        "import _imp, importlib.util\n_imp.create_dynamic(importlib.util.find_spec('_ctypes'))\n",
+        # The sandbox's lib-dynload has no _ctypes any more: the program names the host's file.
+        "import _imp, importlib.util\n"
+        "_imp.create_dynamic(importlib.util.spec_from_file_location('_ctypes', '$ctypes_so'))\n",
         "blocked by the rvec sandbox: import _ctypes",
     ),
     Attack(
@@ -76,6 +78,69 @@ HOST_ATTACKS: list[Attack] = [
         "import os\nroot = os.open('/', os.O_RDONLY)\n"
         "os.open('$sentinel'.lstrip('/'), os.O_WRONLY | os.O_TRUNC, dir_fd=root)\n",
         "No such file or directory",
+    ),
+    # --- native code under another name (issue 19): each prints NATIVE if it got some ------------
+    Attack(
+        "ctypes-under-another-name",
+        "native code",
+        "import importlib.machinery, importlib.util, sys\n"
+        "loader = importlib.machinery.ExtensionFileLoader('alias._ctypes', '$ctypes_so')\n"
+        "ffi = loader.create_module(importlib.util.spec_from_loader('alias._ctypes', loader))\n"
+        "sys.stderr.write('NATIVE %r\\n' % ffi.dlopen(None))\n",
+        "blocked by the rvec sandbox: import alias._ctypes from",
+    ),
+    Attack(
+        "posixsubprocess-under-another-name",
+        "native code",
+        # fork_exec raises no audit event: a process the in-process guard never hears of.
+        "import importlib.util, os, sys\n"
+        "spec = importlib.util.spec_from_file_location('x._posixsubprocess', '$posixsubprocess_so')\n"
+        "ps = importlib.util.module_from_spec(spec)\n"
+        "sys.stderr.write('NATIVE\\n')\n"
+        "r, w = os.pipe()\n"
+        "ps.fork_exec([b'/bin/sh', b'-c', b'sleep 300', b'rvec-alive-$marker'], [b'/bin/sh'], True, (), None,\n"
+        "             None, -1, -1, -1, -1, -1, -1, r, w, True, False, -1, None, None, None, -1, None, False)\n",
+        "blocked by the rvec sandbox: import x._posixsubprocess from",
+    ),
+    Attack(
+        "testinternalcapi-by-extension-loader",
+        "native code",
+        "import importlib.machinery, importlib.util, sys\n"
+        "loader = importlib.machinery.ExtensionFileLoader('y._testinternalcapi', '$testinternalcapi_so')\n"
+        "spec = importlib.util.spec_from_loader('y._testinternalcapi', loader)\n"
+        "loader.exec_module(loader.create_module(spec))\nsys.stderr.write('NATIVE\\n')\n",
+        "blocked by the rvec sandbox: import y._testinternalcapi from",
+    ),
+    Attack(
+        "extension-copied-into-the-folder",
+        "native code",
+        # An allowed module copied under another file name: the guard allows files, not names (and
+        # the folder is noexec, so the copy could not be mapped anyway).
+        "import importlib.util, os, sys\n"
+        "dynload = [p for p in sys.path if p.endswith('lib-dynload')][0]\n"
+        "name = [n for n in os.listdir(dynload) if n.startswith('math.')][0]\n"
+        "open('/tmp/' + name, 'wb').write(open(dynload + '/' + name, 'rb').read())\n"
+        "importlib.util.module_from_spec(importlib.util.spec_from_file_location('math', '/tmp/' + name))\n"
+        "sys.stderr.write('NATIVE\\n')\n",
+        "blocked by the rvec sandbox: import math from '/tmp/",
+    ),
+    Attack(
+        "crafted-bytecode-by-marshal",
+        "native code",
+        # Hand-made bytecode indexes past its constants: arbitrary memory reads and writes.
+        "import marshal, sys\ncode = compile('x = 1', 'c', 'exec')\n"
+        "crafted = marshal.loads(marshal.dumps(code).replace(b'd\\x00', b'd\\x7f'))\n"
+        "sys.stderr.write('NATIVE %r\\n' % crafted)\n",
+        "blocked by the rvec sandbox: marshal.loads",
+    ),
+    Attack(
+        "bytecode-file-in-the-folder",
+        "native code",
+        "import importlib.util, marshal, sys\n"
+        "data = importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(compile('import sys', 'p', 'exec'))\n"
+        "open('payload.pyc', 'wb').write(data)\nsys.path.insert(0, '/tmp')\nimport payload\n"
+        "sys.stderr.write('NATIVE\\n')\n",
+        "blocked by the rvec sandbox: marshal.loads",
     ),
     # --- writes and deletes outside the folder ---------------------------------------------------
     Attack("overwrite-sentinel", "write outside", "open('$sentinel', 'w').write('pwned')\n"),
@@ -245,6 +310,33 @@ HOST_ATTACKS: list[Attack] = [
         "output-bomb",
         "bombs",
         "import sys\nchunk = 'x' * (1 << 20)\nwhile True:\n    sys.stdout.write(chunk)\n    sys.stderr.write(chunk)\n",
+    ),
+    Attack(
+        "memfd-beyond-the-address-limit",
+        "bombs",
+        # 48 unnamed files of 15 MiB each: every one under RLIMIT_FSIZE, none mapped (so none in
+        # RLIMIT_AS), 720 MiB of shared memory together
+        "import os, sys\nheld = []\nfor _ in range(48):\n    held.append(os.memfd_create('hold'))\n"
+        "    os.posix_fallocate(held[-1], 0, 15 << 20)\nsys.stderr.write('HELD 720 MiB outside RLIMIT_AS\\n')\n",
+        "Operation not permitted",
+    ),
+    Attack(
+        "fallocate-inherited-descriptors",
+        "bombs",
+        # FALLOC_FL_KEEP_SIZE reserves blocks past RLIMIT_FSIZE; native code for it comes from perl's
+        # syscall() (285 is fallocate on x86_64), run in place of the launcher where exec is allowed.
+        "import os, sys\n"
+        "script = ('for my $$fd (0..63) { if (syscall(285, $$fd, 1, 0, 64 << 20) == 0) '\n"
+        "          '{ print STDERR \"HELD 64 MiB through descriptor $$fd\\\\n\" } } exit 1')\n"
+        "os.execv('/usr/bin/perl', ['perl', '-e', script])\n",
+    ),
+    Attack(
+        "inode-flood",
+        "bombs",
+        "import os, sys\nn = 0\ntry:\n    while True:\n"
+        "        os.close(os.open('f%d' % n, os.O_CREAT | os.O_WRONLY))\n        n += 1\n"
+        "finally:\n    sys.stderr.write('created %d files\\n' % n)\n",
+        "No space left on device",
     ),
     Attack(
         "descriptor-bomb",

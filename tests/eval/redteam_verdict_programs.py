@@ -76,6 +76,13 @@ sys.stderr.write("refused %d reads\n" % refused)
 """
 
 
+# Run by a fresh interpreter (no guard, `_socket` importable): reports `returned` to the harness.
+_REPORTER = (
+    "import _socket, sys\ns = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)\ns.connect('/rvec/report')\n"
+    "s.sendall(b'returned\\n')\nsys.stderr.write('reported, answer %r\\n' % s.recv(1))\n"
+)
+
+
 VERDICT_ATTACKS: list[Attack] = [
     # --- faking a pass -----------------------------------------------------------------------------
     Attack("os-exit-before-check", "fake a pass", humaneval("    return 0\nimport os\nos._exit(0)\n")),
@@ -147,6 +154,67 @@ VERDICT_ATTACKS: list[Attack] = [
         "fake a pass",
         "import _signal, _thread, sys\n_signal.signal(_signal.SIGALRM, lambda s, f: None)\n",
         "blocked by the rvec sandbox: Python signal handlers",
+    ),
+    # --- reporting a pass through the harness's socket (issue 19) --------------------------------------
+    Attack(
+        "report-socket-from-the-program",
+        "fake a pass",
+        humaneval(
+            "    return 0\nimport socket\ns = socket.socket(socket.AF_UNIX)\ns.connect('/rvec/report')\n"
+            "s.sendall(b'returned\\n')\ns.recv(1)\n"
+        ),
+        "blocked by the rvec sandbox: socket.__new__",
+    ),
+    Attack(
+        "report-from-a-child",
+        "fake a pass",
+        # A fresh interpreter has no guard: forked, it reports from another pid.
+        humaneval(
+            "    return 0\nimport os, sys\nif os.fork() == 0:\n    os.execv(sys.executable, [sys.executable, '-c', "
+            + repr(_REPORTER)
+            + "])\nos.wait()\n"
+        ),
+    ),
+    Attack(
+        "report-after-exec",
+        "fake a pass",
+        # The same pid, in another executable image (the launcher's is gone).
+        humaneval(
+            "    return 0\nimport os, sys\nos.execv(sys.executable, [sys.executable, '-c', "
+            + repr(_REPORTER)
+            + "])\n"
+        ),
+    ),
+    Attack(
+        "report-from-c-callbacks",
+        "fake a pass",
+        # Built-in callables run by finalisers, weakref callbacks and atexit push no Python frame: they
+        # run "in" whatever frame is current, perhaps the launcher's. Each tries to make the socket.
+        humaneval(
+            "    return 0\nimport _socket, atexit, functools, gc, weakref\n"
+            "make = functools.partial(_socket.socket, _socket.AF_UNIX, _socket.SOCK_STREAM)\n"
+            "class Cycle:\n    __del__ = make\n"
+            "for _ in range(1000):\n    c = Cycle()\n    c.self = c\n"
+            "class Target:\n    pass\nkeep = [weakref.ref(Target(), make) for _ in range(10)]\n"
+            "atexit.register(make)\ngc.set_threshold(1)\n"
+        ),
+    ),
+    Attack(
+        "pending-call-reads-the-hooks",
+        "read the token",
+        # _testcapi under another name schedules a callback that runs inside whichever audit hook is
+        # running and reads its frame: the verdict token of the old design was found this way.
+        _hunt(
+            "import importlib.util, threading, time\n"
+            "spec = importlib.util.spec_from_file_location('alias._testcapi', '$testcapi_so')\n"
+            "capi = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(capi)\n"
+            "def spy():\n    frame = sys._getframe(1)\n    while frame is not None:\n"
+            "        look(dict(frame.f_locals))\n        frame = frame.f_back\n    return 0\n"
+            "def schedule():\n    for _ in range(300):\n        capi._pending_threadfunc(spy)\n        time.sleep(0.002)\n"
+            "thread = threading.Thread(target=schedule)\nthread.start()\n"
+            "list(map(sys.audit, ['rvec-redteam'] * 400000))\nthread.join()\n"
+        ),
+        "blocked by the rvec sandbox: import alias._testcapi from",
     ),
     # --- reading the harness's secret (the pass token) ----------------------------------------------
     Attack(

@@ -5,10 +5,13 @@ left running, no secret or pass token in its output, no escalation)."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
+import re
 import signal
 import socket
 import string
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +21,10 @@ from redteam_programs import HOST_ATTACKS, Attack
 from redteam_verdict_programs import VERDICT_ATTACKS
 
 from fixtures import processes_with
-from rvec.eval import _bwrap
-from rvec.eval import sandbox as sandbox_module
-from rvec.eval.sandbox import ExecutionResult, Sandbox
+from rvec.eval.sandbox import ExecutionResult, Sandbox, _bwrap, _supervise, _view
 
-TOKEN = "5ec12e7b0ca7a1f0" * 2  # the pass token of every run here, so the suite can look for it
 SECRET = "rvec-redteam-secret-7f3a9c"
+NATIVE_MODULES = ("_ctypes", "_posixsubprocess", "_testcapi", "_testinternalcapi")
 ATTACKS = HOST_ATTACKS + VERDICT_ATTACKS
 LAYERS = {"guard+os": True, "os-only": False}
 WATCHED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGHUP)
@@ -82,7 +83,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         sock.listen(8)
         sock.setblocking(False)
         h.listeners[name] = sock
-    python, prefixes = _bwrap.interpreter()
+    python, prefixes = _view.interpreter()
     h.created = [
         Path("/tmp") / f"rvec-pwned-{marker}",
         Path("/usr") / f"rvec-pwned-{marker}",
@@ -104,6 +105,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
             if name[-1].isdigit()
         },
         "udp_port": str(h.listeners["udp"].getsockname()[1]),
+        # The host's files of the extension modules the sandbox leaves out (its lib-dynload lacks them).
+        **{f"{name.lstrip('_')}_so": _host_extension(name) for name in NATIVE_MODULES},
     }
     programs = [string.Template(a.program).substitute(facts) for a in ATTACKS]
     previous = {
@@ -113,7 +116,6 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("RVEC_REDTEAM_SECRET", SECRET)
-            patch.setattr(sandbox_module, "_new_token", lambda: TOKEN)
             for layer, guard in LAYERS.items():
                 sandbox = Sandbox(allow=True, timeout_s=15, max_workers=2, python_guard=guard)
                 h.results[layer] = dict(
@@ -130,6 +132,15 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     yield h
     for sock in h.listeners.values():
         sock.close()
+
+
+def _host_extension(name: str) -> str:
+    """The host's file of a left-out extension module; where this build has none (Debian builds
+    `_posixsubprocess` in; `_testcapi` is a separate package) the path it would have: the guard
+    refuses the load by its path before any file is opened, so the attack is the same."""
+    dynload = Path(_view.view().dynload)
+    found = sorted(dynload.glob(f"{name}.cpython-*.so"))
+    return str(found[0] if found else dynload / f"{name}{importlib.machinery.EXTENSION_SUFFIXES[0]}")
 
 
 def reached(sock: socket.socket) -> bool:
@@ -158,6 +169,7 @@ def test_the_red_team_is_at_least_thirty_programs_in_every_category() -> None:
         "fake a pass",
         "regain root",
         "read the token",
+        "native code",
     }
 
 
@@ -180,6 +192,7 @@ def test_no_hostile_program_passes(host: Host, attack: Attack, layer: str) -> No
         "fake a pass": secrets_kept,
         "regain root": no_escalation,
         "read the token": secrets_kept,
+        "native code": no_native_code,
     }[attack.tried]
     harm(host)
 
@@ -195,7 +208,6 @@ def secrets_kept(host: Host) -> None:
     shadow = Path("/etc/shadow").read_text().splitlines()
     for layer in host.results.values():
         for result in layer.values():
-            assert TOKEN not in result.stderr_tail
             assert SECRET not in result.stderr_tail
             assert not any(line and line in result.stderr_tail for line in shadow)
 
@@ -220,8 +232,18 @@ def nothing_left_running(host: Host) -> None:
 
 def harness_unharmed(host: Host) -> None:
     for layer in host.results.values():
-        assert all(len(r.stderr_tail) <= sandbox_module._STDERR_TAIL for r in layer.values())
+        assert all(len(r.stderr_tail) <= _supervise.STDERR_TAIL for r in layer.values())
+        # Memory or disk held past the bounds (memfd, fallocate on an inherited descriptor).
+        assert not any("HELD" in r.stderr_tail for r in layer.values())
+        created = re.search(r"created (\d+) files", layer["inode-flood"].stderr_tail)
+        assert created and int(created[1]) < _bwrap.WORK_INODES  # the folder's inode limit
     assert host.signals == []
+
+
+def no_native_code(host: Host) -> None:
+    for layer in host.results.values():
+        assert not any("NATIVE" in r.stderr_tail for r in layer.values())
+    nothing_left_running(host)
 
 
 def no_escalation(host: Host) -> None:
@@ -240,7 +262,9 @@ def test_the_harm_checks_see_harm(tmp_path: Path) -> None:
     client.close()
     listener.close()
     marker = f"rvec-alive-selftest-{os.getpid()}"
-    proc = os.posix_spawn("/bin/sh", ["sh", "-c", "sleep 30", marker], {})
+    # A process that starts no child of its own: a shell's `sleep` child briefly carries the shell's
+    # command line (and so the marker) between fork and exec, which a loaded machine catches.
+    proc = os.posix_spawn(sys.executable, [sys.executable, "-c", "import time; time.sleep(30)", marker], {})
     try:
         assert processes_with(marker) == [proc]
     finally:
