@@ -51,8 +51,13 @@ class _EncodedDelta:
     def __getitem__(self, span: slice) -> torch.Tensor:
         """Flat float32 elements ``[span.start, span.stop)`` on the parameter's device."""
         n = span.stop - span.start
+        # Checked for NaN/Inf once, when attached (ReasoningVector.ensure_finite), not on every α switch.
         block = self.source.read_delta_into(
-            self.name, span.start, self._workspace.get("chunk", np.float32, n), self._workspace
+            self.name,
+            span.start,
+            self._workspace.get("chunk", np.float32, n),
+            self._workspace,
+            check_finite=False,
         )
         return torch.from_numpy(block).to(self.device)
 
@@ -155,8 +160,9 @@ class InMemoryVectors:
             )
         numel = math.prod(shape) if vshape == shape else min(vshape[0], shape[0]) * math.prod(shape[1:])
         if isinstance(source, ReasoningVector) and source.encoding(name) != "dense":
+            source.ensure_finite(name)  # from what is stored: factors or kept values
             return _EncodedDelta(source, name, numel, device, workspace)
-        flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32
+        flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32, refused if NaN or Inf
         return torch.from_numpy(flat).to(device)
 
     def set_alphas(self, alphas: Sequence[float]) -> None:
