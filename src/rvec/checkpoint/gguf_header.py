@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rvec.checkpoint.gguf_extent import check_extents
 from rvec.errors import CorruptCheckpointError
 
 __all__ = ["GGUFArray", "GGUFHeader", "GGUFTensor", "read_gguf_header"]
@@ -82,6 +83,7 @@ def read_gguf_header(path: str | Path) -> GGUFHeader:
 
 @lru_cache(maxsize=8)
 def _read(path: Path, size: int, mtime_ns: int, inode: int) -> GGUFHeader:
+    check_extents(path)  # before the library: it loops without end on a count past the end
     try:
         from gguf import GGUFReader
 
