@@ -16,10 +16,11 @@ def eval_command(
         ...,
         "--tasks",
         "-t",
-        help="Comma-separated: gsm8k, humaneval, sciq, bbh, bbh:<subtask>, gsm-plus[:type], gsm-symbolic.",
+        help="Comma-separated: gsm8k, humaneval, sciq, bbh, bbh:<subtask>, gsm-plus[:type], gsm-symbolic, "
+        "math500, aime24.",
     ),
     preset: str = typer.Option(
-        "paper", "--preset", help="paper | lm-eval | lm-eval-chat (see docs/eval-protocol.md)."
+        "paper", "--preset", help="paper | lm-eval | lm-eval-chat | reasoning (see docs/eval-protocol.md)."
     ),
     condition: str | None = typer.Option(
         None, "--condition", help="paper preset: plain or think (default: the preset's first)."
@@ -72,7 +73,7 @@ def eval_command(
     seed: int = typer.Option(1234, "--seed", help="Seed of the perturbations."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Evaluate a model on GSM8K, HumanEval, SciQ, BIG-Bench Hard and adversarial variants.
+    """Evaluate a model on GSM8K, HumanEval, SciQ, BIG-Bench Hard, adversarial variants, MATH-500, AIME 2024.
 
     Writes results.json (lm-evaluation-harness layout), samples/<task>.jsonl and a cache: a rerun
     with the same -o resumes without redoing finished items. --vector/--alpha add α·v in memory
@@ -84,6 +85,7 @@ def eval_command(
       rvec eval MODEL --vector vec/ --alpha 1.0 --tasks gsm8k
       rvec eval MODEL --tasks gsm8k,sciq --backend vllm --tensor-parallel 2 --gpu-memory 0.85
       rvec eval MODEL --tasks gsm8k --perturb distractor,hint,typo:0.05
+      rvec eval MODEL --tasks math500,aime24,gsm8k --preset reasoning -o runs/r/
     """
     from rvec.eval.command import eval_command as run
     from rvec.model.registry import parse_backend_settings

@@ -1,4 +1,5 @@
-"""Benchmark tasks: GSM8K, HumanEval, SciQ, BIG-Bench Hard and the adversarial GSM variants."""
+"""Benchmark tasks: GSM8K, HumanEval, SciQ, BIG-Bench Hard, the adversarial GSM variants, arith,
+MATH-500 and AIME 2024."""
 
 from rvec.eval.tasks.base import Task
 from rvec.eval.tasks.bbh import bbh_mean
