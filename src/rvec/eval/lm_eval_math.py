@@ -20,7 +20,7 @@ Two lm-eval task families are reproduced, each from its ``utils.py`` in the lm-e
 Only the behaviour is reproduced, quirks included (``\\boxed `` with a space wins over a later
 ``\\boxed{``; a normaliser error is not an error), so that rvec's ``exact_match`` equals lm-eval's
 item by item; ``bench/math500_agreement.py`` checks that against lm-eval itself. sympy's LaTeX
-parser needs ``antlr4-python3-runtime`` 4.11, the version math-verify's ``antlr4_11_0`` extra pins.
+parser needs ``antlr4-python3-runtime`` 4.11 exactly (pinned in rvec's dependencies).
 
 Example:
     >>> minerva_answer("... Final Answer: The final answer is $\\\\frac{1}{2}$. I hope it is correct.")
