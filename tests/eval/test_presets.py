@@ -92,9 +92,12 @@ def test_lm_eval_facts() -> None:
 def test_reasoning_facts() -> None:
     reasoning = get_preset("reasoning")
     assert reasoning.chat_template and reasoning.system_prompt is None and reasoning.think is None
-    assert sorted(reasoning.tasks) == ["aime24", "gsm8k", "math500"]
+    assert sorted(reasoning.tasks) == ["aime24", "arith", "gsm8k", "math500"]
+    assert reasoning.settings("arith") == get_preset("paper").settings("arith")
     assert REASONING_INSTRUCTION == "Please reason step by step, and put your final answer within \\boxed{}."
     for family, s in reasoning.tasks.items():
+        if family == "arith":
+            continue
         assert (s.shots, s.stop, s.max_new_tokens, s.instruction) == (0, (), 32768, REASONING_INSTRUCTION), (
             family
         )

@@ -361,6 +361,7 @@ def reasoning() -> Preset:
             ),
             "math500": _reasoning_task("problem", "math_verify,answer"),
             "aime24": _reasoning_task("problem", "math_verify,answer"),
+            "arith": _ARITH_PAPER,  # as rvec pair trains it: the question alone as the user turn
         },
     )
 
