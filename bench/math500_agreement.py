@@ -285,10 +285,8 @@ def _probe(data_dir: Path, lm_eval: str, out: Path) -> dict[str, Any]:
     )
     theirs = json.loads((out / "probe-lmeval.json").read_text())
     report: dict[str, Any] = {"n": len(probes)}
+    ours = [task.score(docs[p["doc_id"]], Response(text=p["text"]), preset=preset).metrics for p in probes]
     for metric in METRICS:
-        ours = [
-            task.score(docs[p["doc_id"]], Response(text=p["text"]), preset=preset).metrics for p in probes
-        ]
         a = [float(t[metric]) for t in theirs]
         b = [float(o[f"{metric},none"]) for o in ours]
         differ = [(p["doc_id"], p["kind"], x, y) for p, x, y in zip(probes, a, b, strict=True) if x != y]
