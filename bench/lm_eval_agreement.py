@@ -206,6 +206,7 @@ def _run_rvec(args: argparse.Namespace, model_dir: Path, tasks: dict, out: Path)
     if args.skip_rvec and timing.exists():
         return float(timing.read_text()), folder
     from rvec.model.evaluate import evaluate_model
+    from rvec.model.hf.settings import HFSettings
 
     start, load = time.perf_counter(), os.getloadavg()[0]
     evaluate_model(
@@ -215,8 +216,7 @@ def _run_rvec(args: argparse.Namespace, model_dir: Path, tasks: dict, out: Path)
         limit=args.limit,
         data_dir=args.data_dir,
         out_dir=folder,
-        batch_size=args.batch_size,
-        device="cpu",
+        backend=HFSettings(device="cpu", dtype="float32", batch_size=args.batch_size),
         progress=False,
     )
     elapsed = time.perf_counter() - start

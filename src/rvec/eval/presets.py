@@ -5,13 +5,18 @@ template on/off, shots and how they are laid out, stop strings, max new tokens, 
 and the SciQ option-shuffle seed. Its ``version`` enters cache keys and ``results.json``; bump it
 whenever a field below changes.
 
-Three presets are registered:
+Four presets are registered:
 
 * ``paper`` — instruction-tuned targets as the paper evaluates them: chat template, zero-shot except
   BBH, conditions ``plain`` and ``think``.
 * ``lm-eval`` — byte-compatible with lm-evaluation-harness 0.4.13 (``gsm8k_cot``, ``humaneval``,
-  ``sciq``, ``bbh_cot_fewshot``) without a chat template.
+  ``sciq``, ``bbh_cot_fewshot``, ``minerva_math500``, ``aime24``) without a chat template.
 * ``lm-eval-chat`` — the same with lm-eval's ``--apply_chat_template --fewshot_as_multiturn``.
+* ``reasoning`` — lighteval/open-r1 style: chat template, zero-shot, the ``\\boxed{}`` instruction,
+  32,768 tokens, math-verify verdicts (GSM8K, MATH-500, AIME 2024).
+
+``think`` (:class:`~rvec.eval.thinking.ThinkSettings`) turns thinking on: answers are read after the
+closing think tag.
 
 Example:
     >>> preset = get_preset("lm-eval")
@@ -26,49 +31,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from rvec.errors import ConfigError, InvalidArgumentError, UnknownNameError
+from rvec.eval.fewshot import LM_EVAL_GSM8K_FEWSHOT
+from rvec.eval.math_answers import FINAL_ANSWER_PATTERN
+from rvec.eval.thinking import ThinkSettings
 
-__all__ = ["LM_EVAL_GSM8K_FEWSHOT", "PRESETS", "Preset", "TaskSettings", "get_preset"]
+__all__ = [
+    "LM_EVAL_GSM8K_FEWSHOT",
+    "PRESETS",
+    "REASONING_INSTRUCTION",
+    "Preset",
+    "TaskSettings",
+    "get_preset",
+]
 
 
 LM_EVAL_URL = "https://github.com/EleutherAI/lm-evaluation-harness/tree/v0.4.13/lm_eval/tasks"
 
-LM_EVAL_GSM8K_FEWSHOT: tuple[tuple[str, str], ...] = (
-    (
-        "There are 15 trees in the grove. Grove workers will plant trees in the grove today. After they are done, there will be 21 trees. How many trees did the grove workers plant today?",
-        "There are 15 trees originally. Then there were 21 trees after some more were planted. So there must have been 21 - 15 = 6. The answer is 6.",
-    ),
-    (
-        "If there are 3 cars in the parking lot and 2 more cars arrive, how many cars are in the parking lot?",
-        "There are originally 3 cars. 2 more cars arrive. 3 + 2 = 5. The answer is 5.",
-    ),
-    (
-        "Leah had 32 chocolates and her sister had 42. If they ate 35, how many pieces do they have left in total?",
-        "Originally, Leah had 32 chocolates. Her sister had 42. So in total they had 32 + 42 = 74. After eating 35, they had 74 - 35 = 39. The answer is 39.",
-    ),
-    (
-        "Jason had 20 lollipops. He gave Denny some lollipops. Now Jason has 12 lollipops. How many lollipops did Jason give to Denny?",
-        "Jason started with 20 lollipops. Then he had 12 after giving some to Denny. So he gave Denny 20 - 12 = 8. The answer is 8.",
-    ),
-    (
-        "Shawn has five toys. For Christmas, he got two toys each from his mom and dad. How many toys does he have now?",
-        "Shawn started with 5 toys. If he got 2 toys each from his mom and dad, then that is 4 more toys. 5 + 4 = 9. The answer is 9.",
-    ),
-    (
-        "There were nine computers in the server room. Five more computers were installed each day, from monday to thursday. How many computers are now in the server room?",
-        "There were originally 9 computers. For each of 4 days, 5 more computers were added. So 5 * 4 = 20 computers were added. 9 + 20 is 29. The answer is 29.",
-    ),
-    (
-        "Michael had 58 golf balls. On tuesday, he lost 23 golf balls. On wednesday, he lost 2 more. How many golf balls did he have at the end of wednesday?",
-        "Michael started with 58 golf balls. After losing 23 on tuesday, he had 58 - 23 = 35. After losing 2 more, he had 35 - 2 = 33 golf balls. The answer is 33.",
-    ),
-    (
-        "Olivia has $23. She bought five bagels for $3 each. How much money does she have left?",
-        "Olivia had 23 dollars. 5 bagels for 3 dollars each will be 5 x 3 = 15 dollars. So she has 23 - 15 dollars left. 23 - 15 is 8. The answer is 8.",
-    ),
-)
-"""The 8 chain-of-thought exemplars of lm-eval's ``gsm8k_cot`` (Wei et al. 2022), in their order.
-
-Source: ``lm_eval/tasks/gsm8k/gsm8k-cot.yaml`` (``fewshot_config.samples``, sampler ``first_n``)."""
+REASONING_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+"""The math directive of DeepSeek-R1's usage recommendations, also Qwen2.5-Math's ``qwen-boxed``
+prompt and the system prompt of open-r1's first ``make evaluate`` (huggingface/open-r1 d6f1a17)."""
 
 
 class TaskSettings(BaseModel):
@@ -96,6 +77,12 @@ class TaskSettings(BaseModel):
     """After each shot's answer in a raw (non-chat) prompt (lm-eval)."""
     primary_metric: str
     """The metric key of :class:`~rvec.eval.types.Scored` used for statistics."""
+    answer_pattern: str = ""
+    """Regex (group 1) read when a math response has no ``\\boxed{}`` (``math_verify,answer``)."""
+    math_verify: bool = False
+    """GSM-style tasks: also judge the answer with math-verify (``math_verify,answer``)."""
+    compare: tuple[str, str] | None = None
+    """Two metrics whose per-item disagreements ``results.json`` counts (``rvec.disagreements``)."""
 
 
 _ARITH_PAPER = TaskSettings(
@@ -118,6 +105,27 @@ _ARITH_RAW = TaskSettings(
 """``arith`` under the raw lm-eval presets, laid out like ``gsm8k_cot``'s zero-shot turns."""
 
 
+_MATH500_RAW = TaskSettings(
+    output_type="generate",
+    template="Problem:\n{problem}\n\nSolution:",
+    shots=4,
+    stop=("Problem:",),
+    max_new_tokens=256,
+    primary_metric="exact_match,none",
+    answer_pattern=FINAL_ANSWER_PATTERN,
+    compare=("exact_match,none", "math_verify,none"),
+)
+
+_AIME24_RAW = TaskSettings(
+    output_type="generate",
+    template="Question: {problem}\nAnswer:",
+    stop=("Question:", "</s>", "<|im_end|>", "<|eot_id|>"),
+    max_new_tokens=32768,
+    primary_metric="exact_match,none",
+    answer_pattern=FINAL_ANSWER_PATTERN,
+)
+
+
 class Preset(BaseModel):
     """A named, versioned evaluation protocol; parse it once, pass it down typed.
 
@@ -130,7 +138,10 @@ class Preset(BaseModel):
         conditions (dict[str, str]): Allowed prompt conditions -> instruction added to the user turn.
         sciq_shuffle_seed (int): Seed of the per-item option order of SciQ under letter answering.
         tasks (dict[str, TaskSettings]): Settings per task family (``gsm8k``, ``humaneval``,
-            ``sciq``, ``bbh``, ``arith``); the adversarial GSM tasks use ``gsm8k``'s.
+            ``sciq``, ``bbh``, ``arith``, ``math500``, ``aime24``); the adversarial GSM tasks use
+            ``gsm8k``'s.
+        think (ThinkSettings | None): Thinking on (answers read after the closing tag) or off.
+            Scoring only: the requests are the same either way.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -146,6 +157,7 @@ class Preset(BaseModel):
     condition_separator: str = "\n\n"
     sciq_shuffle_seed: int = 1234
     tasks: dict[str, TaskSettings]
+    think: ThinkSettings | None = None
 
     def settings(self, family: str) -> TaskSettings:
         """Return the settings of one task family.
@@ -237,12 +249,19 @@ def lm_eval() -> Preset:
 
     Sources: ``gsm8k/gsm8k-cot.yaml`` (v3.0; ``max_gen_toks`` unset, so lm-eval's default 256),
     ``humaneval/humaneval.yaml`` (v1.0), ``sciq/sciq.yaml`` (v1.0),
-    ``bbh/cot_fewshot/_cot_fewshot_template_yaml`` (v4.0) under :data:`LM_EVAL_URL`.
+    ``bbh/cot_fewshot/_cot_fewshot_template_yaml`` (v4.0), ``minerva_math/minerva_math500.yaml``
+    and ``minerva_math_algebra.yaml`` (v3.1; ``max_gen_toks`` unset: 256), ``aime/aime24.yaml`` (v0.0)
+    under :data:`LM_EVAL_URL`. lm-eval adds the tokenizer's EOS to every stop list; rvec's backends
+    stop at EOS anyway. ``exact_match`` is primary for both math tasks: aime24's only metric, and
+    the first of minerva_math500's two (``math_verify`` is recorded beside it).
     """
     return Preset(
         name="lm-eval",
-        version=2,  # 2: the in-domain task ``arith`` added (rvec's own; not an lm-eval task)
-        description="byte-compatible with lm-evaluation-harness 0.4.13 (gsm8k_cot, humaneval, sciq, bbh_cot_fewshot)",
+        version=3,  # 2: the in-domain task ``arith`` added (rvec's own); 3: minerva_math500, aime24
+        description=(
+            "byte-compatible with lm-evaluation-harness 0.4.13 "
+            "(gsm8k_cot, humaneval, sciq, bbh_cot_fewshot, minerva_math500, aime24)"
+        ),
         reference_url=LM_EVAL_URL,
         chat_template=False,
         fewshot_as_multiturn=False,
@@ -278,6 +297,8 @@ def lm_eval() -> Preset:
                 primary_metric="exact_match,get-answer",
             ),
             "arith": _ARITH_RAW,
+            "math500": _MATH500_RAW,
+            "aime24": _AIME24_RAW,
         },
     )
 
@@ -302,6 +323,48 @@ def lm_eval_chat() -> Preset:
     )
 
 
+def _reasoning_task(field: str, primary: str, **extra: Any) -> TaskSettings:
+    return TaskSettings(
+        output_type="generate",
+        layout="paper",
+        template="{" + field + "}\n{instruction}",
+        instruction=REASONING_INSTRUCTION,
+        max_new_tokens=32768,
+        answer_pattern=FINAL_ANSWER_PATTERN,
+        primary_metric=primary,
+        **extra,
+    )
+
+
+def reasoning() -> Preset:
+    """Reasoning models as lighteval and open-r1 evaluate them on math.
+
+    Chat template (no system turn, as DeepSeek-R1's card advises), zero-shot, the problem then
+    :data:`REASONING_INSTRUCTION` on a new line (Qwen2.5-Math's ``qwen-boxed``), EOS the only stop,
+    32,768 new tokens (lighteval ``math_500``'s ``generation_size``; a run's ``max_new_tokens``
+    overrides it). Primary: ``math_verify,answer`` for MATH-500 and AIME (lighteval's ``pass@1``
+    judges with math-verify too); ``acc,strict`` for GSM8K, math-verify's verdict beside it,
+    disagreements counted. Sources: lighteval ``tasks/tasks/{math_500,aime}.py``; open-r1 d6f1a17.
+    """
+    return Preset(
+        name="reasoning",
+        version=1,
+        description="lighteval/open-r1 style: chat template, zero-shot, \\boxed{} answers judged by math-verify",
+        reference_url="https://github.com/huggingface/lighteval/tree/main/src/lighteval/tasks/tasks",
+        chat_template=True,
+        fewshot_as_multiturn=True,
+        conditions={"plain": ""},
+        tasks={
+            "gsm8k": _reasoning_task(
+                "question", "acc,strict", math_verify=True, compare=("acc,strict", "math_verify,answer")
+            ),
+            "math500": _reasoning_task("problem", "math_verify,answer"),
+            "aime24": _reasoning_task("problem", "math_verify,answer"),
+            "arith": _ARITH_PAPER,  # as rvec pair trains it: the question alone as the user turn
+        },
+    )
+
+
 def _build_registry(presets: list[Preset]) -> dict[str, Preset]:
     registry: dict[str, Preset] = {}
     duplicates = sorted({p.name for p in presets if sum(q.name == p.name for q in presets) > 1})
@@ -312,7 +375,7 @@ def _build_registry(presets: list[Preset]) -> dict[str, Preset]:
     return registry
 
 
-PRESETS: dict[str, Preset] = _build_registry([paper(), lm_eval(), lm_eval_chat()])
+PRESETS: dict[str, Preset] = _build_registry([paper(), lm_eval(), lm_eval_chat(), reasoning()])
 """Every registered preset by name."""
 
 
@@ -320,7 +383,7 @@ def get_preset(name: str) -> Preset:
     """Look a preset up by name.
 
     Args:
-        name (str): ``"paper"``, ``"lm-eval"`` or ``"lm-eval-chat"``.
+        name (str): ``"paper"``, ``"lm-eval"``, ``"lm-eval-chat"`` or ``"reasoning"``.
 
     Returns:
         Preset: The frozen preset.

@@ -5,7 +5,8 @@ output read ours: ``results[task]["metric,filter"]`` (with ``"metric_stderr,filt
 ``configs``, ``versions``, ``n-shot``, ``higher_is_better``, ``n-samples``, ``config``, ``date``,
 ``total_evaluation_time_seconds``. Everything rvec adds sits under one ``"rvec"`` key: the resolved
 preset, the model and backend fingerprints, data fingerprints, the clean task each perturbed or
-adversarial task pairs with (and both scores on the paired items), timings and tokens/s.
+adversarial task pairs with (and both scores on the paired items), the items where two verdicts
+disagree (a preset's ``compare``), the think-block counts of a thinking run, timings and tokens/s.
 
 Every file is written to a temporary sibling and renamed into place; ``results.json`` is written
 last, so its presence means the samples beside it are complete.
@@ -27,8 +28,9 @@ from rvec.atomic import write_json, write_text
 from rvec.eval.data import docs_digest
 from rvec.eval.perturb import Perturbation
 from rvec.eval.plan import Unit
-from rvec.eval.presets import Preset
+from rvec.eval.presets import Preset, TaskSettings
 from rvec.eval.tasks.bbh import bbh_mean
+from rvec.eval.thinking import think_summary
 from rvec.eval.types import EvalResult, LanguageModel, LoglikelihoodRequest, SampleRecord, Scored
 
 __all__ = [
@@ -107,8 +109,9 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def sample_extras(unit: Unit) -> list[dict[str, Any]]:
-    """Per-sample fields beyond :class:`SampleRecord`: scores of continuations, token counts, pairs."""
+def sample_extras(unit: Unit, *, think: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Per-sample fields beyond :class:`SampleRecord`: scores of continuations, token counts, pairs,
+    and (thinking on) the sample's think-block record (:func:`rvec.eval.thinking.think_record`)."""
     out = []
     for i, doc in enumerate(unit.docs):
         response = unit.responses[i]
@@ -120,6 +123,8 @@ def sample_extras(unit: Unit) -> list[dict[str, Any]]:
         paired = unit.task.paired_doc_id(doc) if unit.perturbation is None else doc.doc_id
         if unit.clean_key != unit.key and paired is not None:
             extra["paired_doc_id"] = paired
+        if think is not None:
+            extra["think"] = dict(think[i])
         out.append(extra)
     return out
 
@@ -138,6 +143,7 @@ def results_document(
     seed: int,
     skipped: list[dict[str, str]],
     requests: Mapping[str, int],
+    think: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The ``results.json`` content: lm-eval's keys, then rvec's under ``"rvec"``.
 
@@ -154,6 +160,8 @@ def results_document(
         seed (int): Seed of the perturbations.
         skipped (list[dict]): Perturbations dropped for tasks they cannot change, with the reason.
         requests (Mapping[str, int]): Cache hits and requests sent, by kind.
+        think (Mapping | None, default None): Per task key, the think records of its samples
+            (thinking on); summarised under ``rvec.think``.
 
     Returns:
         dict: JSON-ready; NaN standard errors are written ``"N/A"`` as lm-eval does.
@@ -213,6 +221,8 @@ def results_document(
             "data_fingerprints": {u.key: docs_digest(u.docs) for u in units},
             "samples_files": {u.key: f"samples/{sample_filename(u.key)}" for u in units},
             "pairs": {u.key: _pairing(u, result, primaries) for u in units if u.clean_key != u.key},
+            "disagreements": _disagreements(units, result, preset),
+            "think": _think_summaries(think, preset),
             "skipped": skipped,
             "timings": result.timings,
             "generated_tokens": result.generated_tokens,
@@ -220,6 +230,35 @@ def results_document(
             "requests": dict(requests),
         },
     }
+
+
+def _think_summaries(
+    think: Mapping[str, Sequence[Mapping[str, Any]]] | None, preset: Preset
+) -> dict[str, Any] | None:
+    if think is None or preset.think is None:
+        return None
+    return {key: think_summary(list(records), preset.think) for key, records in think.items()}
+
+
+def _disagreements(units: Sequence[Unit], result: EvalResult, preset: Preset) -> dict[str, Any]:
+    """Per task key whose settings name two verdicts (``compare``): the items where they differ."""
+    out: dict[str, Any] = {}
+    for unit in units:
+        settings: TaskSettings = preset.settings(unit.task.family)
+        if settings.compare is None:
+            continue
+        first, second = settings.compare
+        both = [r for r in result.samples[unit.key] if first in r.metrics and second in r.metrics]
+        differ = [r for r in both if r.metrics[first] != r.metrics[second]]
+        out[unit.key] = {
+            "metrics": [first, second],
+            "n": len(both),
+            "disagree": len(differ),
+            "first_only": sum(r.metrics[first] > r.metrics[second] for r in differ),
+            "second_only": sum(r.metrics[second] > r.metrics[first] for r in differ),
+            "doc_ids": [r.doc_id for r in differ],
+        }
+    return out
 
 
 def _groups(scores: dict[str, dict[str, float]]) -> dict[str, Any]:

@@ -9,9 +9,10 @@ The procedure :func:`evaluate` follows:
 2. **Answer.** Look every request up in the response cache; send only the misses to the backend,
    all units in one call per request type (so batches stay full), and append each response to the
    cache as soon as the backend finishes it. An interrupted run resumes where it stopped.
-3. **Score.** Each task scores its own responses (HumanEval in the sandbox); per-key means become
-   ``EvalResult.scores``; each perturbed or adversarial key is set beside its clean key on the
-   paired items.
+3. **Score.** Each task scores its own responses (HumanEval in the sandbox) — with thinking on
+   (``preset.think``), only the text after the closing think tag, and a block that never closed
+   scores 0 (:mod:`rvec.eval.thinking`); per-key means become ``EvalResult.scores``; each perturbed
+   or adversarial key is set beside its clean key on the paired items.
 4. **Write** (when ``out_dir`` is given) ``samples/<key>.jsonl`` and ``results.json``
    (:mod:`rvec.eval.results`).
 
@@ -38,6 +39,7 @@ from rvec.eval.perturb import parse_perturbations
 from rvec.eval.plan import (
     Unit,
     check_code_execution,
+    check_thinking_tasks,
     clean_counterpart,
     plan_units,
     resolve_condition,
@@ -47,6 +49,7 @@ from rvec.eval.presets import Preset, get_preset
 from rvec.eval.results import results_document, sample_extras, write_outputs
 from rvec.eval.sandbox import Sandbox
 from rvec.eval.tasks import expand_task_names, get_task
+from rvec.eval.thinking import split_think, think_answer, think_record, unclosed_verdict
 from rvec.eval.types import (
     EvalResult,
     GenerateRequest,
@@ -55,10 +58,11 @@ from rvec.eval.types import (
     Response,
     SampleRecord,
     Scored,
+    TokenCounting,
 )
 from rvec.progress import ProgressBar
 
-__all__ = ["check_code_execution", "clean_counterpart", "evaluate"]
+__all__ = ["check_code_execution", "check_thinking_tasks", "clean_counterpart", "evaluate"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +121,8 @@ def evaluate(
         CodeExecutionNotAllowedError: a task runs model code and ``allow_code_execution`` is False
             (raised before anything is generated).
         UnknownNameError: an unknown task or preset.
-        InvalidArgumentError: a bad condition, limit or perturbation, or a perturbation that applies
-            to none of the tasks.
+        InvalidArgumentError: a bad condition, limit or perturbation, a perturbation that applies
+            to none of the tasks, or a log-likelihood task while the preset has thinking on.
         DataNotFoundError: a dataset cannot be found.
     """
     started = time.perf_counter()
@@ -148,6 +152,7 @@ def evaluate(
     timings["score_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
 
+    think = _think_records(lm, units, resolved)
     samples = {u.key: _records(u, scored[u.key]) for u in units}
     scores = {key: _means(records) for key, records in samples.items()}
     result = EvalResult(
@@ -171,8 +176,9 @@ def evaluate(
             seed=seed,
             skipped=skipped,
             requests=stats,
+            think=think,
         )
-        extras = {u.key: sample_extras(u) for u in units}
+        extras = {u.key: sample_extras(u, think=think[u.key] if think else None) for u in units}
         path = write_outputs(Path(out_dir), result, document, extras=extras)
         logger.info("wrote %s", path)
     return result
@@ -284,7 +290,12 @@ def _cache_key(
 # -------------------------------------------------------------------------------------- scoring
 def _score(unit: Unit, preset: Preset, sandbox: Sandbox | None) -> list[Scored]:
     responses = [r for r in unit.responses if r is not None]
+    splits = [split_think(r.text or "", preset.think.end_tag) for r in responses] if preset.think else None
+    if splits is not None:
+        responses = [think_answer(r, split) for r, split in zip(responses, splits, strict=True)]
     scored = unit.task.score_many(unit.docs, responses, sandbox=sandbox, preset=preset)
+    if splits is not None:
+        scored = [s if split.closed else unclosed_verdict(s) for s, split in zip(scored, splits, strict=True)]
     if unit.aux is None:
         return scored
     merged = []
@@ -293,6 +304,21 @@ def _score(unit: Unit, preset: Preset, sandbox: Sandbox | None) -> list[Scored]:
         metrics = {**main.metrics, **(extra.metrics if extra is not None else {})}
         merged.append(Scored(metrics, main.primary, main.extracted, main.gold))
     return merged
+
+
+def _think_records(
+    lm: LanguageModel, units: Sequence[Unit], preset: Preset
+) -> dict[str, list[dict[str, object]]] | None:
+    """Per task key and sample (thinking on): whether the think block closed, characters inside and
+    outside it, and tokens where the backend counts them (:class:`TokenCounting`)."""
+    if preset.think is None:
+        return None
+    counter = lm.count_tokens if isinstance(lm, TokenCounting) else None
+    tag = preset.think.end_tag
+    return {
+        u.key: [think_record(split_think((r.text or "") if r else "", tag), counter) for r in u.responses]
+        for u in units
+    }
 
 
 def _records(unit: Unit, scored: Sequence[Scored]) -> list[SampleRecord]:

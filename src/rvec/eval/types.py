@@ -146,4 +146,15 @@ class LanguageModel(Protocol):
         ...
 
 
+@runtime_checkable
+class TokenCounting(Protocol):
+    """A backend that can count tokens with its model's tokenizer. Optional: with it, thinking runs
+    record the tokens inside and outside each think block (:mod:`rvec.eval.thinking`); without it,
+    only characters."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the model's tokenizer splits it, special tokens not added."""
+        ...
+
+
 OutputType = Literal["generate", "loglikelihood"]

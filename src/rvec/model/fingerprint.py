@@ -12,17 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["weights_fingerprint"]
 
 
-def weights_fingerprint(base: str, vectors: Sequence[tuple[str, float]]) -> str:
-    """The fingerprint of ``base + Σ αᵢ·vᵢ``: sha256 over the base fingerprint and each (hash, α).
+def weights_fingerprint(base: str, vectors: Sequence[tuple[str, float] | tuple[str, float, Any]]) -> str:
+    """The fingerprint of ``base + Σ αᵢ·fᵢ·vᵢ``: sha256 over the base fingerprint and each (hash, α[, part]).
 
     Args:
         base (str): The fingerprint of the weights without vectors.
-        vectors (Sequence[tuple[str, float]]): ``(vector content hash, α)`` in the order the
-            vectors are summed; pairs with α = 0 are left out.
+        vectors (Sequence[tuple]): ``(vector content hash, α)`` or ``(hash, α, selection)`` in the
+            order the vectors are summed (a :class:`~rvec.vector.masks.Selection` or its
+            ``describe()``: the part of the vector applied); pairs with α = 0 are left out, and a
+            selection of everything is the same as none (so a plain α keeps its fingerprint).
 
     Returns:
         str: ``base`` itself when no α is non-zero, else a sha256 hex digest.
@@ -31,8 +34,19 @@ def weights_fingerprint(base: str, vectors: Sequence[tuple[str, float]]) -> str:
         >>> weights_fingerprint("abc", [])
         'abc'
     """
-    applied = [(h, a) for h, a in vectors if float(a) != 0.0]  # α = 0 leaves the weights bit-identical
+    applied = [v for v in vectors if float(v[1]) != 0.0]  # α = 0 leaves the weights bit-identical
     if not applied:
         return base
-    payload = {"base": base, "vectors": [[h, repr(float(a))] for h, a in applied]}
+    payload = {"base": base, "vectors": [_term(*v) for v in applied]}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _term(vector_hash: str, alpha: float, selection: Any = None) -> list[Any]:
+    described = selection.describe() if hasattr(selection, "describe") else selection
+    if not described or described == _EVERYTHING:
+        return [vector_hash, repr(float(alpha))]
+    return [vector_hash, repr(float(alpha)), described]
+
+
+_EVERYTHING = {"include": [], "exclude": [], "layers": None, "schedule": "constant:1"}
+"""``Selection().describe()``: the whole vector, written without the import (this module stays light)."""

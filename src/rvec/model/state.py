@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from rvec.vector.artifact import DeltaSource
 
@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from rvec.eval.types import LanguageModel
     from rvec.model.settings import BackendSettings
 
-__all__ = ["BackendSpec", "HashedDelta", "ModelState", "VectorPairs", "open_hashed", "open_pairs"]
+__all__ = [
+    "BackendSpec",
+    "HashedDelta",
+    "ModelState",
+    "OpenedTerms",
+    "VectorPairs",
+    "open_hashed",
+    "open_pairs",
+]
 
 
 @runtime_checkable
@@ -33,9 +41,13 @@ class HashedDelta(DeltaSource, Protocol):
     def content_hash(self) -> str: ...
 
 
-VectorPairs = Sequence[tuple["HashedDelta | str | Path", float]]
-"""``[(vector, α), …]``: a vector is an opened one (:func:`~rvec.vector.artifact.read_vector`) or
-its folder."""
+VectorPairs = Sequence[
+    tuple["HashedDelta | str | Path", float] | tuple["HashedDelta | str | Path", float, Any]
+]
+"""``[(vector, α), …]`` or ``[(vector, α, selection), …]``: a vector is an opened one
+(:func:`~rvec.vector.artifact.read_vector`) or its folder; a selection
+(:class:`~rvec.vector.masks.Selection`) applies only that part of it (a slice of layers or module
+classes, its complement, a per-depth α profile), as ``rvec apply --include/--layers/--schedule`` would."""
 
 
 @runtime_checkable
@@ -66,7 +78,8 @@ class ModelState(Protocol):
         ...
 
     def set_vectors(self, pairs: VectorPairs) -> None:
-        """Set the weights to ``θ₀ + Σ αᵢ·vᵢ``, computed from the originals (never cumulatively).
+        """Set the weights to ``θ₀ + Σ αᵢ·fᵢ·vᵢ``, computed from the originals (never cumulatively);
+        ``fᵢ`` is the factor of a pair's selection for each tensor (1 without one).
 
         Vectors given earlier and absent now get α = 0; an empty list gives back ``θ₀``. The
         arithmetic is ``rvec apply``'s: float32, one cast to the parameter's dtype.
@@ -138,20 +151,32 @@ def open_hashed(vector: HashedDelta | str | Path) -> HashedDelta:
     return opened
 
 
-def open_pairs(pairs: VectorPairs) -> tuple[list[HashedDelta], dict[str, float]]:
-    """The vectors of ``set_vectors`` pairs, opened once, and the α of each by content hash (what
-    every backend's ``set_vectors`` attaches and then sets).
+class OpenedTerms(NamedTuple):
+    """``set_vectors`` pairs opened once: the vectors, and each one's α and selection by content hash."""
+
+    vectors: list[HashedDelta]
+    alphas: dict[str, float]
+    selections: dict[str, Any]
+
+
+def open_pairs(pairs: VectorPairs) -> OpenedTerms:
+    """The vectors of ``set_vectors`` pairs, opened once, with the α and the selection (``None``:
+    all of it) of each by content hash (what every backend's ``set_vectors`` attaches and then sets).
 
     Raises:
         InvalidArgumentError: a vector given twice, or one without a content hash.
     """
     from rvec.errors import InvalidArgumentError
 
-    opened = [(open_hashed(v), float(a)) for v, a in pairs]
-    hashes = [v.content_hash for v, _ in opened]
-    repeated = sorted({v.label for v, _ in opened if hashes.count(v.content_hash) > 1})
+    opened = [(open_hashed(p[0]), float(p[1]), p[2] if len(p) > 2 else None) for p in pairs]
+    hashes = [v.content_hash for v, _, _ in opened]
+    repeated = sorted({v.label for v, _, _ in opened if hashes.count(v.content_hash) > 1})
     if repeated:
         raise InvalidArgumentError(
             f"vector {', '.join(repeated)} given twice; pass each vector once with the sum of its α values"
         )
-    return [v for v, _ in opened], dict(zip(hashes, (a for _, a in opened), strict=True))
+    return OpenedTerms(
+        [v for v, _, _ in opened],
+        {h: a for h, (_, a, _) in zip(hashes, opened, strict=True)},
+        {h: s for h, (_, _, s) in zip(hashes, opened, strict=True)},
+    )

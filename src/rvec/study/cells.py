@@ -47,7 +47,7 @@ def save_cell(cells_dir: Path, cell: CellResult, samples: list[dict[str, Any]]) 
 
 
 def cell_to_dict(cell: CellResult) -> dict[str, Any]:
-    return {**asdict(cell), "variant": asdict(cell.variant)}
+    return {**asdict(cell), "variant": cell.variant.to_dict()}
 
 
 def cell_from_dict(data: dict[str, Any]) -> CellResult:
@@ -109,5 +109,7 @@ class CellKeys:
                 "seed": self.config.seed,
                 **self.backend_key,
                 "rvec": __version__,
+                # only when a part of v is applied: keys of whole-vector cells stay those of older runs
+                **({"selection": v.selection} if v.selection is not None else {}),
             }
         )

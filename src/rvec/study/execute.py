@@ -28,6 +28,7 @@ from rvec.study.plan import PlannedCell, by_model_state, plan_cells, plan_row, r
 from rvec.study.types import CellCallback, CellResult, StudyRun
 from rvec.study.vectors import prepare_vectors
 from rvec.vector.artifact import ReasoningVector
+from rvec.vector.masks import selection_from_record
 
 logger = logging.getLogger(__name__)
 
@@ -165,14 +166,15 @@ class StudyExecutor:
         try:
             if vectors:
                 state.attach(list(vectors.values()))  # read once; the α switches below read nothing
-            current: tuple[str | None, float | None] | None = None
-            for vector, alpha, condition, group in by_model_state(todo):
-                if vectors and (vector, alpha) != current:
+            current: tuple[Any, ...] | None = None
+            for group in by_model_state(todo):
+                terms = group.terms(vectors)
+                if vectors and (group.vector, group.alpha, group.selection) != current:
                     # The state's fingerprint, and with it the response cache key, follows each switch.
                     with timed(self.run_state.timings, "apply"):
-                        state.set_vectors([(vectors[vector], alpha)] if vector is not None and alpha else [])
-                    current = (vector, alpha)
-                self._evaluate_group(state.language_model(), condition, group)
+                        state.set_vectors(terms)
+                    current = (group.vector, group.alpha, group.selection)
+                self._evaluate_group(state.language_model(), group.condition, group.cells)
         finally:
             with timed(self.run_state.timings, "apply"):
                 state.close()  # θ₀ restored bit for bit; the weights are freed with the state
@@ -187,11 +189,14 @@ class StudyExecutor:
 
         names = list(vectors)
         jobs, parts = [], {}
-        for vector, alpha, condition, group in by_model_state(todo):
-            alphas = tuple(float(alpha) if n == vector and alpha else 0.0 for n in names)
-            for part, perturbations in self.parts_of(group):
+        for group in by_model_state(todo):
+            alphas = tuple(float(group.alpha) if n == group.vector and group.alpha else 0.0 for n in names)
+            part_of_v = selection_from_record(group.selection) if group.selection is not None else None
+            selections = tuple(part_of_v if n == group.vector and group.alpha else None for n in names)
+            for part, perturbations in self.parts_of(group.cells):
                 key = str(len(jobs))
-                jobs.append(CellJob(key, alphas, self.evaluate_args(condition, part, perturbations)))
+                args = self.evaluate_args(group.condition, part, perturbations)
+                jobs.append(CellJob(key, alphas, args, selections))
                 parts[key] = part
         settings = self.config.backend
         paths = tuple(str(v.path) for v in vectors.values())

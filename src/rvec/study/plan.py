@@ -9,6 +9,7 @@ RL donor under ``think`` (the paper's "G+T"), or both donors under every conditi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from rvec.eval.presets import Preset, get_preset
 from rvec.eval.tasks.registry import expand_task_names, get_task
 from rvec.study.config import StudyConfig
 from rvec.study.types import Variant
+from rvec.vector.masks import selection_from_record
 
 # Adversarial task → the clean task whose items (by doc_id) it pairs with.
 CLEAN_OF_ADVERSARIAL = {"gsm-symbolic": "gsm-symbolic:original"}
@@ -106,16 +108,37 @@ def plan_cells(config: StudyConfig, target: str, *, rl_donor: str | None) -> lis
     return cells
 
 
-def by_model_state(
-    todo: list[tuple[PlannedCell, str]],
-) -> list[tuple[str | None, float | None, str, list[tuple[PlannedCell, str]]]]:
-    """``(vector, α, condition, cells)`` per variant and condition, in plan order, so the weights
-    switch once per variant at most."""
-    groups: dict[tuple[str, str | None, float | None, str], list[tuple[PlannedCell, str]]] = {}
+@dataclass(frozen=True)
+class StateGroup:
+    """The todo cells of one model state and condition: evaluated together after one switch."""
+
+    vector: str | None
+    alpha: float | None
+    selection: dict[str, Any] | None
+    condition: str
+    cells: list[tuple[PlannedCell, str]]
+
+    def terms(self, vectors: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The model state's ``set_vectors`` terms (none for a baseline or a donor)."""
+        if self.vector is None or not self.alpha:
+            return []
+        if self.selection is None:
+            return [(vectors[self.vector], self.alpha)]
+        return [(vectors[self.vector], self.alpha, selection_from_record(self.selection))]
+
+
+def by_model_state(todo: list[tuple[PlannedCell, str]]) -> list[StateGroup]:
+    """The cells grouped per variant and condition, in plan order, so the weights switch once per
+    variant at most."""
+    groups: dict[tuple[str, str], list[tuple[PlannedCell, str]]] = {}
+    variants: dict[str, Variant] = {}
     for cell, key in todo:
-        v = cell.variant
-        groups.setdefault((v.name, v.vector, v.alpha, cell.condition), []).append((cell, key))
-    return [(vector, alpha, condition, g) for (_, vector, alpha, condition), g in groups.items()]
+        variants[cell.variant.name] = cell.variant
+        groups.setdefault((cell.variant.name, cell.condition), []).append((cell, key))
+    return [
+        StateGroup(variants[name].vector, variants[name].alpha, variants[name].selection, condition, cells)
+        for (name, condition), cells in groups.items()
+    ]
 
 
 def resolved_preset(config: StudyConfig) -> Preset:
@@ -142,6 +165,7 @@ def plan_row(cell: PlannedCell) -> dict[str, Any]:
         "model": cell.variant.model,
         "vector_label": cell.variant.vector,
         "alpha": cell.variant.alpha,
+        **({"selection": cell.variant.selection} if cell.variant.selection is not None else {}),
         "condition": cell.condition,
         "task": cell.task,
     }

@@ -8,7 +8,6 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 from rvec.study.report_index import CONFIDENCE, Comparer, ReportIndex
@@ -59,7 +58,7 @@ def results_json_text(
 
 def _cell_json(cell: CellResult) -> dict[str, Any]:
     return {
-        "variant": asdict(cell.variant),
+        "variant": cell.variant.to_dict(),
         "condition": cell.condition,
         "task": cell.task,
         "clean_task": cell.clean_task,

@@ -67,7 +67,14 @@ def _as_planned(cell: CellResult, entry: dict) -> CellResult:
     that is also the SFT donor) and is computed and cached once, under whichever came first."""
     if "kind" not in entry or entry["variant"] == cell.variant.name:
         return cell  # a plan written before variants were recorded in full
-    variant = Variant(entry["variant"], entry["kind"], entry["model"], entry["vector_label"], entry["alpha"])
+    variant = Variant(
+        entry["variant"],
+        entry["kind"],
+        entry["model"],
+        entry["vector_label"],
+        entry["alpha"],
+        entry.get("selection"),
+    )
     return replace(cell, variant=variant)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-VariantKind = Literal["baseline", "vector", "subtraction", "random-control", "donor", "other"]
+VariantKind = Literal[
+    "baseline", "vector", "subtraction", "random-control", "donor", "slice", "profile", "combination", "other"
+]
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,9 @@ class Variant:
 
     ``name`` is unique in the study and human readable (``"target"``, ``"target + 1.0·v"``,
     ``"target − 1.0·v"``, ``"target + 1.0·random"``, ``"RL donor"``); ``model`` is the target or
-    donor it starts from; ``vector``/``alpha`` say what was added in memory (``None`` for none).
+    donor it starts from; ``vector``/``alpha`` say what was added in memory (``None`` for none);
+    ``selection`` (a :meth:`rvec.vector.masks.Selection.describe` record) which part of the vector
+    (a slice, its complement, a per-depth α profile), ``None`` for all of it.
     """
 
     name: str
@@ -24,6 +28,15 @@ class Variant:
     model: str
     vector: str | None = None
     alpha: float | None = None
+    selection: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able; ``selection`` only when a part of the vector is applied, so the records of
+        whole-vector variants are those of older runs."""
+        out = asdict(self)
+        if self.selection is None:
+            del out["selection"]
+        return out
 
 
 @dataclass

@@ -64,8 +64,9 @@ class _EncodedDelta:
 
 @dataclass
 class _Slot:
-    """One parameter touched by the vectors: its original values and each vector's delta."""
+    """One parameter touched by the vectors: its name, original values and each vector's delta."""
 
+    name: str
     param: torch.nn.Parameter
     original: torch.Tensor
     # (vector index, float32 delta rows — or their encoding, expanded per chunk —, mask factor)
@@ -93,6 +94,8 @@ class InMemoryVectors:
         self.selection = selection or Selection()
         self._slots: list[_Slot] = []
         self.alphas: list[float] = [0.0] * len(self.sources)
+        self.selections: list[Selection | None] = [None] * len(self.sources)
+        self.num_layers = 0
         self._build(embeddings)
 
     def _build(self, embeddings: EmbeddingPolicy | None) -> None:
@@ -101,7 +104,7 @@ class InMemoryVectors:
         model_tied = (
             bool(config.get("tie_word_embeddings", True)) and family.lm_head_name(set(params)) is None
         )
-        num_layers = int(family.family_signature(config).get("num_hidden_layers") or 0)
+        num_layers = self.num_layers = int(family.family_signature(config).get("num_hidden_layers") or 0)
         slots: dict[str, _Slot] = {}
         workspace = Workspace(_CHUNK)  # scratch of the encoded (factored, sparse) deltas
         for i, source in enumerate(self.sources):
@@ -132,7 +135,7 @@ class InMemoryVectors:
                     # into mapped pages costs a copy-on-write fault per page on the first α switch.
                     original = param.data
                     param.data = original.clone()
-                    slot = slots[name] = _Slot(param=param, original=original, deltas=[])
+                    slot = slots[name] = _Slot(name=name, param=param, original=original, deltas=[])
                 slot.deltas.append((i, delta, factor))
         self._slots = list(slots.values())
         if not self._slots:
@@ -165,14 +168,40 @@ class InMemoryVectors:
         flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32, refused if NaN or Inf
         return torch.from_numpy(flat).to(device)
 
-    def set_alphas(self, alphas: Sequence[float]) -> None:
-        """Set parameters to ``cast(θ₀.float() + Σ (αᵢ·fᵢ)·vᵢ)`` (from the originals, never cumulatively)."""
-        if len(alphas) != len(self.sources):
+    def set_alphas(
+        self, alphas: Sequence[float], selections: Sequence[Selection | None] | None = None
+    ) -> None:
+        """Set parameters to ``cast(θ₀.float() + Σ (αᵢ·fᵢ)·vᵢ)`` (from the originals, never cumulatively).
+
+        Args:
+            alphas: one α per vector.
+            selections: one per vector, or ``None`` for the selection the holder was built with:
+                ``fᵢ`` is then that selection's factor for each tensor (``rvec apply``'s rule), so one
+                holder switches between parts of a vector (slices, depth profiles) in memory.
+
+        Raises:
+            InvalidArgumentError: not one α (or selection) per vector.
+        """
+        chosen = list(selections) if selections is not None else [None] * len(self.sources)
+        if len(alphas) != len(self.sources) or len(chosen) != len(self.sources):
             raise InvalidArgumentError(f"{len(self.sources)} vectors but {len(alphas)} α values")
         with torch.no_grad(), single_threaded_torch():
             for slot in self._slots:
-                _combine_into(slot, alphas)
+                _combine_into(slot, self._scales(slot, alphas, chosen))
         self.alphas = list(alphas)
+        self.selections = chosen
+
+    def _scales(
+        self, slot: _Slot, alphas: Sequence[float], selections: Sequence[Selection | None]
+    ) -> list[tuple[float, torch.Tensor | _EncodedDelta]]:
+        """``(αᵢ·fᵢ, vᵢ)`` of the slot's deltas whose scale is not zero."""
+        out = []
+        for i, delta, built in slot.deltas:
+            chosen = selections[i]
+            factor = built if chosen is None else chosen.factor(slot.name, self.num_layers)
+            if alphas[i] * factor != 0.0:
+                out.append((alphas[i] * factor, delta))
+        return out
 
     def restore(self) -> None:
         """Put back the original parameters, bit for bit."""
@@ -180,6 +209,7 @@ class InMemoryVectors:
             for slot in self._slots:
                 slot.param.copy_(slot.original)
         self.alphas = [0.0] * len(self.sources)
+        self.selections = [None] * len(self.sources)
 
     @property
     def touched(self) -> list[str]:
@@ -202,10 +232,9 @@ def single_threaded_torch() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _combine_into(slot: _Slot, alphas: Sequence[float]) -> None:
+def _combine_into(slot: _Slot, active: list[tuple[float, torch.Tensor | _EncodedDelta]]) -> None:
     target = slot.param.data.view(-1)
     original = slot.original.view(-1)
-    active = [(alphas[i] * f, d) for i, d, f in slot.deltas if alphas[i] * f != 0.0]
     if not active:
         target.copy_(original)
         return

@@ -1,4 +1,5 @@
-"""Benchmark tasks: GSM8K, HumanEval, SciQ, BIG-Bench Hard, rvec's arith and the adversarial GSM variants.
+"""Benchmark tasks: GSM8K, HumanEval, SciQ, BIG-Bench Hard, rvec's arith, MATH-500, AIME 2024 and
+the adversarial GSM variants.
 
 Each task turns items (docs) into requests under a preset and scores the responses; the registry
 (:mod:`rvec.eval.tasks.registry`) maps names and groups (``bbh``, ``gsm-plus``) to tasks.

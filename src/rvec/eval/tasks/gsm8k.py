@@ -2,7 +2,9 @@
 
 ``paper``: the question as the user turn, scored on the last number (primary) and on strict answer
 statements. ``lm-eval``: ``gsm8k_cot`` — 8 fixed exemplars as ``Q: … A:``, lm-eval's strict-match and
-flexible-extract regexes and its ``exact_match`` normalisation.
+flexible-extract regexes and its ``exact_match`` normalisation. ``reasoning``: the question and the
+``\\boxed{}`` instruction; the strict regex verdict is primary and math-verify's
+(``math_verify,answer``) is recorded beside it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import random
 
 from rvec.eval.data import DataSource
-from rvec.eval.presets import LM_EVAL_GSM8K_FEWSHOT, Preset
+from rvec.eval.fewshot import LM_EVAL_GSM8K_FEWSHOT
+from rvec.eval.math_answers import math_verify_answer
+from rvec.eval.presets import Preset, get_preset
 from rvec.eval.sandbox import Sandbox
 from rvec.eval.scoring import (
     LM_EVAL_FILTERS,
@@ -73,21 +77,26 @@ class GSMStyleTask(Task):
         """The GSM request: the question, with lm-eval's exemplars when the preset has shots."""
         settings = preset.settings(self.family)
         shots = [
-            (settings.template.format(question=q), a) for q, a in LM_EVAL_GSM8K_FEWSHOT[: settings.shots]
+            (settings.template.format(question=q, instruction=settings.instruction), a)
+            for q, a in LM_EVAL_GSM8K_FEWSHOT[: settings.shots]
         ]
-        question = with_condition(
-            settings.template.format(question=doc.fields["question"]), preset, condition
-        )
+        text = settings.template.format(question=doc.fields["question"], instruction=settings.instruction)
+        question = with_condition(text, preset, condition)
         messages, prompt = build_context(preset, settings, question=question, shots=shots)
         return GenerateRequest(messages, prompt, settings.stop, settings.max_new_tokens)
 
     def score(
         self, doc: Doc, response: Response, *, sandbox: Sandbox | None = None, preset: Preset | None = None
     ) -> Scored:
-        """All GSM metrics; the primary is the preset's (``acc,last-number`` under ``paper``)."""
+        """All GSM metrics; the primary is the preset's (``acc,last-number`` under ``paper``).
+        A preset with ``math_verify`` set (``reasoning``) adds math-verify's verdict."""
         gold = self.gold(doc)
         metrics, extracted = gsm_metrics(response.text or "", gold)
-        primary = self._primary(preset)
+        settings = (preset or get_preset("paper")).settings(self.family)
+        if settings.math_verify:
+            ok, candidate = math_verify_answer(response.text or "", gold, pattern=settings.answer_pattern)
+            metrics["math_verify,answer"], extracted["math_verify,answer"] = float(ok), candidate
+        primary = settings.primary_metric
         return Scored(metrics, primary, extracted[primary], gold)
 
     def wrong_answer(self, doc: Doc, rng: random.Random) -> str:

@@ -2,7 +2,7 @@
 
 Concrete names: ``gsm8k``, ``humaneval``, ``sciq``, ``bbh:<subtask>`` (27), ``gsm-plus:<type>``
 (8, spaces as ``-``), ``gsm-plus:seed``, ``gsm-symbolic``, ``gsm-symbolic:original``, ``arith``
-(rvec's in-domain task, levels mixed) and ``arith:<level>`` (1–4). Groups:
+(rvec's in-domain task, levels mixed), ``arith:<level>`` (1–4), ``math500`` and ``aime24``. Groups:
 ``bbh`` (the 27 subtasks) and ``gsm-plus`` (the seeds, then the 8 types).
 
 Example:
@@ -22,6 +22,7 @@ from rvec.eval.tasks.base import Task
 from rvec.eval.tasks.bbh import BBH
 from rvec.eval.tasks.gsm8k import GSM8K
 from rvec.eval.tasks.humaneval import HumanEval
+from rvec.eval.tasks.math import AIME24, MATH500
 from rvec.eval.tasks.sciq import SciQ
 
 __all__ = ["GROUPS", "TASKS", "expand_task_names", "get_task", "task_names"]
@@ -47,6 +48,8 @@ TASKS: dict[str, Task] = _build(
         GSMSymbolicOriginal(),
         Arith(),
         *(Arith(level) for level in LEVELS),
+        MATH500(),
+        AIME24(),
     ]
 )
 """Every concrete task by name."""

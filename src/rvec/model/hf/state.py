@@ -55,6 +55,7 @@ class HFModelState:
         self.settings = settings or HFSettings()
         self._sources: list[HashedDelta] = []  # attached vectors, in the order first given
         self._alphas: list[float] = []
+        self._selections: list[Any] = []  # a Selection per attached vector, None = all of it
         self._vectors: InMemoryVectors | None = None
         self._lm: HFBackend | None = None
 
@@ -74,7 +75,10 @@ class HFModelState:
     @property
     def fingerprint(self) -> str:
         """See :attr:`rvec.model.state.ModelState.fingerprint`."""
-        applied = [(s.content_hash, a) for s, a in zip(self._sources, self._alphas, strict=True)]
+        applied = [
+            (s.content_hash, a, sel)
+            for s, a, sel in zip(self._sources, self._alphas, self._selections, strict=True)
+        ]
         return weights_fingerprint(self.base_fingerprint, applied)
 
     def attach(self, vectors: Sequence[HashedDelta | str | Path]) -> None:
@@ -93,24 +97,30 @@ class HFModelState:
         if not new:
             return
         alphas = [*self._alphas, *[0.0] * len(new)]
+        selections = [*self._selections, *[None] * len(new)]
         self.restore()  # the rebuilt holder takes θ₀ as its originals; if building fails, θ₀ stays
         self._vectors = InMemoryVectors(self.model, [*self._sources, *new])
         self._sources += new
         self._alphas = [0.0] * len(self._sources)
+        self._selections = [None] * len(self._sources)
         if any(alphas):
-            self._apply(alphas)
+            self._apply(alphas, selections)
 
     def set_vectors(self, pairs: VectorPairs) -> None:
         """See :meth:`rvec.model.state.ModelState.set_vectors`."""
-        vectors, wanted = open_pairs(pairs)
-        self.attach(vectors)
-        self._apply([wanted.get(s.content_hash, 0.0) for s in self._sources])
+        terms = open_pairs(pairs)
+        self.attach(terms.vectors)
+        self._apply(
+            [terms.alphas.get(s.content_hash, 0.0) for s in self._sources],
+            [terms.selections.get(s.content_hash) for s in self._sources],
+        )
 
     def restore(self) -> None:
         """See :meth:`rvec.model.state.ModelState.restore`."""
         if self._vectors is not None:
             self._vectors.restore()
         self._alphas = [0.0] * len(self._sources)
+        self._selections = [None] * len(self._sources)
         self._sync()
 
     def language_model(self) -> HFBackend:
@@ -130,7 +140,7 @@ class HFModelState:
         """See :meth:`rvec.model.state.ModelState.close`; the module itself is freed with the state."""
         self.restore()
         self._vectors = self._lm = None
-        self._sources, self._alphas = [], []
+        self._sources, self._alphas, self._selections = [], [], []
 
     def __enter__(self) -> HFModelState:
         return self
@@ -138,11 +148,12 @@ class HFModelState:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _apply(self, alphas: list[float]) -> None:
+    def _apply(self, alphas: list[float], selections: list[Any]) -> None:
         if self._vectors is None:  # no vector attached: the weights are θ₀ already
             return
-        self._vectors.set_alphas(alphas)
+        self._vectors.set_alphas(alphas, selections)
         self._alphas = list(alphas)
+        self._selections = list(selections)
         self._sync()
 
     def _sync(self) -> None:

@@ -58,11 +58,13 @@ class ReplicaSpec:
 @dataclass(frozen=True)
 class CellJob:
     """One cell: its caller's key, the α of each of the spec's vectors, and the keyword arguments of
-    :func:`rvec.eval.runner.evaluate` (everything but the model: tasks, preset, condition, limit…)."""
+    :func:`rvec.eval.runner.evaluate` (everything but the model: tasks, preset, condition, limit…);
+    ``selections`` gives a :class:`~rvec.vector.masks.Selection` per vector (``None``: all of it)."""
 
     key: str
     alphas: tuple[float, ...]
     evaluate: dict[str, Any]
+    selections: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,10 @@ def plan_bundles(jobs: Sequence[CellJob], replicas: int) -> list[list[CellJob]]:
     """
     if replicas < 1:
         raise InvalidArgumentError(f"replicas {replicas} must be at least 1")
-    by_state: dict[tuple[float, ...], list[CellJob]] = {}
+    by_state: dict[tuple[Any, ...], list[CellJob]] = {}
     for job in jobs:
-        by_state.setdefault(tuple(float(a) for a in job.alphas), []).append(job)
+        parts = tuple(repr(s.describe()) if s is not None else None for s in job.selections or ())
+        by_state.setdefault((tuple(float(a) for a in job.alphas), parts), []).append(job)
     bundles = list(by_state.values())
     while len(bundles) < replicas:
         largest = max(range(len(bundles)), key=lambda i: len(bundles[i]), default=None)
@@ -125,7 +128,7 @@ def run_jobs(state: Any, jobs: Sequence[CellJob], *, replica: int = 0) -> list[C
             )
         start = time.perf_counter()
         if n_vectors:
-            state.set_alphas(job.alphas)
+            state.set_alphas(job.alphas, job.selections)
         lm = state.language_model()
         result = evaluate(lm, **{"progress": False, **job.evaluate})
         seconds = time.perf_counter() - start

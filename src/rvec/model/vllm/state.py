@@ -69,6 +69,7 @@ class VllmModelState:
         self.max_position_embeddings = max_position_embeddings
         self._sources: list[HashedDelta] = []  # attached vectors, in the order first given
         self._alphas: list[float] = []
+        self._selections: list[Any] = []  # a Selection per attached vector, None = all of it
         self.selection: Any = None
         self.embeddings: str | None = None
         self.streaming: dict[str, Any] = {"touched": [], "sent": [], "sent_bytes": 0}
@@ -126,7 +127,10 @@ class VllmModelState:
     @property
     def fingerprint(self) -> str:
         """See :attr:`rvec.model.state.ModelState.fingerprint`; a :meth:`select` policy is part of it."""
-        applied = [(s.content_hash, a) for s, a in zip(self._sources, self._alphas, strict=True)]
+        applied = [
+            (s.content_hash, a, sel)
+            for s, a, sel in zip(self._sources, self._alphas, self._selections, strict=True)
+        ]
         weights = weights_fingerprint(self.base_fingerprint, applied)
         if weights == self.base_fingerprint or (self.selection is None and self.embeddings is None):
             return weights
@@ -183,12 +187,18 @@ class VllmModelState:
             InvalidArgumentError: a vector given twice.
             BackendError: the engine refused to reset its prefix cache.
         """
-        vectors, wanted = open_pairs(pairs)
-        self.attach(vectors)
-        self.set_alphas([wanted.get(h, 0.0) for h in self.vector_hashes])
+        terms = open_pairs(pairs)
+        self.attach(terms.vectors)
+        self.set_alphas(
+            [terms.alphas.get(h, 0.0) for h in self.vector_hashes],
+            [terms.selections.get(h) for h in self.vector_hashes],
+        )
 
-    def set_alphas(self, alphas: Sequence[float]) -> dict[str, float]:
-        """Set one α per attached vector, in attach order (all zero: θ₀ exactly).
+    def set_alphas(
+        self, alphas: Sequence[float], selections: Sequence[Any] | None = None
+    ) -> dict[str, float]:
+        """Set one α (and optionally one :class:`~rvec.vector.masks.Selection`, ``None`` = all of the
+        vector) per attached vector, in attach order (all α zero: θ₀ exactly).
 
         Returns:
             dict: seconds spent computing θ, reloading it into the engine (slowest rank), and in total.
@@ -198,15 +208,17 @@ class VllmModelState:
             BackendError: the engine refused to reset its prefix cache.
         """
         alphas = [float(a) for a in alphas]
-        if len(alphas) != len(self._sources):
+        chosen = list(selections) if selections is not None else [None] * len(alphas)
+        if len(alphas) != len(self._sources) or len(chosen) != len(alphas):
             raise InvalidArgumentError(
                 f"{len(self._sources)} vector(s) attached but {len(alphas)} α value(s); attach them first"
             )
-        if alphas == self._alphas:
+        if alphas == self._alphas and chosen == self._selections:
             return {"compute_seconds": 0.0, "reload_seconds": 0.0, "seconds": 0.0}
+        self._selections = chosen if any(alphas) else [None] * len(alphas)
         if not any(alphas):
             return self._switch("rvec_restore", ())
-        return self._switch("rvec_set_alphas", (alphas,))
+        return self._switch("rvec_set_alphas", (alphas, chosen))
 
     def restore(self) -> None:
         """See :meth:`rvec.model.state.ModelState.restore` (bit-exact: vLLM's loaders copy θ₀ back)."""
@@ -262,9 +274,10 @@ class VllmModelState:
             )
         alphas = [*self._alphas, *[0.0] * (len(sources) - len(self._alphas))]
         self.restore()  # the workers take θ₀ as their originals
+        selections = [*self._selections, *[None] * (len(sources) - len(self._selections))]
         if not sources:
             self.llm.collective_rpc("rvec_detach")
-            self._sources, self._alphas = [], []
+            self._sources, self._alphas, self._selections = [], [], []
             self.streaming = {"touched": [], "sent": [], "sent_bytes": 0}
             return self.streaming
         summaries = self.llm.collective_rpc(
@@ -272,10 +285,11 @@ class VllmModelState:
         )
         self._sources = list(sources)
         self._alphas = [0.0] * len(sources)
+        self._selections = [None] * len(sources)
         self.streaming = summaries[0]
         self._sync()
         if any(alphas):
-            self.set_alphas(alphas)
+            self.set_alphas(alphas, selections)
         return self.streaming
 
     def _switch(self, method: str, args: tuple[Any, ...]) -> dict[str, float]:

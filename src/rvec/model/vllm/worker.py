@@ -80,9 +80,12 @@ class RvecWorkerExtension:
         )
         return self._rvec_live.summary()
 
-    def rvec_set_alphas(self, alphas: Sequence[float]) -> dict[str, Any]:
-        """Set the engine's weights to ``θ₀ + Σ αᵢ·vᵢ`` (α = 0 for all: θ₀ exactly)."""
-        return self._rvec_attached().set_alphas(self.model_runner, [float(a) for a in alphas])  # type: ignore[attr-defined]
+    def rvec_set_alphas(
+        self, alphas: Sequence[float], selections: Sequence[Any] | None = None
+    ) -> dict[str, Any]:
+        """Set the engine's weights to ``θ₀ + Σ αᵢ·fᵢ·vᵢ`` (α = 0 for all: θ₀ exactly); ``fᵢ`` is the
+        factor of vector ``i``'s :class:`~rvec.vector.masks.Selection` (``None``: all of it)."""
+        return self._rvec_attached().set_alphas(self.model_runner, [float(a) for a in alphas], selections)  # type: ignore[attr-defined]
 
     def rvec_restore(self) -> dict[str, Any]:
         """Put θ₀ back into the engine, bit for bit."""
@@ -194,10 +197,12 @@ class _LiveVectors:
         computed on request: hashing the weights costs more than a switch."""
         return _sha256(self.tensors) if self.streamed else None
 
-    def set_alphas(self, runner: Any, alphas: list[float]) -> dict[str, Any]:
+    def set_alphas(
+        self, runner: Any, alphas: list[float], selections: Sequence[Any] | None = None
+    ) -> dict[str, Any]:
         start = time.perf_counter()
         with _quiet(_EXPECTED_WARNINGS):
-            self.vectors.set_alphas(alphas)
+            self.vectors.set_alphas(alphas, selections)
             computed = time.perf_counter()
             self._stream(runner)
         self.alphas = list(alphas)
