@@ -18,7 +18,11 @@ from rvec.checkpoint.local import local_folder
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
 from rvec.eval.data import DataSource
+from rvec.eval.lengths import length_summary
+from rvec.eval.sampling import per_item as item_values
+from rvec.eval.sampling import sampled_metrics
 from rvec.eval.tasks.registry import get_task
+from rvec.eval.thinking import think_summary
 from rvec.eval.types import LanguageModel
 from rvec.model.registry import get_backend
 from rvec.progress import ProgressBar, timed
@@ -285,11 +289,19 @@ class StudyExecutor:
     def _cell(
         self, cell: PlannedCell, key: str, samples: list[dict[str, Any]], seconds: float, tokens: int
     ) -> CellResult:
-        per_item = {str(s["doc_id"]): bool(s["correct"]) for s in samples}
+        per_item = item_values((str(s["doc_id"]), bool(s["correct"])) for s in samples)
         if cell.clean_task != cell.base_task:
             per_item = self._paired(cell.base_task, per_item)
         metrics = list(dict.fromkeys(k for s in samples for k in s["metrics"]))
         scores = {k: sum(float(s["metrics"].get(k, 0.0)) for s in samples) / len(samples) for k in metrics}
+        generates = get_task(cell.base_task).output_type(self.preset) == "generate"
+        if self.preset.sampling is not None and generates:
+            drawn = ((str(s["doc_id"]), bool(s["correct"])) for s in samples)
+            scores.update(sampled_metrics(drawn, samples=self.preset.sampling.samples))
+        lengths = (
+            length_summary([int(s.get("n_generated_tokens", 0)) for s in samples]) if generates else None
+        )
+        think = [s["think"] for s in samples if s.get("think") is not None]
         result = CellResult(
             variant=cell.variant,
             condition=cell.condition,
@@ -301,11 +313,15 @@ class StudyExecutor:
             cache_key=key,
             seconds=seconds,
             generated_tokens=tokens,
+            tokens_mean=lengths["mean"] if lengths else None,
+            tokens_median=lengths["median"] if lengths else None,
+            tokens_p90=lengths["p90"] if lengths else None,
+            think=think_summary(think, self.preset.think) if think and self.preset.think else None,
         )
         save_cell(self.cells_dir, result, samples)
         return result
 
-    def _paired(self, task_name: str, per_item: dict[str, bool]) -> dict[str, bool]:
+    def _paired(self, task_name: str, per_item: dict[str, bool | float]) -> dict[str, bool | float]:
         """Key an adversarial cell by the id of the clean item it came from (GSM-Symbolic rows name
         their template instance; the pairing is by the GSM8K original), when that is one-to-one."""
         task = get_task(task_name)
