@@ -180,39 +180,12 @@ def results_document(
         dict: JSON-ready; NaN standard errors are written ``"N/A"`` as lm-eval does.
     """
     primaries = {key: (s[0].primary if s else None) for key, s in scored.items()}
-    results, configs, versions, n_shot, higher, n_samples = {}, {}, {}, {}, {}, {}
-    for unit in units:
-        records = result.samples[unit.key]
-        entry: dict[str, Any] = {"alias": unit.key}
-        for metric, value in result.scores[unit.key].items():
-            entry[metric] = value
-            entry.update(_stderr_entry(metric, records))
-        results[unit.key] = entry
-        settings = preset.settings(unit.task.family)
-        configs[unit.key] = {
-            "task": unit.task.name,
-            "reference_url": unit.task.reference_url,
-            "output_type": unit.task.output_type(preset),
-            "preset": f"{preset.name}@{preset.version}",
-            "condition": condition,
-            "perturbation": unit.perturbation.name if unit.perturbation is not None else None,
-            "clean_task": unit.clean_key,
-            "primary_metric": primaries[unit.key] or settings.primary_metric,
-            "settings": settings.model_dump(mode="json"),
-        }
-        versions[unit.key] = preset.version
-        n_shot[unit.key] = settings.shots
-        higher[unit.key] = {m: True for m in result.scores[unit.key]}
-        n_samples[unit.key] = {"original": unit.n_original, "effective": len(records)}
+    tables = _task_tables(units, result, preset, condition, primaries)
     generate_s = result.timings.get("generate_s", 0.0)
     return {
-        "results": results,
+        "results": tables["results"],
         "groups": _groups(result.scores),
-        "configs": configs,
-        "versions": versions,
-        "n-shot": n_shot,
-        "higher_is_better": higher,
-        "n-samples": n_samples,
+        **{name: tables[name] for name in ("configs", "versions", "n-shot", "higher_is_better", "n-samples")},
         "config": {
             "model": lm.name,
             "model_fingerprint": fingerprint,
@@ -229,7 +202,7 @@ def results_document(
             "perturbations": [p.name for p in perturbations],
             "model_fingerprint": fingerprint,
             "backend": lm.describe(),
-            "data_fingerprints": {u.key: docs_digest(u.docs) for u in units},
+            "data_fingerprints": {u.key: docs_digest(u.docs[:: u.samples]) for u in units},
             "samples_files": {u.key: f"samples/{sample_filename(u.key)}" for u in units},
             "pairs": {u.key: _pairing(u, result, primaries) for u in units if u.clean_key != u.key},
             "disagreements": _disagreements(units, result, preset),
@@ -243,6 +216,47 @@ def results_document(
             "requests": dict(requests),
         },
     }
+
+
+def _task_tables(
+    units: Sequence[Unit],
+    result: EvalResult,
+    preset: Preset,
+    condition: str,
+    primaries: Mapping[str, str | None],
+) -> dict[str, dict[str, Any]]:
+    """lm-eval's per-task tables (``results``, ``configs``, ``versions``, ``n-shot``,
+    ``higher_is_better``, ``n-samples``), each keyed by task key. ``n-samples`` counts items, not
+    the samples drawn for them (a sampled run's docs repeat each item ``n`` times in a row)."""
+    names = ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples")
+    tables: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for unit in units:
+        records = result.samples[unit.key]
+        entry: dict[str, Any] = {"alias": unit.key}
+        for metric, value in result.scores[unit.key].items():
+            entry[metric] = value
+            entry.update(_stderr_entry(metric, records))
+        tables["results"][unit.key] = entry
+        settings = preset.settings(unit.task.family)
+        tables["configs"][unit.key] = {
+            "task": unit.task.name,
+            "reference_url": unit.task.reference_url,
+            "output_type": unit.task.output_type(preset),
+            "preset": f"{preset.name}@{preset.version}",
+            "condition": condition,
+            "perturbation": unit.perturbation.name if unit.perturbation is not None else None,
+            "clean_task": unit.clean_key,
+            "primary_metric": primaries[unit.key] or settings.primary_metric,
+            "settings": settings.model_dump(mode="json"),
+        }
+        tables["versions"][unit.key] = preset.version
+        tables["n-shot"][unit.key] = settings.shots
+        tables["higher_is_better"][unit.key] = {m: True for m in result.scores[unit.key]}
+        tables["n-samples"][unit.key] = {
+            "original": unit.n_original,
+            "effective": len(records) // unit.samples,
+        }
+    return tables
 
 
 def _stderr_entry(metric: str, records: Sequence[SampleRecord]) -> dict[str, Any]:

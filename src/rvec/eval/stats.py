@@ -17,20 +17,14 @@ Notation, for the ``n`` doc_ids both sides share, in sorted doc_id order: ``a_i,
 * exact McNemar: the two-sided binomial test of ``b01`` successes in ``b01 + b10`` trials at 0.5,
   ``p = min(1, 2·Σ_{k ≤ min(b01, b10)} C(b01+b10, k) / 2^(b01+b10))``; ``p = 1`` without discordant pairs.
 
-Sampled items (``--samples n``) are not right or wrong but right in a share ``a_i, b_i ∈ [0, 1]`` of
-their samples. Everything above holds with those means — the bootstrap resamples items, never
-samples, since the items are what is drawn from the benchmark — except McNemar, which needs 0/1
-outcomes. It is replaced by the **paired sign-flip permutation test** of ``mean(d)``
-(``scipy.stats.permutation_test``, ``permutation_type="samples"`` on ``d``, two-sided): under "B
-changes nothing", A and B are exchangeable within each item, so each ``d_i`` is as likely to be
-``−d_i``. It tests exactly the statistic the table prints, and on 0/1 items it *is* the exact
-McNemar test (the ``d_i = 0`` items do not move the sum; the ±1 items give a sign-symmetric
-binomial). Exact (all ``2^n`` flips) when ``2^n ≤ resamples``, else ``resamples`` seeded random flips
-(p = (hits + 1)/(resamples + 1), never 0). Wilcoxon's signed-rank test was the alternative; it tests
-a location shift of ranks and drops or splits the zero differences by convention, where most items
-sit when cells agree, so its p need not match the mean difference reported. ``flips_up`` and
-``flips_down`` count items whose mean rose and fell (``b_i > a_i``, ``b_i < a_i``), and
-``Comparison.test`` names the test (``"mcnemar"`` or ``"sign-flip"``).
+Sampled items (``--samples n``) are right in a share ``a_i, b_i ∈ [0, 1]`` of their samples.
+Everything above holds with those means (the bootstrap resamples items, never samples) except
+McNemar (0/1 only), replaced by the **paired sign-flip permutation test** of ``mean(d)`` (scipy's
+``permutation_test``, ``permutation_type="samples"``, two-sided): under "B changes nothing" each
+``d_i`` is as likely to be ``−d_i``; on 0/1 items it *is* exact McNemar. Exact when ``2^n ≤ resamples``, else ``resamples`` seeded
+random flips. Wilcoxon's signed-rank test was rejected: it ranks, and drops or splits the zero
+differences where most items sit. Flips count items whose mean rose or fell; ``Comparison.test``
+names the test (``"mcnemar"`` or ``"sign-flip"``).
 
 Example:
     >>> c = paired_comparison({"1": False, "2": True}, {"1": True, "2": True}, resamples=1000)
@@ -341,7 +335,7 @@ def _values(cell: PerItem, ids: list[str], *, where: str) -> np.ndarray:
     if bad.size:
         at = f"stratum {where!r}: " if where else ""
         raise StatisticsError(
-            f"{at}per-item value {bad[0]!r} is not a correctness in [0, 1]; pass booleans or each "
+            f"{at}per-item value {float(bad[0])!r} is not a correctness in [0, 1]; pass booleans or each "
             "item's mean over its samples"
         )
     return x

@@ -159,5 +159,5 @@ _SAMPLED_STATISTICS = (
 
 
 def _sampled(cells: list[CellResult]) -> bool:
-    """Whether any cell holds per-item means of several samples rather than 0/1 verdicts."""
-    return any(not isinstance(v, bool) and v not in (0, 1) for c in cells for v in c.per_item.values())
+    """Whether any cell was sampled (several responses per item): its scores carry ``avg@n``."""
+    return any(metric.startswith("avg@") for c in cells for metric in c.scores)
