@@ -249,5 +249,5 @@ def test_sign_flip_on_zero_one_items_is_mcnemar() -> None:
 
 
 def test_a_mean_outside_zero_one_is_refused() -> None:
-    with pytest.raises(StatisticsError, match="per-item value 1.5 is not a correctness in"):
+    with pytest.raises(StatisticsError, match=r"per-item value 1\.5 is not a correctness in"):
         paired_comparison({"1": 1.5}, {"1": 0.5})
