@@ -88,8 +88,13 @@ def test_a_sampled_study_runs_and_reports_length(qwen_untied: Family, data_dir: 
         tokens = sorted(s["n_generated_tokens"] for s in samples)
         assert cell.tokens_mean == pytest.approx(sum(tokens) / len(tokens))
         assert cell.tokens_p90 is not None and cell.tokens_p90 <= 6
+        summary = cell.extra["disagreement"]  # regex against math-verify, on every sample
+        assert summary["metrics"] == ["acc,strict", "math_verify,answer"] and summary["n"] == len(samples)
+        differ = [s for s in samples if s["metrics"]["acc,strict"] != s["metrics"]["math_verify,answer"]]
+        assert summary["disagree"] == len(differ)
     report = (out / "report.md").read_text()
     assert "## Generation length" in report
+    assert "## Scorers compared" in report
     assert "mean tokens" in report.split("## Generation length")[0]  # the controls (α sweep) table
     assert "paired sign-flip permutation test" in report
     assert (out / "plots" / "length_gsm8k.png").is_file()

@@ -192,16 +192,22 @@ def _names(text: str) -> list[str]:
 
 
 def _report(result: EvalResult, output: Path | None, *, as_json: bool) -> None:
-    counts = {task: len(samples) for task, samples in result.samples.items()}
+    from rvec.eval.verdicts import disagreement_line
+
+    # items, not responses: a sampled run answers every item several times
+    counts = {task: len({r.doc_id for r in samples}) for task, samples in result.samples.items()}
     if as_json:
         results = str(output / "results.json") if output else None
-        print_json({"scores": result.scores, "items": counts, "results": results})
+        document = {"scores": result.scores, "items": counts, "results": results}
+        print_json({**document, "disagreements": result.disagreements})
         return
     table = Table("task", "metric", "value", "n")
     for task, metrics in result.scores.items():
         for metric, value in metrics.items():
             table.add_row(shown(task), shown(metric), f"{value:.4f}", str(counts.get(task, 0)))
     out.print(table)
+    for key, summary in result.disagreements.items():
+        out.print(shown(disagreement_line(key, summary)))
     if output:
         err.print(f"wrote {shown(output / 'results.json')}")
 

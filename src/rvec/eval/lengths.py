@@ -12,11 +12,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["length_summary"]
+from rvec.eval.types import SampleRecord
+
+__all__ = ["length_summary", "records_length_summary"]
 
 
 def length_summary(tokens: Sequence[int]) -> dict[str, float] | None:
@@ -37,3 +40,21 @@ def length_summary(tokens: Sequence[int]) -> dict[str, float] | None:
         "median": float(np.median(x)),
         "p90": float(np.percentile(x, 90)),
     }
+
+
+def records_length_summary(records: Iterable[SampleRecord | Mapping[str, Any]]) -> dict[str, float] | None:
+    """:func:`length_summary` of response records: :class:`~rvec.eval.types.SampleRecord` s, or
+    their JSON lines as ``samples/<task>.jsonl`` and a study's cell files hold them (a line without
+    ``n_generated_tokens`` counts 0).
+
+    Args:
+        records (Iterable[SampleRecord | Mapping]): One task key's (or cell's) responses.
+
+    Returns:
+        dict | None: As :func:`length_summary`.
+    """
+    tokens = [
+        r.n_generated_tokens if isinstance(r, SampleRecord) else int(r.get("n_generated_tokens", 0))
+        for r in records
+    ]
+    return length_summary(tokens)

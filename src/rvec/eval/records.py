@@ -19,8 +19,9 @@ from rvec.eval.presets import Preset
 from rvec.eval.sampling import sampled_metrics
 from rvec.eval.thinking import split_think, think_record
 from rvec.eval.types import GenerateRequest, LanguageModel, Request, SampleRecord, Scored, TokenCounting
+from rvec.eval.verdicts import disagreement
 
-__all__ = ["key_scores", "prompt_text", "sample_records", "think_records"]
+__all__ = ["key_disagreements", "key_scores", "prompt_text", "sample_records", "think_records"]
 
 
 def think_records(
@@ -101,6 +102,19 @@ def key_scores(records: Sequence[SampleRecord], *, samples: int | None) -> dict[
     if samples is not None and records:
         scores.update(sampled_metrics(((r.doc_id, r.correct) for r in records), samples=samples))
     return scores
+
+
+def key_disagreements(
+    units: Sequence[Unit], samples: Mapping[str, Sequence[SampleRecord]], preset: Preset
+) -> dict[str, dict[str, Any]]:
+    """Per task key whose settings compare two verdicts (GSM8K under ``reasoning``: regex and
+    math-verify), where they differ (:func:`rvec.eval.verdicts.disagreement`)."""
+    out = {}
+    for unit in units:
+        compare = preset.settings(unit.task.family).compare
+        if compare is not None:
+            out[unit.key] = disagreement(((r.doc_id, r.metrics) for r in samples[unit.key]), compare)
+    return out
 
 
 def prompt_text(request: Request) -> str:

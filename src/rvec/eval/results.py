@@ -29,10 +29,10 @@ from typing import Any
 import rvec
 from rvec.atomic import write_json, write_text
 from rvec.eval.data import docs_digest
-from rvec.eval.lengths import length_summary
+from rvec.eval.lengths import records_length_summary
 from rvec.eval.perturb import Perturbation
 from rvec.eval.plan import Unit
-from rvec.eval.presets import Preset, TaskSettings
+from rvec.eval.presets import Preset
 from rvec.eval.sampling import per_item
 from rvec.eval.tasks.bbh import bbh_mean
 from rvec.eval.thinking import think_summary
@@ -205,7 +205,7 @@ def results_document(
             "data_fingerprints": {u.key: docs_digest(u.docs[:: u.samples]) for u in units},
             "samples_files": {u.key: f"samples/{sample_filename(u.key)}" for u in units},
             "pairs": {u.key: _pairing(u, result, primaries) for u in units if u.clean_key != u.key},
-            "disagreements": _disagreements(units, result, preset),
+            "disagreements": result.disagreements,
             "think": _think_summaries(think, preset),
             "sampling": _sampling(units, preset, primaries),
             "lengths": {u.key: _lengths(u, result) for u in units if _generates(u)},
@@ -275,7 +275,7 @@ def _generates(unit: Unit) -> bool:
 
 def _lengths(unit: Unit, result: EvalResult) -> dict[str, float] | None:
     """Generated tokens per response of a generating task key (every sample when sampling)."""
-    return length_summary([r.n_generated_tokens for r in result.samples[unit.key]])
+    return records_length_summary(result.samples[unit.key])
 
 
 def _sampling(
@@ -303,27 +303,6 @@ def _think_summaries(
     if think is None or preset.think is None:
         return None
     return {key: think_summary(list(records), preset.think) for key, records in think.items()}
-
-
-def _disagreements(units: Sequence[Unit], result: EvalResult, preset: Preset) -> dict[str, Any]:
-    """Per task key whose settings name two verdicts (``compare``): the items where they differ."""
-    out: dict[str, Any] = {}
-    for unit in units:
-        settings: TaskSettings = preset.settings(unit.task.family)
-        if settings.compare is None:
-            continue
-        first, second = settings.compare
-        both = [r for r in result.samples[unit.key] if first in r.metrics and second in r.metrics]
-        differ = [r for r in both if r.metrics[first] != r.metrics[second]]
-        out[unit.key] = {
-            "metrics": [first, second],
-            "n": len(both),
-            "disagree": len(differ),
-            "first_only": sum(r.metrics[first] > r.metrics[second] for r in differ),
-            "second_only": sum(r.metrics[second] > r.metrics[first] for r in differ),
-            "doc_ids": list(dict.fromkeys(r.doc_id for r in differ)),
-        }
-    return out
 
 
 def _groups(scores: dict[str, dict[str, float]]) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from rvec.eval.plan import (
     with_counterparts,
 )
 from rvec.eval.presets import Preset, get_preset
-from rvec.eval.records import key_scores, sample_records, think_records
+from rvec.eval.records import key_disagreements, key_scores, sample_records, think_records
 from rvec.eval.results import results_document, sample_extras, write_outputs
 from rvec.eval.sandbox import Sandbox
 from rvec.eval.tasks import expand_task_names, get_task
@@ -167,6 +167,7 @@ def evaluate(
         preset=resolved.to_dict(),
         timings=timings,
         generated_tokens=stats["generated_tokens"],
+        disagreements=key_disagreements(units, samples, resolved),
     )
     if out_dir is not None:
         document = results_document(

@@ -132,6 +132,8 @@ class EvalResult:
     preset: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     generated_tokens: int = 0
+    disagreements: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per task key whose preset compares two verdicts: where they differ (:mod:`rvec.eval.verdicts`)."""
 
 
 ResultCallback = Callable[[int, Response], None]

@@ -13,7 +13,8 @@ Layout of ``report.md``:
 3. controls table: subtraction, random-control and α-sweep variants vs the baseline, with flips
    and mean generated tokens; with donor rows (``controls.donor_rows``), RL donor vs SFT donor per
    condition and task;
-4. generation length: tokens per response of every cell, accuracy against length per task
+4. scorers compared: where two verdicts on the same responses disagree (GSM8K's regex and
+   math-verify under ``reasoning``, :mod:`rvec.study.report_verdicts`); generation length: tokens per response of every cell, accuracy against length per task
    (:mod:`rvec.study.report_lengths`);
 5. plots, the statistics footnote and the study configuration.
 
@@ -46,6 +47,7 @@ from rvec.study.report_tables import (
     escape_md,
     main_section,
 )
+from rvec.study.report_verdicts import verdicts_section
 from rvec.study.types import CellResult
 
 __all__ = ["BBH_MEAN", "ReportError", "render_report"]
@@ -116,6 +118,7 @@ def render_report(
     lines += adversarial_section(index, comparer)
     lines += controls_section(index, comparer)
     lines += donors_section(index, comparer)
+    lines += verdicts_section(cells)
     length_lines, length_plots = length_section(index, out_dir / "plots")
     lines += length_lines
     plot_lines, written_plots = plots_section(index, comparer, out_dir / "plots", vector_norms)
