@@ -85,8 +85,13 @@ def test_greedy_requests_beside_sampled_ones_stay_greedy(tiny: HFBackend) -> Non
 def test_shared_contexts_equal_plain_scoring_on_real_sciq(tiny: HFBackend, data_dir: Path) -> None:
     preset = get_preset("lm-eval")
     task = get_task("sciq")
-    requests = [task.request(d, preset) for d in task.docs(DataSource(data_dir), limit=12)]
+    real = [task.request(d, preset) for d in task.docs(DataSource(data_dir), limit=12)]
+    # The tail of each real prompt: the tiny model has 128 positions, and a longer piece would take
+    # the plain path (lm-eval's left truncation) instead of the shared one.
+    requests = [LoglikelihoodRequest(None, r.prompt[-70:], r.continuations) for r in real]
     requests.append(LoglikelihoodRequest(None, "w1 w2", (" w3", " w3 w4 w5", "x")))  # uneven lengths
+    fits = [len(tiny.text.encode(r.prompt + max(r.continuations, key=len))) < 128 for r in requests]
+    assert all(fits)
     plain = rebatched(tiny, 4, share_contexts=False).loglikelihood(requests)
     shared = rebatched(tiny, 4).loglikelihood(requests)
     assert rebatched(tiny, 4).describe()["loglikelihood"] == "shared-context"
@@ -96,3 +101,11 @@ def test_shared_contexts_equal_plain_scoring_on_real_sciq(tiny: HFBackend, data_
         best_a = max(range(len(a.loglikelihoods)), key=a.loglikelihoods.__getitem__)
         best_b = max(range(len(b.loglikelihoods)), key=b.loglikelihoods.__getitem__)
         assert best_a == best_b  # the same verdict
+
+
+def test_a_piece_longer_than_the_model_takes_the_plain_path(tiny: HFBackend, data_dir: Path) -> None:
+    task = get_task("sciq")
+    request = task.request(task.docs(DataSource(data_dir), limit=1)[0], get_preset("lm-eval"))
+    assert len(tiny.text.encode(request.prompt)) > 128  # left-truncated as lm-eval does, never shared
+    plain = rebatched(tiny, 4, share_contexts=False).loglikelihood([request])
+    assert rebatched(tiny, 4).loglikelihood([request]) == plain
