@@ -4,8 +4,8 @@ Scores the first ``--n`` SciQ items under ``--preset lm-eval`` (four continuatio
 after the same context) with SmolLM2-135M-Instruct, twice per repeat on the same live model:
 ``HFBackend(share_contexts=False)`` (lm-eval's way and rvec's before issue 21: one forward per
 (context, continuation)) and ``HFBackend(share_contexts=True)`` (the context once per item with a KV
-cache, then all its continuations). The two orders alternate across repeats so neither profits from
-a warmer cache. Reports each wall time (min and median over repeats), the speed-up, the
+cache, then all its continuations). After a warm-up of both, the two orders alternate across
+repeats so neither profits from a warmer cache. Reports each wall time (min and median over repeats), the speed-up, the
 log-likelihood differences (max and median |Δ| over every continuation) and whether every verdict
 (``acc`` and ``acc_norm``) is the same.
 
@@ -83,6 +83,8 @@ def main() -> None:
         )
         for share in (False, True)
     }
+    for backend in backends.values():  # warm-up: first-call costs (allocations, kernels) counted by neither
+        backend.loglikelihood(requests[:4])
     times: dict[bool, list[float]] = {False: [], True: []}
     results: dict[bool, list[Response]] = {}
     for repeat in range(args.repeats):
