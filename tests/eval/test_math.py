@@ -324,4 +324,6 @@ def test_rvec_eval_runs_the_math_tasks_on_a_tiny_model(
     else:
         assert set(disagreements) == {"gsm8k"}
         assert disagreements["gsm8k"]["metrics"] == ["acc,strict", "math_verify,answer"]
+        # the printout says it too
+        assert "gsm8k: acc,strict and math_verify,answer disagree on" in " ".join(result.stdout.split())
     assert document["rvec"]["think"] is None

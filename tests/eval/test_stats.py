@@ -16,7 +16,9 @@ from rvec.eval.stats import (
     format_delta,
     format_p,
     format_pct,
+    mcnemar_exact,
     paired_comparison,
+    sign_flip_p,
     stratified_comparison,
 )
 
@@ -215,3 +217,37 @@ def test_formatting() -> None:
         "flips_up",
         "flips_down",
     }
+
+
+# ------------------------------------------------------------------------------- sampled items
+def test_sampled_items_pair_their_means_with_the_sign_flip_test() -> None:
+    import itertools
+
+    a = {"1": 0.25, "2": 0.5, "3": 1.0, "4": 0.0, "5": 0.75}
+    b = {"1": 0.75, "2": 0.5, "3": 1.0, "4": 0.5, "5": 0.5}
+    c = paired_comparison(a, b, resamples=10_000, seed=3)
+    d = np.array([b[k] - a[k] for k in sorted(a)])
+    assert c.test == "sign-flip"
+    assert c.diff == pytest.approx(d.mean())
+    assert (c.flips_up, c.flips_down) == (2, 1)
+    # exact: every one of the 2^5 sign patterns, |mean| at least the observed one
+    flipped = [abs((d * s).mean()) for s in itertools.product([1, -1], repeat=5)]
+    expected = sum(f >= abs(d.mean()) - 1e-12 for f in flipped) / len(flipped)
+    assert c.mcnemar_p == pytest.approx(expected)
+    # the bootstrap of the per-item differences, drawn as the module docstring says
+    rng = np.random.default_rng(3)
+    boot = d[rng.integers(0, 5, size=(10_000, 5))].mean(axis=1)
+    assert (c.ci_low, c.ci_high) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
+
+
+def test_sign_flip_on_zero_one_items_is_mcnemar() -> None:
+    a = {str(i): v for i, v in enumerate([1.0, 0, 0, 0, 1, 0, 0, 1])}
+    b = {str(i): v for i, v in enumerate([1.0, 1, 1, 1, 0, 1, 0, 1])}
+    d = {"": np.array([b[k] - a[k] for k in sorted(a)])}
+    assert sign_flip_p(d) == pytest.approx(mcnemar_exact(4, 1))
+    assert paired_comparison(a, b).test == "mcnemar"
+
+
+def test_a_mean_outside_zero_one_is_refused() -> None:
+    with pytest.raises(StatisticsError, match=r"per-item value 1\.5 is not a correctness in"):
+        paired_comparison({"1": 1.5}, {"1": 0.5})

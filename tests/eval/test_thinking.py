@@ -58,6 +58,7 @@ def test_records_count_characters_and_tokens_with_a_real_tokenizer(tmp_path: Pat
         "chars_outside": 2,
         "tokens_inside": None,
         "tokens_outside": None,
+        "at_budget": False,
     }
     # The character-level tokenizer of the fixtures: one token per character.
     assert (
@@ -69,6 +70,8 @@ def test_records_count_characters_and_tokens_with_a_real_tokenizer(tmp_path: Pat
         "end_tag": "</think>",
         "n": 2,
         "unclosed": 1,
+        "unclosed_at_budget": 0,
+        "closed_rate": 0.5,
         "mean_chars_inside": (4 + 12) / 2,
         "mean_chars_outside": 1.0,
         "mean_tokens_inside": None,
@@ -158,9 +161,11 @@ def test_thinking_through_the_runner(tiny_backend: HFBackend, data_dir: Path, tm
     document = json.loads((tmp_path / "out" / "results.json").read_text())
     assert document["rvec"]["requests"]["generated_requests"] == 0
     assert document["rvec"]["think"]["math500"]["unclosed"] == 1
-    assert (
-        document["rvec"]["think"]["math500"]["mean_tokens_inside"] is None
-    )  # HFBackend counts no tokens yet
+    summary = document["rvec"]["think"]["math500"]
+    assert summary["closed_rate"] == pytest.approx(2 / 3)
+    # The fixtures' tokenizer has one token per character: tokens equal characters here.
+    inside = [len("<think>polar: r = 3, theta = pi/2"), len(TEXTS[1]), len("<think>2 + 5/3 + 1 = 14/3")]
+    assert summary["mean_tokens_inside"] == pytest.approx(sum(inside) / 3)
     lines = (tmp_path / "out" / "samples" / sample_filename("math500")).read_text().splitlines()
     think = [json.loads(line)["think"] for line in lines]
     assert [t["closed"] for t in think] == [True, False, True]

@@ -95,6 +95,32 @@ def eval_command(
             "--attention-backend", help="vllm: FLASH_ATTN, TRITON_ATTN, CPU_ATTN… (default: vLLM's choice)."
         ),
     ] = None,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-new-tokens", help="Token budget of every generating task (default: the preset's)."
+        ),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", help="Responses drawn per item (avg@n, pass@k); needs --temperature.")
+    ] = 1,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="Sampling temperature (default 0: greedy).")
+    ] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus mass in (0, 1] (default 1).")] = 1.0,
+    think: Annotated[
+        bool, typer.Option("--think", help="Thinking model: score the answer after the closing think tag.")
+    ] = False,
+    think_end_tag: Annotated[
+        str | None, typer.Option("--think-end-tag", help="The closing tag with --think (default </think>).")
+    ] = None,
+    chat_template_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--chat-template-arg",
+            help="NAME=VALUE for the chat template, e.g. enable_thinking=true (repeatable).",
+        ),
+    ] = None,
     seed: Seed = DEFAULT_SEED,
     progress: ShowProgress = True,
     as_json: AsJson = False,
@@ -104,7 +130,8 @@ def eval_command(
     Writes results.json (lm-evaluation-harness layout), samples/<task>.jsonl and a cache: a rerun
     with the same -o resumes without redoing finished items. --vector/--alpha add α·v in memory
     (no checkpoint written). --dtype defaults to float32 on CPU and bfloat16 on GPU; only float32
-    gives the same texts whatever the batch size and the other tasks of the run.
+    gives the same texts whatever the batch size and the other tasks of the run. --samples N with
+    --temperature/--top-p draws N responses per item, seeded by --seed (avg@N, pass@k).
 
     Examples:
       rvec eval MODEL --tasks gsm8k,humaneval,sciq,bbh --preset paper --condition think --limit 50 -o runs/x/ --allow-code-execution
@@ -113,9 +140,21 @@ def eval_command(
       rvec eval MODEL --tasks gsm8k,sciq --backend vllm --tensor-parallel 2 --gpu-memory 0.85
       rvec eval MODEL --tasks gsm8k --perturb distractor,hint,typo:0.05
       rvec eval MODEL --tasks math500,aime24,gsm8k --preset reasoning -o runs/r/
+      rvec eval MODEL --tasks math500 --preset reasoning --samples 8 --temperature 0.6 --top-p 0.95 --seed 0 --max-new-tokens 4096 --think --chat-template-arg enable_thinking=true
     """
+    from rvec.eval.overrides import RunOverrides, parse_template_args
     from rvec.model.evaluate import evaluate_model
     from rvec.model.registry import parse_backend_flags
+
+    overrides = RunOverrides(
+        max_new_tokens=max_new_tokens,
+        samples=samples,
+        temperature=temperature,
+        top_p=top_p,
+        think=think,
+        think_end_tag=think_end_tag,
+        chat_template_args=parse_template_args(chat_template_arg or []),
+    )
 
     settings = parse_backend_flags(
         backend,
@@ -143,6 +182,7 @@ def eval_command(
         seed=seed,
         progress=progress,
         verify=not no_verify,
+        overrides=overrides,
     )
     _report(result, output, as_json=as_json)
 
@@ -152,16 +192,22 @@ def _names(text: str) -> list[str]:
 
 
 def _report(result: EvalResult, output: Path | None, *, as_json: bool) -> None:
-    counts = {task: len(samples) for task, samples in result.samples.items()}
+    from rvec.eval.verdicts import disagreement_line
+
+    # items, not responses: a sampled run answers every item several times
+    counts = {task: len({r.doc_id for r in samples}) for task, samples in result.samples.items()}
     if as_json:
         results = str(output / "results.json") if output else None
-        print_json({"scores": result.scores, "items": counts, "results": results})
+        document = {"scores": result.scores, "items": counts, "results": results}
+        print_json({**document, "disagreements": result.disagreements})
         return
     table = Table("task", "metric", "value", "n")
     for task, metrics in result.scores.items():
         for metric, value in metrics.items():
             table.add_row(shown(task), shown(metric), f"{value:.4f}", str(counts.get(task, 0)))
     out.print(table)
+    for key, summary in result.disagreements.items():
+        out.print(shown(disagreement_line(key, summary)))
     if output:
         err.print(f"wrote {shown(output / 'results.json')}")
 

@@ -1,9 +1,13 @@
 """A resumable response cache: finished items are appended as they finish, so a rerun redoes nothing.
 
-One JSONL file per (model, backend, preset@version, condition, task key, perturbation, seed). Its
-first line holds that key; each further line is one finished item::
+One JSONL file per (model, backend, preset@version, condition, task key, perturbation, seed, and
+the sampling of a sampled run). Its first line holds that key; each further line is one finished
+item::
 
     {"doc_id": "17", "request": "<sha256 of the request>", "response": {"text": "...", ...}}
+
+An item of a sampled run is one sample: its id is ``<doc_id>#<j>`` and its request carries the
+sample's draw (temperature, top-p, its own seed), so every sampling parameter is in the digest too.
 
 A response is reused only when the doc_id *and* the request digest match: the request is everything
 the backend sees (rendered messages or prompt, stops, token budget, continuations), so a change of
@@ -58,7 +62,11 @@ class CacheKey:
         condition (str): Prompt condition (``"plain"``, ``"think"``).
         task (str): Task key, ``"gsm8k"`` or ``"gsm8k+typo:0.05"``.
         perturbation (str | None): Canonical perturbation name, ``None`` for clean items.
-        seed (int): Seed of the perturbations (kept for clean items too: harmless, and simpler).
+        seed (int): Seed of the perturbations and of the samples (kept for clean greedy items too:
+            harmless, and simpler).
+        sampling (str | None, default None): A sampled run's :meth:`~rvec.eval.decoding.Sampling.label`
+            (``samples=8,temperature=0.6,top_p=0.95``); ``None`` for greedy, and then absent from the
+            key, so the files of greedy runs keep their names.
     """
 
     model: str
@@ -68,11 +76,18 @@ class CacheKey:
     task: str
     perturbation: str | None
     seed: int
+    sampling: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The key as its file's first line holds it (format version included)."""
+        data = {"format": CACHE_FORMAT, **asdict(self)}
+        if data["sampling"] is None:
+            del data["sampling"]
+        return data
 
     def digest(self) -> str:
         """sha256 of the key's canonical JSON (format version included)."""
-        payload = {"format": CACHE_FORMAT, **asdict(self)}
-        return _sha256_json(payload)
+        return _sha256_json(self.payload())
 
     def filename(self) -> str:
         """A readable, filesystem-safe name: the task key, then 16 hex digits of the digest."""
@@ -80,8 +95,16 @@ class CacheKey:
 
 
 def request_digest(request: GenerateRequest | LoglikelihoodRequest) -> str:
-    """sha256 over the canonical JSON of a request (its type included)."""
+    """sha256 over the canonical JSON of a request (its type included).
+
+    A greedy request without chat-template switches leaves ``draw`` and ``template_args`` out, so
+    its digest is the one it had before those fields existed (cached responses stay valid).
+    """
     payload = {"type": type(request).__name__, **asdict(request)}
+    if payload.get("draw", 0) is None:
+        del payload["draw"]
+    if not payload["template_args"]:
+        del payload["template_args"]
     return _sha256_json(payload)
 
 
@@ -133,7 +156,7 @@ class CacheEntry:
                 continue
             if header is None:
                 header = record
-                if header.get("key") != {"format": CACHE_FORMAT, **asdict(self.key)}:
+                if header.get("key") != self.key.payload():
                     logger.warning("cache file %s belongs to another key; ignoring it", self.path)
                     return
                 continue
@@ -155,7 +178,7 @@ class CacheEntry:
             fresh = not self.path.exists() or self.path.stat().st_size == 0
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if fresh:
-                header = {"key": {"format": CACHE_FORMAT, **asdict(self.key)}}
+                header = {"key": self.key.payload()}
                 os.write(self._fd, (json.dumps(header) + "\n").encode("utf-8"))
             elif not _ends_with_newline(self.path):
                 os.write(self._fd, b"\n")  # after a crash mid-line: never glue onto the torn line

@@ -5,27 +5,35 @@ A *unit* is one task key: a task clean (``"gsm8k"``), or under one perturbation
 counterpart along (``gsm-plus:<type>`` → ``gsm-plus:seed``, ``gsm-symbolic`` →
 ``gsm-symbolic:original``) so every adversarial score has the clean score of the same items beside
 it. Tasks that run model-written code are refused here, before any work, unless allowed and the
-sandbox (bubblewrap) works on this machine; so are log-likelihood tasks when thinking is on.
+sandbox (bubblewrap) works on this machine; so are log-likelihood tasks when thinking or sampling
+is on.
+
+With sampling on (``preset.sampling``, :mod:`rvec.eval.decoding`), a unit holds one entry per
+*sample*: its docs repeat each item ``n`` times (samples ``0..n−1`` in a row), each with its own
+seeded request, so scoring and records treat samples like items and the per-item means come from
+grouping by doc_id.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rvec.errors import CodeExecutionNotAllowedError, InvalidArgumentError, PerturbationNotApplicableError
 from rvec.eval.data import DataSource
+from rvec.eval.decoding import draw_requests
 from rvec.eval.perturb import Perturbation, perturb
 from rvec.eval.presets import Preset
 from rvec.eval.sandbox import require_isolation
 from rvec.eval.tasks import Task, expand_task_names, get_task
 from rvec.eval.thinking import check_thinking
-from rvec.eval.types import Doc, LoglikelihoodRequest, Request, Response
+from rvec.eval.types import Doc, GenerateRequest, LoglikelihoodRequest, Request, Response
 
 __all__ = [
     "Unit",
     "check_code_execution",
+    "check_sampling_tasks",
     "check_thinking_tasks",
     "clean_counterpart",
     "plan_units",
@@ -52,6 +60,17 @@ class Unit:
     """Extra log-likelihood requests (SciQ under a generating preset reports acc/acc_norm too)."""
     responses: list[Response | None] = field(default_factory=list)
     aux_responses: list[Response | None] = field(default_factory=list)
+    samples: int = 1
+    """Responses per item: entry ``i`` is sample ``i % samples`` of its doc (1: greedy)."""
+
+    def item_id(self, index: int) -> str:
+        """The response cache's id of entry ``index``: the doc_id, with ``#<sample>`` when sampled."""
+        doc_id = self.docs[index].doc_id
+        return doc_id if self.samples == 1 else f"{doc_id}#{index % self.samples}"
+
+    def sample_index(self, index: int) -> int | None:
+        """Which sample of its item entry ``index`` is; ``None`` when the run is greedy."""
+        return index % self.samples if self.samples > 1 else None
 
 
 def clean_counterpart(task_name: str) -> str | None:
@@ -119,6 +138,25 @@ def check_thinking_tasks(tasks: Sequence[str], preset: Preset) -> None:
     check_thinking(kinds, preset=preset.name, settings=preset.think)
 
 
+def check_sampling_tasks(tasks: Sequence[str], preset: Preset) -> None:
+    """Refuse log-likelihood tasks (names or groups) when ``preset`` draws several samples: a
+    choice's log-likelihood is computed, never drawn, so its samples would all be the same.
+
+    Raises:
+        InvalidArgumentError: sampling is on and a task is scored by log-likelihood under ``preset``.
+        UnknownNameError: an unknown task, or a task family the preset has no settings for.
+    """
+    if preset.sampling is None or preset.sampling.samples == 1:
+        return
+    names = [n for n in expand_task_names(list(tasks)) if get_task(n).output_type(preset) == "loglikelihood"]
+    if names:
+        raise InvalidArgumentError(
+            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} scored by log-likelihood under preset "
+            f"{preset.name!r}, which draws no samples ({preset.sampling.samples} asked); draw 1 sample or "
+            "evaluate generative tasks only"
+        )
+
+
 def plan_units(
     tasks: Sequence[Task],
     requested: Sequence[str],
@@ -140,6 +178,7 @@ def plan_units(
         DataNotFoundError: a dataset cannot be found.
     """
     check_thinking_tasks([t.name for t in tasks], preset)  # before any data is read
+    check_sampling_tasks([t.name for t in tasks], preset)
     units: list[Unit] = []
     skipped: list[dict[str, str]] = []
     applied = {p.name: 0 for p in perts}
@@ -148,7 +187,7 @@ def plan_units(
         n_original = len(docs) if limit is None else len(task.docs(source))
         clean = clean_counterpart(task.name) or task.name
         requests = [task.request(d, preset, condition=condition) for d in docs]
-        units.append(_unit(task.name, task, None, clean, docs, requests, n_original, preset))
+        units.append(_unit(task.name, task, None, clean, docs, requests, n_original, preset, seed))
         if task.name not in requested:
             continue  # an added counterpart is evaluated clean only
         for pert in perts:
@@ -161,7 +200,7 @@ def plan_units(
             applied[pert.name] += 1
             new_docs, new_requests = [d for d, _ in pairs], [r for _, r in pairs]
             key = f"{task.name}+{pert.name}"
-            units.append(_unit(key, task, pert, task.name, new_docs, new_requests, n_original, preset))
+            units.append(_unit(key, task, pert, task.name, new_docs, new_requests, n_original, preset, seed))
     useless = [name for name, count in applied.items() if count == 0]
     if useless:
         raise InvalidArgumentError(
@@ -180,14 +219,31 @@ def _unit(
     requests: list[Request],
     n_original: int,
     preset: Preset,
+    seed: int,
 ) -> Unit:
+    requests = [_with_template_args(r, preset) for r in requests]
     aux = None
     extra = getattr(task, "loglikelihood_request", None)
     # With thinking on, the extra log-likelihood report (SciQ under ``paper``) is skipped: a choice's
-    # likelihood right after the question leaves no room to think.
-    if extra is not None and task.output_type(preset) == "generate" and preset.think is None:
-        aux = [extra(d, preset) for d in docs]
-    unit = Unit(key, task, pert, clean_key, docs, requests, n_original, aux)
+    # likelihood right after the question leaves no room to think. With sampling on too: the report
+    # would be the same for every sample of an item.
+    quiet = preset.think is None and preset.sampling is None
+    if extra is not None and task.output_type(preset) == "generate" and quiet:
+        aux = [_with_template_args(extra(d, preset), preset) for d in docs]
+    samples = 1
+    if preset.sampling is not None and any(isinstance(r, GenerateRequest) for r in requests):
+        samples = preset.sampling.samples
+        drawn = [draw_requests(r, preset.sampling, seed=seed) for r in requests]  # type: ignore[arg-type]
+        docs = [d for d, group in zip(docs, drawn, strict=True) for _ in group]
+        requests = [r for group in drawn for r in group]
+    unit = Unit(key, task, pert, clean_key, docs, requests, n_original, aux, samples=samples)
     unit.responses = [None] * len(docs)
     unit.aux_responses = [None] * len(docs) if aux is not None else []
     return unit
+
+
+def _with_template_args(request: Request, preset: Preset) -> Request:
+    """A chat request with the preset's chat-template switches (raw prompts have no template)."""
+    if not preset.chat_template_args or request.messages is None:
+        return request
+    return replace(request, template_args=tuple(sorted(preset.chat_template_args.items())))

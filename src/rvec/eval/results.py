@@ -6,7 +6,10 @@ output read ours: ``results[task]["metric,filter"]`` (with ``"metric_stderr,filt
 ``total_evaluation_time_seconds``. Everything rvec adds sits under one ``"rvec"`` key: the resolved
 preset, the model and backend fingerprints, data fingerprints, the clean task each perturbed or
 adversarial task pairs with (and both scores on the paired items), the items where two verdicts
-disagree (a preset's ``compare``), the think-block counts of a thinking run, timings and tokens/s.
+disagree (a preset's ``compare``), the think-block counts of a thinking run, the sampling of a
+sampled run (``avg@n`` and ``pass@k`` are plain metric names under ``results``: ``"avg@8"``,
+``"pass@1"``), the generated-token lengths of every generating task key (mean, median, p90),
+timings and tokens/s.
 
 Every file is written to a temporary sibling and renamed into place; ``results.json`` is written
 last, so its presence means the samples beside it are complete.
@@ -26,12 +29,21 @@ from typing import Any
 import rvec
 from rvec.atomic import write_json, write_text
 from rvec.eval.data import docs_digest
+from rvec.eval.lengths import records_length_summary
 from rvec.eval.perturb import Perturbation
 from rvec.eval.plan import Unit
-from rvec.eval.presets import Preset, TaskSettings
+from rvec.eval.presets import Preset
+from rvec.eval.sampling import per_item
 from rvec.eval.tasks.bbh import bbh_mean
 from rvec.eval.thinking import think_summary
-from rvec.eval.types import EvalResult, LanguageModel, LoglikelihoodRequest, SampleRecord, Scored
+from rvec.eval.types import (
+    EvalResult,
+    GenerateRequest,
+    LanguageModel,
+    LoglikelihoodRequest,
+    SampleRecord,
+    Scored,
+)
 
 __all__ = [
     "mean_stderr",
@@ -97,6 +109,9 @@ def write_outputs(
 def _sample_line(record: SampleRecord, extra: Mapping[str, Any]) -> str:
     line = {**asdict(record), **extra}
     line["metrics"] = dict(record.metrics)
+    for optional in ("sample", "think"):  # only on sampled and thinking runs: greedy lines as before
+        if line[optional] is None:
+            del line[optional]
     return json.dumps(line, ensure_ascii=False, default=_json_default) + "\n"
 
 
@@ -109,13 +124,13 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def sample_extras(unit: Unit, *, think: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Per-sample fields beyond :class:`SampleRecord`: scores of continuations, token counts, pairs,
-    and (thinking on) the sample's think-block record (:func:`rvec.eval.thinking.think_record`)."""
+def sample_extras(unit: Unit) -> list[dict[str, Any]]:
+    """Per-sample fields beyond :class:`SampleRecord`: the continuations and their scores
+    (log-likelihood tasks) and the clean doc_id an adversarial item pairs with."""
     out = []
     for i, doc in enumerate(unit.docs):
         response = unit.responses[i]
-        extra: dict[str, Any] = {"n_generated_tokens": response.n_generated_tokens if response else 0}
+        extra: dict[str, Any] = {}
         request = unit.requests[i]
         if isinstance(request, LoglikelihoodRequest) and response is not None:
             extra["continuations"] = list(request.continuations)
@@ -123,8 +138,6 @@ def sample_extras(unit: Unit, *, think: Sequence[Mapping[str, Any]] | None = Non
         paired = unit.task.paired_doc_id(doc) if unit.perturbation is None else doc.doc_id
         if unit.clean_key != unit.key and paired is not None:
             extra["paired_doc_id"] = paired
-        if think is not None:
-            extra["think"] = dict(think[i])
         out.append(extra)
     return out
 
@@ -167,41 +180,12 @@ def results_document(
         dict: JSON-ready; NaN standard errors are written ``"N/A"`` as lm-eval does.
     """
     primaries = {key: (s[0].primary if s else None) for key, s in scored.items()}
-    results, configs, versions, n_shot, higher, n_samples = {}, {}, {}, {}, {}, {}
-    for unit in units:
-        records = result.samples[unit.key]
-        entry: dict[str, Any] = {"alias": unit.key}
-        for metric, value in result.scores[unit.key].items():
-            name, _, filt = metric.partition(",")
-            entry[metric] = value
-            stderr = mean_stderr([float(r.metrics[metric]) for r in records if metric in r.metrics])
-            entry[f"{name}_stderr,{filt}"] = stderr if math.isfinite(stderr) else "N/A"
-        results[unit.key] = entry
-        settings = preset.settings(unit.task.family)
-        configs[unit.key] = {
-            "task": unit.task.name,
-            "reference_url": unit.task.reference_url,
-            "output_type": unit.task.output_type(preset),
-            "preset": f"{preset.name}@{preset.version}",
-            "condition": condition,
-            "perturbation": unit.perturbation.name if unit.perturbation is not None else None,
-            "clean_task": unit.clean_key,
-            "primary_metric": primaries[unit.key] or settings.primary_metric,
-            "settings": settings.model_dump(mode="json"),
-        }
-        versions[unit.key] = preset.version
-        n_shot[unit.key] = settings.shots
-        higher[unit.key] = {m: True for m in result.scores[unit.key]}
-        n_samples[unit.key] = {"original": unit.n_original, "effective": len(records)}
+    tables = _task_tables(units, result, preset, condition, primaries)
     generate_s = result.timings.get("generate_s", 0.0)
     return {
-        "results": results,
+        "results": tables["results"],
         "groups": _groups(result.scores),
-        "configs": configs,
-        "versions": versions,
-        "n-shot": n_shot,
-        "higher_is_better": higher,
-        "n-samples": n_samples,
+        **{name: tables[name] for name in ("configs", "versions", "n-shot", "higher_is_better", "n-samples")},
         "config": {
             "model": lm.name,
             "model_fingerprint": fingerprint,
@@ -218,16 +202,97 @@ def results_document(
             "perturbations": [p.name for p in perturbations],
             "model_fingerprint": fingerprint,
             "backend": lm.describe(),
-            "data_fingerprints": {u.key: docs_digest(u.docs) for u in units},
+            "data_fingerprints": {u.key: docs_digest(u.docs[:: u.samples]) for u in units},
             "samples_files": {u.key: f"samples/{sample_filename(u.key)}" for u in units},
             "pairs": {u.key: _pairing(u, result, primaries) for u in units if u.clean_key != u.key},
-            "disagreements": _disagreements(units, result, preset),
+            "disagreements": result.disagreements,
             "think": _think_summaries(think, preset),
+            "sampling": _sampling(units, preset, primaries),
+            "lengths": {u.key: _lengths(u, result) for u in units if _generates(u)},
             "skipped": skipped,
             "timings": result.timings,
             "generated_tokens": result.generated_tokens,
             "tokens_per_second": result.generated_tokens / generate_s if generate_s > 0 else None,
             "requests": dict(requests),
+        },
+    }
+
+
+def _task_tables(
+    units: Sequence[Unit],
+    result: EvalResult,
+    preset: Preset,
+    condition: str,
+    primaries: Mapping[str, str | None],
+) -> dict[str, dict[str, Any]]:
+    """lm-eval's per-task tables (``results``, ``configs``, ``versions``, ``n-shot``,
+    ``higher_is_better``, ``n-samples``), each keyed by task key. ``n-samples`` counts items, not
+    the samples drawn for them (a sampled run's docs repeat each item ``n`` times in a row)."""
+    names = ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples")
+    tables: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for unit in units:
+        records = result.samples[unit.key]
+        entry: dict[str, Any] = {"alias": unit.key}
+        for metric, value in result.scores[unit.key].items():
+            entry[metric] = value
+            entry.update(_stderr_entry(metric, records))
+        tables["results"][unit.key] = entry
+        settings = preset.settings(unit.task.family)
+        tables["configs"][unit.key] = {
+            "task": unit.task.name,
+            "reference_url": unit.task.reference_url,
+            "output_type": unit.task.output_type(preset),
+            "preset": f"{preset.name}@{preset.version}",
+            "condition": condition,
+            "perturbation": unit.perturbation.name if unit.perturbation is not None else None,
+            "clean_task": unit.clean_key,
+            "primary_metric": primaries[unit.key] or settings.primary_metric,
+            "settings": settings.model_dump(mode="json"),
+        }
+        tables["versions"][unit.key] = preset.version
+        tables["n-shot"][unit.key] = settings.shots
+        tables["higher_is_better"][unit.key] = {m: True for m in result.scores[unit.key]}
+        tables["n-samples"][unit.key] = {
+            "original": unit.n_original,
+            "effective": len(records) // unit.samples,
+        }
+    return tables
+
+
+def _stderr_entry(metric: str, records: Sequence[SampleRecord]) -> dict[str, Any]:
+    """``{"name_stderr,filter": …}`` of a metric over the records that have it (lm-eval's naming);
+    a sampled metric (``avg@8``, ``pass@4``: no filter, not a per-record value) gets none."""
+    name, comma, filt = metric.partition(",")
+    if not comma:
+        return {}
+    stderr = mean_stderr([float(r.metrics[metric]) for r in records if metric in r.metrics])
+    return {f"{name}_stderr,{filt}": stderr if math.isfinite(stderr) else "N/A"}
+
+
+def _generates(unit: Unit) -> bool:
+    return any(isinstance(r, GenerateRequest) for r in unit.requests)
+
+
+def _lengths(unit: Unit, result: EvalResult) -> dict[str, float] | None:
+    """Generated tokens per response of a generating task key (every sample when sampling)."""
+    return records_length_summary(result.samples[unit.key])
+
+
+def _sampling(
+    units: Sequence[Unit], preset: Preset, primaries: Mapping[str, str | None]
+) -> dict[str, Any] | None:
+    """A sampled run's settings, and per task key the samples per item and the metric that
+    ``avg@n`` and ``pass@k`` count; ``None`` when greedy."""
+    if preset.sampling is None:
+        return None
+    return {
+        "samples": preset.sampling.samples,
+        "temperature": preset.sampling.temperature,
+        "top_p": preset.sampling.top_p,
+        "keys": {
+            u.key: {"samples_per_item": u.samples, "metric": primaries.get(u.key)}
+            for u in units
+            if _generates(u)
         },
     }
 
@@ -238,27 +303,6 @@ def _think_summaries(
     if think is None or preset.think is None:
         return None
     return {key: think_summary(list(records), preset.think) for key, records in think.items()}
-
-
-def _disagreements(units: Sequence[Unit], result: EvalResult, preset: Preset) -> dict[str, Any]:
-    """Per task key whose settings name two verdicts (``compare``): the items where they differ."""
-    out: dict[str, Any] = {}
-    for unit in units:
-        settings: TaskSettings = preset.settings(unit.task.family)
-        if settings.compare is None:
-            continue
-        first, second = settings.compare
-        both = [r for r in result.samples[unit.key] if first in r.metrics and second in r.metrics]
-        differ = [r for r in both if r.metrics[first] != r.metrics[second]]
-        out[unit.key] = {
-            "metrics": [first, second],
-            "n": len(both),
-            "disagree": len(differ),
-            "first_only": sum(r.metrics[first] > r.metrics[second] for r in differ),
-            "second_only": sum(r.metrics[second] > r.metrics[first] for r in differ),
-            "doc_ids": [r.doc_id for r in differ],
-        }
-    return out
 
 
 def _groups(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -282,14 +326,17 @@ def _pairing(unit: Unit, result: EvalResult, primaries: dict[str, str | None]) -
     """The perturbed/adversarial key beside its clean key, on the items both have.
 
     Only accuracies and flip counts: the difference needs its paired interval, which the study's
-    statistics compute from the samples.
+    statistics compute from the samples. Sampled runs pair each item's mean correctness: a flip is
+    then an item whose mean rose or fell, and ``both_correct``/``neither`` count the items whose
+    samples were all right or all wrong on both sides.
     """
-    clean = {r.doc_id: r for r in result.samples.get(unit.clean_key, [])}
+    clean = per_item((r.doc_id, r.correct) for r in result.samples.get(unit.clean_key, []))
+    mine = per_item((r.doc_id, r.correct) for r in result.samples[unit.key])
     pairs = []
-    for doc, record in zip(unit.docs, result.samples[unit.key], strict=True):
+    for doc in dict((d.doc_id, d) for d in unit.docs).values():
         partner = doc.doc_id if unit.perturbation is not None else unit.task.paired_doc_id(doc)
         if partner is not None and partner in clean:
-            pairs.append((clean[partner].correct, record.correct))
+            pairs.append((float(clean[partner]), float(mine[doc.doc_id])))
     n = len(pairs)
     return {
         "clean_task": unit.clean_key,
@@ -298,8 +345,8 @@ def _pairing(unit: Unit, result: EvalResult, primaries: dict[str, str | None]) -
         "n_pairs": n,
         "clean": sum(a for a, _ in pairs) / n if n else None,
         "perturbed": sum(b for _, b in pairs) / n if n else None,
-        "both_correct": sum(a and b for a, b in pairs),
-        "clean_only": sum(a and not b for a, b in pairs),
-        "perturbed_only": sum(b and not a for a, b in pairs),
-        "neither": sum(not a and not b for a, b in pairs),
+        "both_correct": sum(a == 1 and b == 1 for a, b in pairs),
+        "clean_only": sum(a > b for a, b in pairs),
+        "perturbed_only": sum(b > a for a, b in pairs),
+        "neither": sum(a == 0 and b == 0 for a, b in pairs),
     }

@@ -9,10 +9,14 @@ The procedure :func:`evaluate` follows:
 2. **Answer.** Look every request up in the response cache; send only the misses to the backend,
    all units in one call per request type (so batches stay full), and append each response to the
    cache as soon as the backend finishes it. An interrupted run resumes where it stopped.
+   With sampling on (``preset.sampling``), every item is asked ``n`` times, each sample with its own
+   seed (:mod:`rvec.eval.decoding`), and cached as ``<doc_id>#<j>``. With thinking on, the think tag
+   is checked against the backend's tokenizer first (it must round-trip), before anything is generated.
 3. **Score.** Each task scores its own responses (HumanEval in the sandbox) — with thinking on
    (``preset.think``), only the text after the closing think tag, and a block that never closed
-   scores 0 (:mod:`rvec.eval.thinking`); per-key means become ``EvalResult.scores``; each perturbed
-   or adversarial key is set beside its clean key on the paired items.
+   scores 0 (:mod:`rvec.eval.thinking`); per-key means (and, sampled, ``avg@n`` and ``pass@k``,
+   :mod:`rvec.eval.records`) become ``EvalResult.scores``; each perturbed or adversarial key is set
+   beside its clean key on the paired items.
 4. **Write** (when ``out_dir`` is given) ``samples/<key>.jsonl`` and ``results.json``
    (:mod:`rvec.eval.results`).
 
@@ -24,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -46,17 +49,17 @@ from rvec.eval.plan import (
     with_counterparts,
 )
 from rvec.eval.presets import Preset, get_preset
+from rvec.eval.records import key_disagreements, key_scores, sample_records, think_records
 from rvec.eval.results import results_document, sample_extras, write_outputs
 from rvec.eval.sandbox import Sandbox
 from rvec.eval.tasks import expand_task_names, get_task
-from rvec.eval.thinking import split_think, think_answer, think_record, unclosed_verdict
+from rvec.eval.thinking import split_think, think_answer, unclosed_verdict
 from rvec.eval.types import (
     EvalResult,
     GenerateRequest,
     LanguageModel,
     Request,
     Response,
-    SampleRecord,
     Scored,
     TokenCounting,
 )
@@ -107,7 +110,7 @@ def evaluate(
         limit (int | None, default None): First ``limit`` items of each task.
         data_dir (Path | None, default None): Local data root (else ``RVEC_DATA_DIR``, else the Hub).
         allow_code_execution (bool, default False): Needed by HumanEval (runs model-written code).
-        seed (int, default 1234): Seed of the perturbations.
+        seed (int, default 1234): Seed of the perturbations and of the samples (sampled presets).
         out_dir (Path | None, default None): Where ``results.json``, ``samples/`` and (by default)
             ``cache/`` go; ``None`` writes nothing.
         progress (bool, default True): Show a progress bar.
@@ -122,7 +125,8 @@ def evaluate(
             (raised before anything is generated).
         UnknownNameError: an unknown task or preset.
         InvalidArgumentError: a bad condition, limit or perturbation, a perturbation that applies
-            to none of the tasks, or a log-likelihood task while the preset has thinking on.
+            to none of the tasks, a log-likelihood task while the preset has thinking or several
+            samples on, or a think tag the backend's tokenizer cannot round-trip.
         DataNotFoundError: a dataset cannot be found.
     """
     started = time.perf_counter()
@@ -140,6 +144,7 @@ def evaluate(
     fingerprint = lm.fingerprint  # read once: for HFBackend it checks the weights (one pass over them)
     source = DataSource(data_dir)
     units, skipped = plan_units(task_objs, requested, resolved, condition_name, perts, source, limit, seed)
+    check_think_tag(lm, resolved)
     timings["plan_s"] = time.perf_counter() - started
 
     cache_root = cache_dir if cache_dir is not None else (Path(out_dir) / "cache" if out_dir else None)
@@ -152,15 +157,17 @@ def evaluate(
     timings["score_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
 
-    think = _think_records(lm, units, resolved)
-    samples = {u.key: _records(u, scored[u.key]) for u in units}
-    scores = {key: _means(records) for key, records in samples.items()}
+    think = think_records(lm, units, resolved)
+    samples = {u.key: sample_records(u, scored[u.key], think[u.key] if think else None) for u in units}
+    sampled = {u.key: u.samples if _drawn(u, resolved) else None for u in units}
+    scores = {key: key_scores(records, samples=sampled[key]) for key, records in samples.items()}
     result = EvalResult(
         scores=scores,
         samples=samples,
         preset=resolved.to_dict(),
         timings=timings,
         generated_tokens=stats["generated_tokens"],
+        disagreements=key_disagreements(units, samples, resolved),
     )
     if out_dir is not None:
         document = results_document(
@@ -178,7 +185,7 @@ def evaluate(
             requests=stats,
             think=think,
         )
-        extras = {u.key: sample_extras(u, think=think[u.key] if think else None) for u in units}
+        extras = {u.key: sample_extras(u) for u in units}
         path = write_outputs(Path(out_dir), result, document, extras=extras)
         logger.info("wrote %s", path)
     return result
@@ -211,7 +218,7 @@ def _answer(
             for i, request in enumerate(requests):
                 digest = request_digest(request)
                 entry = entries.get((unit.key, aux))
-                cached = entry.get(unit.docs[i].doc_id, digest) if entry is not None else None
+                cached = entry.get(unit.item_id(i), digest) if entry is not None else None
                 if cached is not None:
                     _store(unit, i, aux, cached)
                     hits += 1
@@ -237,7 +244,7 @@ def _answer(
                     _store(item.unit, item.index, item.aux, response)
                     entry = entries.get((item.unit.key, item.aux))
                     if entry is not None:
-                        entry.put(item.unit.docs[item.index].doc_id, item.digest, response)
+                        entry.put(item.unit.item_id(item.index), item.digest, response)
                     bar.advance(tokens=response.n_generated_tokens)
 
                 if items:
@@ -284,7 +291,32 @@ def _cache_key(
     backend = f"{lm.name}:{lm.identity}"
     task = unit.key + ("#loglikelihood" if aux else "")
     pert = unit.perturbation.name if unit.perturbation is not None else None
-    return CacheKey(fingerprint, backend, f"{preset.name}@{preset.version}", condition, task, pert, seed)
+    sampling = preset.sampling.label() if preset.sampling is not None and not aux else None
+    preset_name = f"{preset.name}@{preset.version}"
+    return CacheKey(fingerprint, backend, preset_name, condition, task, pert, seed, sampling)
+
+
+def _drawn(unit: Unit, preset: Preset) -> bool:
+    """Whether the unit's responses were drawn (a sampled preset and a generating task)."""
+    return preset.sampling is not None and any(isinstance(r, GenerateRequest) for r in unit.requests)
+
+
+def check_think_tag(lm: LanguageModel, preset: Preset) -> None:
+    """Refuse a think tag the backend's tokenizer cannot round-trip, before anything is generated:
+    a tag that decodes to other text (unknown characters, a special token that responses drop) could
+    never be found, and every response would count as unclosed.
+
+    Raises:
+        InvalidArgumentError: thinking is on, the backend counts tokens, and the tag does not round-trip.
+    """
+    if preset.think is None or not isinstance(lm, TokenCounting):
+        return
+    tag = preset.think.end_tag
+    if not lm.round_trips(tag):
+        raise InvalidArgumentError(
+            f"think end tag {tag!r} does not survive {lm.name}'s tokenizer (its tokens do not decode back "
+            "to the tag as responses are decoded); pass the tag the model writes with --think-end-tag"
+        )
 
 
 # -------------------------------------------------------------------------------------- scoring
@@ -304,51 +336,3 @@ def _score(unit: Unit, preset: Preset, sandbox: Sandbox | None) -> list[Scored]:
         metrics = {**main.metrics, **(extra.metrics if extra is not None else {})}
         merged.append(Scored(metrics, main.primary, main.extracted, main.gold))
     return merged
-
-
-def _think_records(
-    lm: LanguageModel, units: Sequence[Unit], preset: Preset
-) -> dict[str, list[dict[str, object]]] | None:
-    """Per task key and sample (thinking on): whether the think block closed, characters inside and
-    outside it, and tokens where the backend counts them (:class:`TokenCounting`)."""
-    if preset.think is None:
-        return None
-    counter = lm.count_tokens if isinstance(lm, TokenCounting) else None
-    tag = preset.think.end_tag
-    return {
-        u.key: [think_record(split_think((r.text or "") if r else "", tag), counter) for r in u.responses]
-        for u in units
-    }
-
-
-def _records(unit: Unit, scored: Sequence[Scored]) -> list[SampleRecord]:
-    pert = unit.perturbation.name if unit.perturbation is not None else None
-    return [
-        SampleRecord(
-            task=unit.task.name,
-            doc_id=doc.doc_id,
-            prompt=_prompt_text(request),
-            response=response.text if response is not None else None,
-            extracted=s.extracted,
-            gold=s.gold,
-            correct=bool(s.metrics.get(s.primary, 0.0)),
-            metrics=dict(s.metrics),
-            perturbation=pert,
-            primary=s.primary,
-        )
-        for doc, request, response, s in zip(unit.docs, unit.requests, unit.responses, scored, strict=True)
-    ]
-
-
-def _prompt_text(request: Request) -> str:
-    if request.prompt is not None:
-        return request.prompt
-    return json.dumps(list(request.messages or ()), ensure_ascii=False)
-
-
-def _means(records: Sequence[SampleRecord]) -> dict[str, float]:
-    values: dict[str, list[float]] = {}
-    for record in records:
-        for metric, value in record.metrics.items():
-            values.setdefault(metric, []).append(float(value))
-    return {metric: sum(v) / len(v) for metric, v in values.items()}

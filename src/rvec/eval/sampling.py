@@ -9,7 +9,9 @@ Models Trained on Code", eq. 1, https://arxiv.org/abs/2107.03374)::
 computed as ``1 - Π_{i = n-c+1}^{n} (1 - k / i)``, the product form of the paper's numpy code: the
 binomials overflow a float for realistic ``n`` and the product never does. ``avg@n`` is ``c / n``,
 the mean correctness of the samples (lighteval's ``avg@n``). A *cell* (one task under one model
-state) scores the unweighted mean over its items.
+state) scores the unweighted mean over its items: :func:`sampled_metrics` gives ``avg@n`` and
+``pass@k`` for ``k`` in 1, 2, 4, … up to ``n`` (and ``n`` itself), the names ``results.json`` uses.
+:func:`per_item` gives each item's mean correctness, what paired statistics compare.
 
 Example:
     >>> round(pass_at_k(n=10, c=3, k=1), 6)
@@ -20,13 +22,22 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from rvec.errors import InvalidArgumentError
 
-__all__ = ["avg_at_n", "cell_avg_at_n", "cell_pass_at_k", "item_counts", "pass_at_k"]
+__all__ = [
+    "avg_at_n",
+    "cell_avg_at_n",
+    "cell_pass_at_k",
+    "item_counts",
+    "pass_at_k",
+    "pass_ks",
+    "per_item",
+    "sampled_metrics",
+]
 
 
 def pass_at_k(*, n: int, c: int, k: int) -> float:
@@ -102,6 +113,67 @@ def cell_avg_at_n(samples: Mapping[str, Sequence[bool | float]]) -> dict[str, fl
             raise InvalidArgumentError(f"item {doc_id!r} has no samples; avg@n needs at least one")
         per_item[doc_id] = avg_at_n(n=n, c=c)
     return {**per_item, "mean": float(np.mean(list(per_item.values())))}
+
+
+def pass_ks(n: int) -> list[int]:
+    """The ``k`` of the pass@k a cell of ``n`` samples reports: 1, 2, 4, … up to ``n``, and ``n``.
+
+    Example:
+        >>> pass_ks(8), pass_ks(6), pass_ks(1)
+        ([1, 2, 4, 8], [1, 2, 4, 6], [1])
+    """
+    ks = [1 << i for i in range(n.bit_length()) if 1 << i <= n]
+    return ks if ks[-1] == n else [*ks, n]
+
+
+def _grouped(verdicts: Iterable[tuple[str, bool | float]]) -> dict[str, list[bool | float]]:
+    groups: dict[str, list[bool | float]] = {}
+    for doc_id, verdict in verdicts:
+        groups.setdefault(doc_id, []).append(verdict)
+    return groups
+
+
+def per_item(verdicts: Iterable[tuple[str, bool | float]]) -> dict[str, bool | float]:
+    """Each item's value for paired statistics: its verdict when it has one sample (a bool, as
+    greedy cells have always stored), else the mean correctness of its samples (a float in [0, 1]).
+
+    Args:
+        verdicts (Iterable[tuple[str, bool | float]]): ``(doc_id, correct)`` per sample, in order.
+
+    Returns:
+        dict[str, bool | float]: doc_id -> verdict or mean, in first-seen order.
+    """
+    out: dict[str, bool | float] = {}
+    for doc_id, values in _grouped(verdicts).items():
+        out[doc_id] = bool(values[0]) if len(values) == 1 else float(np.mean([float(v) for v in values]))
+    return out
+
+
+def sampled_metrics(verdicts: Iterable[tuple[str, bool | float]], *, samples: int) -> dict[str, float]:
+    """A sampled cell's ``avg@n`` and ``pass@k`` (k in :func:`pass_ks`), means over its items.
+
+    Args:
+        verdicts (Iterable[tuple[str, bool | float]]): ``(doc_id, correct)`` per sample.
+        samples (int): ``n``, the samples drawn per item; every item must have that many.
+
+    Returns:
+        dict[str, float]: ``{"avg@8": …, "pass@1": …, "pass@2": …, "pass@4": …, "pass@8": …}``.
+
+    Raises:
+        InvalidArgumentError: no items, or an item with another number of samples (named).
+    """
+    groups = _grouped(verdicts)
+    uneven = [(d, len(v)) for d, v in groups.items() if len(v) != samples]
+    if uneven:
+        doc_id, found = uneven[0]
+        raise InvalidArgumentError(
+            f"item {doc_id!r} has {found} sample(s), expected {samples}; a cell's items must all be drawn "
+            "the same number of times"
+        )
+    out = {f"avg@{samples}": cell_avg_at_n(groups)["mean"]}
+    for k in pass_ks(samples):
+        out[f"pass@{k}"] = cell_pass_at_k(groups, k=k)["mean"]
+    return out
 
 
 def _item(doc_id: str, verdicts: Sequence[bool | float], k: int) -> float:

@@ -1,4 +1,5 @@
-"""Paired statistics for "A vs B on the same items": accuracies, difference, bootstrap CI, McNemar, flips.
+"""Paired statistics for "A vs B on the same items": accuracies, difference, bootstrap CI, a paired
+test (McNemar, or its sign-flip generalisation for sampled items), flips.
 
 Every comparison in a study report goes through :func:`paired_comparison` (one task) or
 :func:`stratified_comparison` (an unweighted mean over subtasks, as for BIG-Bench Hard), so every
@@ -16,6 +17,15 @@ Notation, for the ``n`` doc_ids both sides share, in sorted doc_id order: ``a_i,
 * exact McNemar: the two-sided binomial test of ``b01`` successes in ``b01 + b10`` trials at 0.5,
   ``p = min(1, 2·Σ_{k ≤ min(b01, b10)} C(b01+b10, k) / 2^(b01+b10))``; ``p = 1`` without discordant pairs.
 
+Sampled items (``--samples n``) are right in a share ``a_i, b_i ∈ [0, 1]`` of their samples.
+Everything above holds with those means (the bootstrap resamples items, never samples) except
+McNemar (0/1 only), replaced by the **paired sign-flip permutation test** of ``mean(d)`` (scipy's
+``permutation_test``, ``permutation_type="samples"``, two-sided): under "B changes nothing" each
+``d_i`` is as likely to be ``−d_i``; on 0/1 items it *is* exact McNemar. Exact when ``2^n ≤ resamples``, else ``resamples`` seeded
+random flips. Wilcoxon's signed-rank test was rejected: it ranks, and drops or splits the zero
+differences where most items sit. Flips count items whose mean rose or fell; ``Comparison.test``
+names the test (``"mcnemar"`` or ``"sign-flip"``).
+
 Example:
     >>> c = paired_comparison({"1": False, "2": True}, {"1": True, "2": True}, resamples=1000)
     >>> c.flips_up, c.flips_down, c.mcnemar_p
@@ -30,7 +40,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, permutation_test
 
 from rvec.errors import RvecError
 
@@ -43,8 +53,12 @@ __all__ = [
     "format_pct",
     "mcnemar_exact",
     "paired_comparison",
+    "sign_flip_p",
     "stratified_comparison",
 ]
+
+PerItem = Mapping[str, bool | float]
+"""doc_id -> correct (greedy), or the mean correctness of the item's samples in [0, 1] (sampled)."""
 
 # Index draws are made this many entries at a time (32 MiB of int64) so that 10,000 resamples of a
 # large task stay in memory. Row-wise chunks of ``Generator.integers`` continue one stream, so the
@@ -70,13 +84,15 @@ class Comparison:
         diff: ``acc_b − acc_a``.
         ci_low: lower end of the paired bootstrap percentile CI of ``diff``.
         ci_high: upper end of that CI.
-        mcnemar_p: exact two-sided McNemar p-value (pooled discordant pairs for strata).
-        flips_up: items wrong in A and right in B.
-        flips_down: items right in A and wrong in B.
+        mcnemar_p: two-sided p-value of ``test``: exact McNemar (pooled discordant pairs for
+            strata), or the sign-flip permutation test on sampled items.
+        flips_up: items wrong in A and right in B (sampled: whose mean rose).
+        flips_down: items right in A and wrong in B (sampled: whose mean fell).
         confidence: the CI's confidence level.
         resamples: bootstrap resamples drawn.
         seed: the ``numpy.random.default_rng`` seed.
         strata: number of strata averaged (1 for a plain paired comparison).
+        test: ``"mcnemar"`` (0/1 items) or ``"sign-flip"`` (an item's mean of several samples).
     """
 
     n: int
@@ -92,6 +108,7 @@ class Comparison:
     resamples: int = 10_000
     seed: int = 0
     strata: int = 1
+    test: str = "mcnemar"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields."""
@@ -99,8 +116,8 @@ class Comparison:
 
 
 def paired_comparison(
-    a: Mapping[str, bool],
-    b: Mapping[str, bool],
+    a: PerItem,
+    b: PerItem,
     *,
     resamples: int = 10_000,
     seed: int = 0,
@@ -109,18 +126,21 @@ def paired_comparison(
     """Compare B against A on the doc_ids both contain; ids present on one side only are ignored.
 
     Args:
-        a (Mapping[str, bool]): per-item correctness of the reference (e.g. the baseline).
-        b (Mapping[str, bool]): per-item correctness of the compared cell.
+        a (Mapping[str, bool | float]): per-item correctness of the reference (e.g. the baseline),
+            or each item's mean correctness over its samples.
+        b (Mapping[str, bool | float]): the same for the compared cell.
         resamples (int, default 10,000): bootstrap resamples.
         seed (int, default 0): seed of ``numpy.random.default_rng``; same seed, same CI.
         confidence (float, default 0.95): CI confidence level.
 
     Returns:
-        Comparison: accuracies, ``diff = acc_b − acc_a``, its percentile bootstrap CI, exact McNemar
-        p-value and the flips, with the formulas of the module docstring.
+        Comparison: accuracies, ``diff = acc_b − acc_a``, its percentile bootstrap CI, the exact
+        McNemar p-value (or the sign-flip one, for means) and the flips, with the formulas of the
+        module docstring.
 
     Raises:
-        StatisticsError: no doc_id is shared, ``resamples < 1``, or ``confidence`` is not in (0, 1).
+        StatisticsError: no doc_id is shared, a value outside [0, 1], ``resamples < 1``, or
+            ``confidence`` is not in (0, 1).
 
     Example:
         >>> paired_comparison({"q1": True, "q2": False}, {"q1": True, "q2": True}).diff
@@ -130,7 +150,7 @@ def paired_comparison(
 
 
 def stratified_comparison(
-    strata: Mapping[str, tuple[Mapping[str, bool], Mapping[str, bool]]],
+    strata: Mapping[str, tuple[PerItem, PerItem]],
     *,
     resamples: int = 10_000,
     seed: int = 0,
@@ -146,7 +166,8 @@ def stratified_comparison(
     whatever its stratum. With one stratum this is exactly :func:`paired_comparison`.
 
     Args:
-        strata (Mapping[str, tuple[Mapping[str, bool], Mapping[str, bool]]]): name -> (a, b).
+        strata (Mapping[str, tuple[Mapping[str, bool | float], Mapping[str, bool | float]]]):
+            name -> (a, b), per-item correctness or means.
         resamples (int, default 10,000): bootstrap resamples.
         seed (int, default 0): seed of ``numpy.random.default_rng``.
         confidence (float, default 0.95): CI confidence level.
@@ -166,18 +187,25 @@ def stratified_comparison(
         raise StatisticsError(f"confidence = {confidence}; pass a level in (0, 1), e.g. 0.95")
 
     pairs = {name: _paired_arrays(*strata[name], name=name) for name in sorted(strata)}
+    binary = all(_binary(xa) and _binary(xb) for xa, xb in pairs.values())
     rng = np.random.default_rng(seed)
     boot = np.zeros(resamples, dtype=np.float64)  # (R,) sum of stratum mean differences
     for xa, xb in pairs.values():
-        boot += _bootstrap_means(xb.astype(np.int8) - xa.astype(np.int8), resamples, rng)
+        # 0/1 items: exact integer differences, as before sampled items existed (same draws, same CI).
+        d = xb.astype(np.int8) - xa.astype(np.int8) if binary else xb - xa
+        boot += _bootstrap_means(d, resamples, rng)
     boot /= len(pairs)
     tail = (1.0 - confidence) / 2.0
     ci_low, ci_high = np.quantile(boot, [tail, 1.0 - tail])
 
-    up = sum(int(np.count_nonzero(~xa & xb)) for xa, xb in pairs.values())
-    down = sum(int(np.count_nonzero(xa & ~xb)) for xa, xb in pairs.values())
+    up = sum(int(np.count_nonzero(xb > xa)) for xa, xb in pairs.values())
+    down = sum(int(np.count_nonzero(xa > xb)) for xa, xb in pairs.values())
     acc_a = float(np.mean([xa.mean() for xa, _ in pairs.values()]))
     acc_b = float(np.mean([xb.mean() for _, xb in pairs.values()]))
+    if binary:
+        p = mcnemar_exact(up, down)
+    else:
+        p = sign_flip_p({name: xb - xa for name, (xa, xb) in pairs.items()}, resamples=resamples, seed=seed)
     return Comparison(
         n=sum(len(xa) for xa, _ in pairs.values()),
         acc_a=acc_a,
@@ -185,14 +213,54 @@ def stratified_comparison(
         diff=float(np.mean([xb.mean() - xa.mean() for xa, xb in pairs.values()])),
         ci_low=float(ci_low),
         ci_high=float(ci_high),
-        mcnemar_p=mcnemar_exact(up, down),
+        mcnemar_p=p,
         flips_up=up,
         flips_down=down,
         confidence=confidence,
         resamples=resamples,
         seed=seed,
         strata=len(pairs),
+        test="mcnemar" if binary else "sign-flip",
     )
+
+
+def sign_flip_p(differences: Mapping[str, np.ndarray], *, resamples: int = 10_000, seed: int = 0) -> float:
+    """Two-sided paired sign-flip permutation p-value of the unweighted mean over strata of the
+    mean difference (see the module docstring).
+
+    Args:
+        differences (Mapping[str, np.ndarray]): stratum -> (n_s,) per-item differences ``b_i − a_i``.
+        resamples (int, default 10,000): random sign flips when ``2^n`` exceeds it (else exact).
+        seed (int, default 0): seed of ``numpy.random.default_rng`` for the random flips.
+
+    Returns:
+        float: The p-value; 1.0 when every difference is 0.
+
+    Example:
+        >>> round(sign_flip_p({"": np.array([1.0, 1, 1, 0, -1, 1])}), 4)  # = McNemar's binomial(4 of 5)
+        0.375
+    """
+    # Item i of stratum s weighs 1/(S·n_s): the weighted sum is the mean over strata of stratum means.
+    d = np.concatenate([differences[name] for name in sorted(differences)]).astype(np.float64)  # (n,)
+    w = np.concatenate(
+        [np.full(len(x), 1.0 / (len(differences) * len(x))) for _, x in sorted(differences.items())]
+    )
+    if not np.any(d):
+        return 1.0
+
+    def statistic(x: np.ndarray, axis: int) -> np.ndarray:
+        return np.sum(x * w, axis=axis)
+
+    result = permutation_test(
+        (d,),
+        statistic,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=resamples,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
+    return float(min(1.0, result.pvalue))
 
 
 def mcnemar_exact(b01: int, b10: int) -> float:
@@ -203,7 +271,7 @@ def mcnemar_exact(b01: int, b10: int) -> float:
 
 
 def accuracy_interval(
-    per_item: Mapping[str, bool] | list[Mapping[str, bool]],
+    per_item: PerItem | list[PerItem],
     *,
     resamples: int = 10_000,
     seed: int = 0,
@@ -214,8 +282,9 @@ def accuracy_interval(
     Used for error bars of single accuracies (plots); differences go through :func:`paired_comparison`.
 
     Args:
-        per_item (Mapping[str, bool] | list[Mapping[str, bool]]): one cell's per-item correctness,
-            or several (BBH subtasks) whose accuracies are averaged without weights.
+        per_item (Mapping[str, bool | float] | list[Mapping[str, bool | float]]): one cell's
+            per-item correctness (or per-item means of samples), or several (BBH subtasks) whose
+            accuracies are averaged without weights.
         resamples (int, default 10,000): bootstrap resamples.
         seed (int, default 0): seed of ``numpy.random.default_rng``.
         confidence (float, default 0.95): CI confidence level.
@@ -237,7 +306,8 @@ def accuracy_interval(
     boot = np.zeros(resamples, dtype=np.float64)
     means = []
     for cell in cells:
-        x = np.array([bool(cell[k]) for k in sorted(cell)], dtype=np.int8)
+        x = _values(cell, sorted(cell), where="")
+        x = x.astype(np.int8) if _binary(x) else x  # 0/1 items: exact integer sums, as always
         means.append(float(x.mean()))
         boot += _bootstrap_means(x, resamples, rng)
     boot /= len(cells)
@@ -246,10 +316,8 @@ def accuracy_interval(
     return float(np.mean(means)), float(low), float(high)
 
 
-def _paired_arrays(
-    a: Mapping[str, bool], b: Mapping[str, bool], *, name: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(n,) bool arrays of a and b on the shared doc_ids, in sorted doc_id order."""
+def _paired_arrays(a: PerItem, b: PerItem, *, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) float arrays of a and b on the shared doc_ids, in sorted doc_id order."""
     shared = sorted(set(a) & set(b))
     if not shared:
         where = f"stratum {name!r}: " if name else ""
@@ -257,21 +325,38 @@ def _paired_arrays(
             f"{where}no doc_id is shared by the two cells ({len(a)} and {len(b)} items); "
             "compare cells of the same task, or map derived items to their clean doc_id"
         )
-    xa = np.array([bool(a[k]) for k in shared], dtype=bool)
-    xb = np.array([bool(b[k]) for k in shared], dtype=bool)
-    return xa, xb
+    return _values(a, shared, where=name), _values(b, shared, where=name)
+
+
+def _values(cell: PerItem, ids: list[str], *, where: str) -> np.ndarray:
+    """(n,) float64 values of ``ids``: 0/1 for correctness, a share in [0, 1] for sampled items."""
+    x = np.array([float(cell[k]) for k in ids], dtype=np.float64)
+    bad = x[(x < 0) | (x > 1) | ~np.isfinite(x)]
+    if bad.size:
+        at = f"stratum {where!r}: " if where else ""
+        raise StatisticsError(
+            f"{at}per-item value {float(bad[0])!r} is not a correctness in [0, 1]; pass booleans or each "
+            "item's mean over its samples"
+        )
+    return x
+
+
+def _binary(x: np.ndarray) -> bool:
+    return bool(np.all((x == 0) | (x == 1)))
 
 
 def _bootstrap_means(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(R,) means of ``x`` (int8, values in {-1, 0, 1}) over R index resamples with replacement."""
+    """(R,) means of ``x`` over R index resamples with replacement: ``x`` int8 (values in {-1, 0,
+    1}) or float64 (differences of per-item means)."""
     n = len(x)
     out = np.empty(resamples, dtype=np.float64)
     rows = max(1, _CHUNK_ENTRIES // n)
+    exact = x.dtype.kind == "i"
     for start in range(0, resamples, rows):
         stop = min(resamples, start + rows)
         idx = rng.integers(0, n, size=(stop - start, n))  # (r, n) int64
         # Integer sums are exact, so the mean does not depend on the summation order.
-        out[start:stop] = x[idx].sum(axis=1, dtype=np.int64) / n
+        out[start:stop] = x[idx].sum(axis=1, dtype=np.int64 if exact else np.float64) / n
     return out
 
 

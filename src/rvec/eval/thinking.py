@@ -125,16 +125,21 @@ def unclosed_verdict(scored: Scored) -> Scored:
     return Scored({metric: 0.0 for metric in scored.metrics}, scored.primary, None, scored.gold)
 
 
-def think_record(split: ThinkSplit, count_tokens: TokenCounter | None = None) -> dict[str, Any]:
+def think_record(
+    split: ThinkSplit, count_tokens: TokenCounter | None = None, *, at_budget: bool = False
+) -> dict[str, Any]:
     """The per-sample ``think`` fields of ``samples/<task>.jsonl``.
 
     Args:
         split (ThinkSplit): The response's split.
         count_tokens (TokenCounter | None, default None): The backend's tokenizer count; ``None``
             leaves the token fields ``null`` (a backend without ``count_tokens``).
+        at_budget (bool, default False): The generation used its whole token budget (an unclosed
+            block then ran out of tokens rather than stopping on its own).
 
     Returns:
-        dict: ``closed``, ``chars_inside``, ``chars_outside``, ``tokens_inside``, ``tokens_outside``.
+        dict: ``closed``, ``chars_inside``, ``chars_outside``, ``tokens_inside``, ``tokens_outside``,
+        ``at_budget``.
     """
     return {
         "closed": split.closed,
@@ -142,6 +147,7 @@ def think_record(split: ThinkSplit, count_tokens: TokenCounter | None = None) ->
         "chars_outside": split.chars_outside,
         "tokens_inside": count_tokens(split.thinking) if count_tokens is not None else None,
         "tokens_outside": count_tokens(split.answer) if count_tokens is not None else None,
+        "at_budget": at_budget,
     }
 
 
@@ -153,7 +159,8 @@ def think_summary(records: Sequence[dict[str, Any]], settings: ThinkSettings) ->
         settings (ThinkSettings): The thinking settings of the run.
 
     Returns:
-        dict: ``end_tag``, ``n``, ``unclosed``, ``mean_chars_inside``, ``mean_chars_outside``,
+        dict: ``end_tag``, ``n``, ``unclosed``, ``unclosed_at_budget`` (of those, the ones that used
+        the whole token budget), ``closed_rate``, ``mean_chars_inside``, ``mean_chars_outside``,
         ``mean_tokens_inside`` / ``mean_tokens_outside`` (``None`` when tokens were not counted).
     """
     n = len(records)
@@ -162,10 +169,13 @@ def think_summary(records: Sequence[dict[str, Any]], settings: ThinkSettings) ->
         values = [r[field] for r in records if r.get(field) is not None]
         return sum(values) / len(values) if values and len(values) == n else None
 
+    unclosed = [r for r in records if not r["closed"]]
     return {
         "end_tag": settings.end_tag,
         "n": n,
-        "unclosed": sum(not r["closed"] for r in records),
+        "unclosed": len(unclosed),
+        "unclosed_at_budget": sum(bool(r.get("at_budget")) for r in unclosed),
+        "closed_rate": (n - len(unclosed)) / n if n else None,
         "mean_chars_inside": mean("chars_inside"),
         "mean_chars_outside": mean("chars_outside"),
         "mean_tokens_inside": mean("tokens_inside"),

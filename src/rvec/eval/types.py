@@ -29,15 +29,33 @@ class Doc:
     fields: Mapping[str, Any]
 
 
+TemplateArgs = tuple[tuple[str, Any], ...]
+"""Extra keyword arguments of the chat template (``(("enable_thinking", True),)``), sorted by name."""
+
+
+@dataclass(frozen=True)
+class Draw:
+    """How a sampled response is drawn (:mod:`rvec.eval.decoding`): softmax ``temperature`` (> 0),
+    nucleus ``top_p`` in (0, 1] and the request's own ``seed``, which alone decides its random
+    stream (never the batch)."""
+
+    temperature: float
+    top_p: float
+    seed: int
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
-    """Greedy generation. Exactly one of ``messages`` (chat template applied by the backend, with a
-    generation prompt) or ``prompt`` (raw text, no template) is set."""
+    """One generation. Exactly one of ``messages`` (chat template applied by the backend, with a
+    generation prompt) or ``prompt`` (raw text, no template) is set. Greedy unless ``draw`` is set;
+    ``template_args`` go to the chat template (``enable_thinking``)."""
 
     messages: tuple[Message, ...] | None
     prompt: str | None
     stop: tuple[str, ...]
     max_new_tokens: int
+    draw: Draw | None = None
+    template_args: TemplateArgs = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,7 @@ class LoglikelihoodRequest:
     messages: tuple[Message, ...] | None
     prompt: str | None
     continuations: tuple[str, ...]
+    template_args: TemplateArgs = ()
 
 
 Request = GenerateRequest | LoglikelihoodRequest
@@ -91,6 +110,12 @@ class SampleRecord:
     perturbation: str | None = None
     primary: str | None = None
     """The metric ``correct`` reflects (tasks may differ per item type, e.g. GSM-Plus critical thinking)."""
+    n_generated_tokens: int = 0
+    """Tokens the model generated for this response (EOS included; 0 for log-likelihoods)."""
+    sample: int | None = None
+    """Which of the item's samples this is (sampled runs, :mod:`rvec.eval.decoding`); ``None`` greedy."""
+    think: Mapping[str, Any] | None = None
+    """The think-block record of a thinking run (:func:`rvec.eval.thinking.think_record`)."""
 
 
 @dataclass
@@ -107,6 +132,8 @@ class EvalResult:
     preset: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     generated_tokens: int = 0
+    disagreements: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per task key whose preset compares two verdicts: where they differ (:mod:`rvec.eval.verdicts`)."""
 
 
 ResultCallback = Callable[[int, Response], None]
@@ -136,7 +163,8 @@ class LanguageModel(Protocol):
     def generate(
         self, requests: Sequence[GenerateRequest], *, on_result: ResultCallback | None = None
     ) -> list[Response]:
-        """Greedy generation, results in input order; ``on_result`` streams each as it finishes."""
+        """Generation (greedy, or drawn as each request's ``draw`` says), results in input order;
+        ``on_result`` streams each as it finishes."""
         ...
 
     def loglikelihood(
@@ -149,11 +177,17 @@ class LanguageModel(Protocol):
 @runtime_checkable
 class TokenCounting(Protocol):
     """A backend that can count tokens with its model's tokenizer. Optional: with it, thinking runs
-    record the tokens inside and outside each think block (:mod:`rvec.eval.thinking`); without it,
-    only characters."""
+    record the tokens inside and outside each think block (:mod:`rvec.eval.thinking`) and check the
+    think tag before generating; without it, only characters are counted."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as the model's tokenizer splits it, special tokens not added."""
+        ...
+
+    def round_trips(self, text: str) -> bool:
+        """Whether ``text`` encodes to known tokens (none unknown) that decode, as responses are
+        decoded (special tokens skipped), back to exactly ``text``: a think tag that does not
+        could never be found in a response."""
         ...
 
 

@@ -16,6 +16,9 @@ from pathlib import Path
 from rvec.atomic import check_writable
 from rvec.defaults import DEFAULT_SEED
 from rvec.errors import InvalidArgumentError
+from rvec.eval.overrides import RunOverrides, apply_overrides
+from rvec.eval.plan import check_sampling_tasks, check_thinking_tasks
+from rvec.eval.presets import get_preset
 from rvec.eval.runner import check_code_execution, evaluate
 from rvec.eval.types import EvalResult
 from rvec.model.hf.settings import HFSettings
@@ -45,6 +48,7 @@ def evaluate_model(
     seed: int = DEFAULT_SEED,
     progress: bool = True,
     verify: bool = True,
+    overrides: RunOverrides | None = None,
 ) -> EvalResult:
     """Evaluate a checkpoint, optionally with ``Σ αᵢ·vᵢ`` added in memory (restored afterwards).
 
@@ -67,17 +71,23 @@ def evaluate_model(
             dtype, batch size, engine options); ``None`` is ``HFSettings()``: the ``transformers``
             backend, cuda when available, float32 on CPU and bfloat16 on GPU, batches of 16. Half
             precisions make greedy texts depend on the batch.
-        seed (int, default 1234): Seed of the perturbations.
+        seed (int, default 1234): Seed of the perturbations and of the samples.
         progress (bool, default True): Show a progress bar.
         verify (bool, default True): Check each vector's shards against the sha256 in its
             ``rvec.json`` before using it (``--no-verify``: the cache key then includes the
             shards' file versions, so an edited shard still gets fresh responses).
+        overrides (RunOverrides | None, default None): The run's changes to the preset: token
+            budget, samples, temperature, top-p, thinking, chat-template switches
+            (:mod:`rvec.eval.overrides`); recorded in the preset's name and fields.
 
     Returns:
         EvalResult: As :func:`~rvec.eval.runner.evaluate`.
 
     Raises:
-        InvalidArgumentError: ``vectors`` and ``alphas`` differ in length.
+        InvalidArgumentError: ``vectors`` and ``alphas`` differ in length, a bad override (samples
+            < 1, temperature 0 with several samples, top-p outside (0, 1]…), thinking or several
+            samples on a log-likelihood task (all before loading); a think tag the tokenizer cannot
+            round-trip (after loading, before generating).
         OutputExistsError: ``out_dir`` holds files but no earlier evaluation (no ``cache/``).
         OutputError: ``out_dir`` cannot be written (read-only, permission, a file in the path).
         CodeExecutionNotAllowedError: HumanEval without ``allow_code_execution`` (before loading).
@@ -95,7 +105,11 @@ def evaluate_model(
         raise InvalidArgumentError(
             f"{len(vectors)} vector(s) but {len(alphas)} alpha(s); pass one --alpha per --vector"
         )
-    check_code_execution(tasks, allowed=allow_code_execution)  # before the (slow) model load
+    # Everything about the request is checked before the (slow) model load.
+    resolved = apply_overrides(get_preset(preset), overrides or RunOverrides())
+    check_thinking_tasks(tasks, resolved)
+    check_sampling_tasks(tasks, resolved)
+    check_code_execution(tasks, allowed=allow_code_execution)
     if out_dir is not None:  # a read-only or foreign -o fails now, not after the model load
         check_results_folder(out_dir, markers=("cache",))
         check_writable(out_dir)
@@ -110,7 +124,7 @@ def evaluate_model(
         return evaluate(
             state.language_model(),
             tasks=tasks,
-            preset=preset,
+            preset=resolved,
             condition=condition,
             perturbations=perturb,
             limit=limit,

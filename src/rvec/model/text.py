@@ -3,12 +3,13 @@ become the response text.
 
 One module, so the HF and vLLM backends cannot differ in where a text comes from or where it is cut:
 
-* :class:`TextRules` — rendering (the chat template with a generation prompt, or the raw prompt),
-  tokenisation (the tokenizer adds its special tokens unless the text already starts with the BOS
+* :class:`TextRules` — rendering (the chat template with a generation prompt and the request's
+  template switches such as ``enable_thinking``, or the raw prompt), tokenisation (the tokenizer adds its special tokens unless the text already starts with the BOS
   string, which a rendered chat template usually does: lm-eval 0.4.13's rule, so nothing is added
-  twice), lm-eval's context/continuation split for log-likelihoods, and decoding.
-* :class:`Row` — one request being generated: prompt tokens, stops, budget and the tokens so far; it
-  decides when the request is finished (EOS, a stop string on the text with special tokens kept, the
+  twice), lm-eval's context/continuation split for log-likelihoods, decoding, and counting tokens.
+* :class:`Row` — one request being generated: prompt tokens, stops, budget, how its tokens are
+  drawn (greedy, or its :class:`~rvec.eval.types.Draw`) and the tokens so far; it decides when the
+  request is finished (EOS, a stop string on the text with special tokens kept, the
   token budget) and cuts the final text.
 * :func:`eos_ids` — every token that ends a generation (generation config and tokenizer).
 * :data:`TIE_MARGINS` — the top-two logit gap below which a greedy step is a near-tie, by dtype.
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rvec.errors import InvalidArgumentError
-from rvec.eval.types import GenerateRequest, LoglikelihoodRequest, Response
+from rvec.eval.types import Draw, GenerateRequest, LoglikelihoodRequest, Response
 
 __all__ = [
     "TEXT_RULES_VERSION",
@@ -77,8 +78,12 @@ class TextRules:
                 "the request has chat messages but the tokenizer has no chat template; "
                 "use a raw-prompt preset such as --preset lm-eval"
             )
+        # Template switches (Qwen3's enable_thinking) reach the Jinja template as variables.
         return self.tokenizer.apply_chat_template(
-            [dict(m) for m in request.messages], add_generation_prompt=True, tokenize=False
+            [dict(m) for m in request.messages],
+            add_generation_prompt=True,
+            tokenize=False,
+            **dict(request.template_args),
         )
 
     def encode(self, text: str) -> list[int]:
@@ -97,6 +102,17 @@ class TextRules:
         if not tokens:
             raise InvalidArgumentError(f"request {index} renders to no tokens; give it a non-empty prompt")
         return tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text``, special tokens not added (the think-block counts of a response)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+    def round_trips(self, text: str) -> bool:
+        """Whether ``text`` encodes to known tokens (no unknown token) that :meth:`decode` — as every
+        response is decoded, special tokens skipped — turns back into exactly ``text``."""
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        unknown = getattr(self.tokenizer, "unk_token_id", None)
+        return bool(ids) and unknown not in ids and self.decode(ids) == text
 
     def decode(self, tokens: list[int]) -> str:
         """The response text: special tokens skipped, as lm-eval's final decode does."""
@@ -231,12 +247,14 @@ class Row:
         prompt (list[int]): Prompt token ids.
         stops (tuple[str, ...]): Stop strings (cut from the text, with everything after them).
         max_new_tokens (int): Token budget.
+        draw (Draw | None, default None): How the request's tokens are drawn; ``None`` is greedy.
     """
 
     index: int
     prompt: list[int]
     stops: tuple[str, ...]
     max_new_tokens: int
+    draw: Draw | None = None
     tokens: list[int] = field(default_factory=list)
     done: bool = False
     hit_eos: bool = False

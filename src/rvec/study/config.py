@@ -16,6 +16,16 @@ Example ``study.yaml``::
     perturbations: [distractor, typo:0.05]
     preset: paper
     limit: 200
+
+A reasoning study samples and thinks like ``rvec eval``'s flags (each key changes the cell keys)::
+
+    preset: reasoning
+    max_new_tokens: 4096
+    samples: 8
+    temperature: 0.6
+    top_p: 0.95
+    think: true
+    chat_template_args: {enable_thinking: true}
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt, Val
 
 from rvec.defaults import DEFAULT_SEED
 from rvec.errors import ConfigError
+from rvec.eval.overrides import RunOverrides
 from rvec.model.hf.settings import HFSettings
 from rvec.model.registry import BACKENDS, BackendSettingsField, get_backend, setting_error_message
 from rvec.study.validation import semantic_errors, study_path
@@ -109,6 +120,18 @@ class StudyConfig(BaseModel):
     preset: str = "paper"
     max_new_tokens: int | None = Field(None, ge=1)
     """Override the preset's token budget for every task (recorded; changes the cache key)."""
+    samples: int = 1
+    """Responses drawn per item (``avg@n``, ``pass@k``; the statistics pair per-item means)."""
+    temperature: FiniteFloat = 0.0
+    """Sampling temperature; 0 is greedy (then ``samples`` must be 1)."""
+    top_p: FiniteFloat = 1.0
+    """Nucleus mass in (0, 1]."""
+    think: bool = False
+    """Thinking model: score the answer after the closing think tag (``think_end_tag``)."""
+    think_end_tag: str | None = None
+    """The closing tag with ``think`` (default ``</think>``)."""
+    chat_template_args: dict[str, str | bool | int | float | None] = Field(default_factory=dict)
+    """Passed to the chat template of every chat request, e.g. ``{enable_thinking: true}``."""
     limit: int | None = Field(None, ge=1)
     """Items per task (the first N; BBH: per subtask)."""
     task_limits: dict[str, PositiveInt] = Field(default_factory=dict)
@@ -122,6 +145,18 @@ class StudyConfig(BaseModel):
     """Engine and its options: ``name`` (a registered backend, default ``hf``) and that backend's
     settings (:mod:`rvec.model.settings`), the same ones ``rvec eval`` takes as flags."""
     output: str | None = None
+
+    def overrides(self) -> RunOverrides:
+        """The study's changes to its preset, as ``rvec eval``'s flags give them."""
+        return RunOverrides(
+            max_new_tokens=self.max_new_tokens,
+            samples=self.samples,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            think=self.think,
+            think_end_tag=self.think_end_tag,
+            chat_template_args=dict(self.chat_template_args),
+        )
 
     def limit_for(self, task: str) -> int | None:
         """Items of ``task``: its ``task_limits`` entry (or its family's: ``bbh``), else ``limit``."""

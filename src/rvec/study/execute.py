@@ -18,8 +18,13 @@ from rvec.checkpoint.local import local_folder
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
 from rvec.eval.data import DataSource
+from rvec.eval.lengths import records_length_summary
+from rvec.eval.sampling import per_item as item_values
+from rvec.eval.sampling import sampled_metrics
 from rvec.eval.tasks.registry import get_task
+from rvec.eval.thinking import think_summary
 from rvec.eval.types import LanguageModel
+from rvec.eval.verdicts import disagreement
 from rvec.model.registry import get_backend
 from rvec.progress import ProgressBar, timed
 from rvec.study.cells import CellKeys, load_cell, save_cell
@@ -285,11 +290,12 @@ class StudyExecutor:
     def _cell(
         self, cell: PlannedCell, key: str, samples: list[dict[str, Any]], seconds: float, tokens: int
     ) -> CellResult:
-        per_item = {str(s["doc_id"]): bool(s["correct"]) for s in samples}
+        per_item = item_values((str(s["doc_id"]), bool(s["correct"])) for s in samples)
         if cell.clean_task != cell.base_task:
             per_item = self._paired(cell.base_task, per_item)
         metrics = list(dict.fromkeys(k for s in samples for k in s["metrics"]))
         scores = {k: sum(float(s["metrics"].get(k, 0.0)) for s in samples) / len(samples) for k in metrics}
+        lengths, think, extra = self._summaries(cell, samples, scores)
         result = CellResult(
             variant=cell.variant,
             condition=cell.condition,
@@ -301,11 +307,36 @@ class StudyExecutor:
             cache_key=key,
             seconds=seconds,
             generated_tokens=tokens,
+            tokens_mean=lengths["mean"] if lengths else None,
+            tokens_median=lengths["median"] if lengths else None,
+            tokens_p90=lengths["p90"] if lengths else None,
+            think=think,
+            extra=extra,
         )
         save_cell(self.cells_dir, result, samples)
         return result
 
-    def _paired(self, task_name: str, per_item: dict[str, bool]) -> dict[str, bool]:
+    def _summaries(
+        self, cell: PlannedCell, samples: list[dict[str, Any]], scores: dict[str, float]
+    ) -> tuple[dict[str, float] | None, dict[str, Any] | None, dict[str, Any]]:
+        """A cell's decoding results: ``avg@n``/``pass@k`` added to ``scores`` (sampled), its
+        generated-token lengths, its think summary (thinking on) and, where the preset compares two
+        verdicts (GSM8K under ``reasoning``), where they disagree (``extra["disagreement"]``)."""
+        task = get_task(cell.base_task)
+        generates = task.output_type(self.preset) == "generate"
+        if self.preset.sampling is not None and generates:
+            drawn = ((str(s["doc_id"]), bool(s["correct"])) for s in samples)
+            scores.update(sampled_metrics(drawn, samples=self.preset.sampling.samples))
+        lengths = records_length_summary(samples) if generates else None
+        think_lines = [s["think"] for s in samples if s.get("think") is not None]
+        think = think_summary(think_lines, self.preset.think) if think_lines and self.preset.think else None
+        compare = self.preset.settings(task.family).compare
+        extra = {}
+        if compare is not None:
+            extra["disagreement"] = disagreement(((str(s["doc_id"]), s["metrics"]) for s in samples), compare)
+        return lengths, think, extra
+
+    def _paired(self, task_name: str, per_item: dict[str, bool | float]) -> dict[str, bool | float]:
         """Key an adversarial cell by the id of the clean item it came from (GSM-Symbolic rows name
         their template instance; the pairing is by the GSM8K original), when that is one-to-one."""
         task = get_task(task_name)

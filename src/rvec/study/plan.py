@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rvec.eval.data import DataSource
+from rvec.eval.overrides import apply_overrides
 from rvec.eval.perturb import parse_perturbations
 from rvec.eval.presets import Preset, get_preset
 from rvec.eval.tasks.registry import expand_task_names, get_task
@@ -142,19 +143,10 @@ def by_model_state(todo: list[tuple[PlannedCell, str]]) -> list[StateGroup]:
 
 
 def resolved_preset(config: StudyConfig) -> Preset:
-    """The preset, with the study's ``max_new_tokens`` override applied to every task (recorded)."""
-    preset = get_preset(config.preset)
-    if config.max_new_tokens is None:
-        return preset
-    tasks = {
-        k: s.model_copy(update={"max_new_tokens": config.max_new_tokens})
-        if s.output_type == "generate"
-        else s
-        for k, s in preset.tasks.items()
-    }
-    return preset.model_copy(
-        update={"name": f"{preset.name}[max_new_tokens={config.max_new_tokens}]", "tasks": tasks}
-    )
+    """The preset with the study's changes applied and named (:func:`rvec.eval.overrides.apply_overrides`):
+    ``max_new_tokens`` for every generating task (``paper[max_new_tokens=64]``, as always), and the
+    sampling, thinking and chat-template switches, all recorded in the preset and its cell keys."""
+    return apply_overrides(get_preset(config.preset), config.overrides())
 
 
 def plan_row(cell: PlannedCell) -> dict[str, Any]:

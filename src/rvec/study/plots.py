@@ -1,5 +1,5 @@
-"""The study report's figures: α sweeps and accuracy by variant and condition (the vector's
-per-layer norms are :func:`rvec.vector.anatomy_plots.plot_norms`).
+"""The study report's figures: α sweeps, accuracy by variant and condition, and accuracy against
+generated length (the vector's per-layer norms are :func:`rvec.vector.anatomy_plots.plot_norms`).
 
 Drawing only: :mod:`rvec.study.report` computes every number (accuracies, intervals) and passes
 plain series here, drawn in rvec's one idiom (:mod:`rvec.plotting`).
@@ -13,7 +13,15 @@ from pathlib import Path
 
 from rvec.plotting import new_figure, save_png
 
-__all__ = ["Bars", "SweepSeries", "plot_alpha_sweep", "plot_conditions"]
+__all__ = [
+    "Bars",
+    "LengthCurve",
+    "LengthPoint",
+    "SweepSeries",
+    "plot_accuracy_length",
+    "plot_alpha_sweep",
+    "plot_conditions",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,61 @@ class Bars:
     accuracy: list[float]
     low: list[float]
     high: list[float]
+
+
+@dataclass(frozen=True)
+class LengthPoint:
+    """One (variant, condition) of the accuracy-vs-length plot: mean generated tokens, accuracy (0–1)."""
+
+    label: str
+    tokens: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class LengthCurve:
+    """An α sweep through the accuracy-vs-length plane: one point per α, α ascending."""
+
+    label: str
+    alphas: list[float]
+    tokens: list[float]
+    accuracy: list[float]
+
+
+def plot_accuracy_length(
+    points: Sequence[LengthPoint], curves: Sequence[LengthCurve], path: Path, *, task: str
+) -> Path:
+    """Accuracy against mean generated tokens: a marker per variant, a line through each α sweep.
+
+    Args:
+        points (Sequence[LengthPoint]): every (variant, condition) with a length on ``task``.
+        curves (Sequence[LengthCurve]): the α sweeps, each point annotated with its α.
+        path (Path): the PNG to write.
+        task (str): the task, for the title.
+
+    Returns:
+        Path: ``path``.
+    """
+    fig, (ax,) = new_figure(6.4, 4.4)
+    for curve in curves:
+        (line,) = ax.plot(curve.tokens, [100 * v for v in curve.accuracy], linestyle="--", label=curve.label)
+        for alpha, x, y in zip(curve.alphas, curve.tokens, curve.accuracy, strict=True):
+            ax.annotate(
+                f"α={alpha:g}",
+                (x, 100 * y),
+                fontsize=6,
+                color=line.get_color(),
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    for point in points:
+        ax.scatter([point.tokens], [100 * point.accuracy], label=point.label, s=24, zorder=3)
+    ax.set_xlabel("mean generated tokens per response")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{task}: accuracy vs generation length")
+    # Outside the axes, so the legend never hides a point.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    return save_png(fig, path)
 
 
 def plot_alpha_sweep(series: Sequence[SweepSeries], path: Path, *, task: str, band: str) -> Path:

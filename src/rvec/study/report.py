@@ -10,9 +10,17 @@ Layout of ``report.md``:
    of the ``bbh:<subtask>`` cells), each cell the accuracy and, except on the baseline row, its
    Δ vs the baseline row [CI] and p; the BBH subtasks get their own table;
 2. adversarial table: each perturbed task next to the clean score of the same items;
-3. controls table: subtraction, random-control and α-sweep variants vs the baseline, with flips;
-   with donor rows (``controls.donor_rows``), RL donor vs SFT donor per condition and task;
-4. plots, the statistics footnote and the study configuration.
+3. controls table: subtraction, random-control and α-sweep variants vs the baseline, with flips
+   and mean generated tokens; with donor rows (``controls.donor_rows``), RL donor vs SFT donor per
+   condition and task;
+4. scorers compared: where two verdicts on the same responses disagree (GSM8K's regex and
+   math-verify under ``reasoning``, :mod:`rvec.study.report_verdicts`); generation length: tokens per response of every cell, accuracy against length per task
+   (:mod:`rvec.study.report_lengths`);
+5. plots, the statistics footnote and the study configuration.
+
+In a sampled study a cell's accuracy is the mean over items of each item's share of correct
+samples (avg@n), and its comparisons pair those means: the McNemar p gives way to the paired
+sign-flip test (:mod:`rvec.eval.stats`), and the text says so.
 
 Modules: :mod:`rvec.study.report_index` (rows, columns, comparisons), :mod:`rvec.study.report_tables`
 (Markdown tables), :mod:`rvec.study.report_plots` (plots), :mod:`rvec.study.report_files` (JSON, CSV).
@@ -29,6 +37,7 @@ from rvec.atomic import write_text
 from rvec.eval.stats import StatisticsError
 from rvec.study.report_files import results_csv_text, results_json_text
 from rvec.study.report_index import BBH_MEAN, CONFIDENCE, Comparer, ReportError, build_index
+from rvec.study.report_lengths import length_section
 from rvec.study.report_plots import plots_section
 from rvec.study.report_tables import (
     adversarial_section,
@@ -38,6 +47,7 @@ from rvec.study.report_tables import (
     escape_md,
     main_section,
 )
+from rvec.study.report_verdicts import verdicts_section
 from rvec.study.types import CellResult
 
 __all__ = ["BBH_MEAN", "ReportError", "render_report"]
@@ -108,6 +118,9 @@ def render_report(
     lines += adversarial_section(index, comparer)
     lines += controls_section(index, comparer)
     lines += donors_section(index, comparer)
+    lines += verdicts_section(cells)
+    length_lines, length_plots = length_section(index, out_dir / "plots")
+    lines += length_lines
     plot_lines, written_plots = plots_section(index, comparer, out_dir / "plots", vector_norms)
     lines += plot_lines
     lines += [
@@ -119,6 +132,8 @@ def render_report(
         "correctness (↑ wrong → right, ↓ right → wrong). Accuracies and differences are in percent.",
         "",
     ]
+    if _sampled(cells):
+        lines += [_SAMPLED_STATISTICS, ""]
     if config_text is not None:
         # A fence longer than any backtick run inside, so a config holding ``` cannot close it.
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", config_text)), default=0))
@@ -134,5 +149,18 @@ def render_report(
         "report": report,
         "results_json": results_json,
         "results_csv": results_csv,
-        "plots": written_plots,
+        "plots": [*length_plots, *written_plots],
     }
+
+
+_SAMPLED_STATISTICS = (
+    "Sampled cells (several responses per item): an item's value is the share of its samples that are "
+    "correct, a cell's accuracy the mean of those shares (avg@n); differences, CIs and flips (↑ the share "
+    "rose, ↓ it fell) pair the shares, and p is the paired sign-flip permutation test of the mean "
+    "difference (exact McNemar on 0/1 items) in place of McNemar."
+)
+
+
+def _sampled(cells: list[CellResult]) -> bool:
+    """Whether any cell was sampled (several responses per item): its scores carry ``avg@n``."""
+    return any(metric.startswith("avg@") for c in cells for metric in c.scores)

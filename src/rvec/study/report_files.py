@@ -26,6 +26,9 @@ _CSV_COLUMNS = (
     "metric",
     "value",
     "n",
+    "tokens_mean",
+    "tokens_median",
+    "tokens_p90",
 )
 
 
@@ -46,7 +49,8 @@ def results_json_text(
             "resamples": comparer.resamples,
             "seed": comparer.seed,
             "interval": "paired bootstrap, percentile",
-            "test": "exact McNemar (two-sided binomial on discordant pairs)",
+            "test": "exact McNemar (two-sided binomial on discordant pairs); on per-item means of "
+            "several samples, the paired sign-flip permutation test (each comparison's test field)",
             "bbh_mean": "unweighted mean over subtasks; bootstrap within subtasks; McNemar pooled",
         },
         "cells": [_cell_json(c) for c in cells],
@@ -68,6 +72,10 @@ def _cell_json(cell: CellResult) -> dict[str, Any]:
         "accuracy": cell.accuracy,
         "seconds": cell.seconds,
         "generated_tokens": cell.generated_tokens,
+        "tokens_mean": cell.tokens_mean,
+        "tokens_median": cell.tokens_median,
+        "tokens_p90": cell.tokens_p90,
+        "think": cell.think,
         "cache_key": cell.cache_key,
     }
 
@@ -84,7 +92,8 @@ def _finite(value: Any) -> Any:
 
 
 def results_csv_text(cells: Sequence[CellResult]) -> str:
-    """One row per cell and metric; the primary metric is added from per_item when scores lacks it."""
+    """One row per cell and metric; the primary metric is added from per_item when scores lacks it.
+    The cell's generated-token lengths repeat on each of its rows (empty where none was recorded)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(_CSV_COLUMNS)
@@ -95,5 +104,9 @@ def results_csv_text(cells: Sequence[CellResult]) -> str:
         for metric, value in metrics.items():
             alpha = "" if v.alpha is None else repr(v.alpha)
             row = [v.name, v.kind, alpha, v.model, cell.condition, cell.task, cell.clean_task, metric]
-            writer.writerow([*row, repr(float(value)), cell.n])
+            lengths = [
+                "" if x is None else repr(float(x))
+                for x in (cell.tokens_mean, cell.tokens_median, cell.tokens_p90)
+            ]
+            writer.writerow([*row, repr(float(value)), cell.n, *lengths])
     return buffer.getvalue()

@@ -30,6 +30,7 @@ __all__ = [
     "compare_rows",
     "has_cell",
     "row_accuracy",
+    "row_tokens",
 ]
 
 logger = logging.getLogger(__name__)
@@ -198,6 +199,16 @@ def row_accuracy(index: ReportIndex, row: Row, column: str) -> float:
         return sum(c.accuracy for c in cells.values()) / len(cells)
     cell = index.get(row, column)
     return cell.accuracy if cell is not None else math.nan
+
+
+def row_tokens(index: ReportIndex, row: Row, column: str) -> float | None:
+    """Mean generated tokens of a row's cell (the BBH mean: the mean over its subtasks); ``None`` for
+    a log-likelihood task or a cell cached before lengths were kept."""
+    cells = list(index.bbh(row).values()) if column == BBH_MEAN else [index.get(row, column)]
+    values = [c.tokens_mean for c in cells if c is not None]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None) / len(values)
 
 
 def compare_rows(

@@ -18,6 +18,7 @@ from rvec.study.report_index import (
     compare_rows,
     has_cell,
     row_accuracy,
+    row_tokens,
 )
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "controls_section",
     "donors_section",
     "escape_md",
+    "format_tokens",
     "main_section",
+    "markdown_table",
 ]
 
 _CONTROL_KINDS = ("subtraction", "random-control")
@@ -52,6 +55,7 @@ _CONTROLS_HEADER = [
     "condition",
     "task",
     "accuracy",
+    "mean tokens",
     "Δ vs baseline [CI]",
     "p",
     "flips ↑",
@@ -205,7 +209,10 @@ def controls_section(index: ReportIndex, comparer: Comparer) -> list[str]:
                 if c
                 else ["no paired baseline", "—", "—", "—"]
             )
-            body.append([escape_md(row[0]), variant.kind, alpha, row[1], column, format_pct(acc), *stats])
+            tokens = format_tokens(row_tokens(index, row, column))
+            body.append(
+                [escape_md(row[0]), variant.kind, alpha, row[1], column, format_pct(acc), tokens, *stats]
+            )
     base = f"{escape_md(index.base[0])} / {index.base[1]}"
     return [*lines, f"Every row is compared with the baseline row ({base}).", "", *_table(header, body), ""]
 
@@ -258,6 +265,11 @@ def donors_section(index: ReportIndex, comparer: Comparer) -> list[str]:
     ]
 
 
+def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table."""
+    return _table(header, body)
+
+
 def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
@@ -272,6 +284,11 @@ def _p_text(p: float) -> str:
     """``p=0.039``, or ``p<0.001`` below the printed precision."""
     text = format_p(p)
     return f"p{text}" if text.startswith("<") else f"p={text}"
+
+
+def format_tokens(value: float | None) -> str:
+    """A token count for tables: one decimal, ``"—"`` when none was recorded."""
+    return "—" if value is None else f"{value:.1f}"
 
 
 def escape_md(text: str) -> str:

@@ -44,9 +44,15 @@ class CellResult:
     """One evaluated cell: a variant under a condition on a task (``task`` is a task key, e.g.
     ``"gsm8k"``, ``"bbh:navigate"``, ``"gsm8k+typo:0.05"``, ``"gsm-plus:critical-thinking"``).
 
-    ``per_item`` maps each doc_id to whether the primary metric was correct; ``scores`` holds every
-    metric's mean (lm-eval style keys). ``clean_task`` names the clean task whose items pair with
-    this one (the same task for a clean cell).
+    ``per_item`` maps each doc_id to whether the primary metric was correct — or, in a sampled
+    study, to the mean correctness of its samples (a float in [0, 1]); ``scores`` holds every
+    metric's mean (lm-eval style keys; ``avg@n`` and ``pass@k`` when sampled). ``clean_task`` names
+    the clean task whose items pair with this one (the same task for a clean cell).
+
+    Length is a result: ``tokens_mean``, ``tokens_median`` and ``tokens_p90`` summarise the
+    generated tokens of its responses (every sample when sampled; ``None`` for log-likelihood tasks
+    and cells cached before lengths were kept). ``think`` is a thinking study's
+    :func:`rvec.eval.thinking.think_summary` (closed-block rate, tokens inside and outside).
     """
 
     variant: Variant
@@ -54,12 +60,16 @@ class CellResult:
     task: str
     primary: str
     scores: dict[str, float]
-    per_item: dict[str, bool]
+    per_item: dict[str, bool | float]
     clean_task: str
     cache_key: str = ""
     seconds: float = 0.0
     generated_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    tokens_mean: float | None = None
+    tokens_median: float | None = None
+    tokens_p90: float | None = None
+    think: dict[str, Any] | None = None
 
     @property
     def accuracy(self) -> float:

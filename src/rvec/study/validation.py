@@ -52,6 +52,7 @@ def semantic_errors(raw: dict[str, Any], base: Path) -> list[str]:
         *_model_source_errors(raw, models),
         *_control_errors(raw),
         *_preset_errors(raw),
+        *_decoding_errors(raw),
         *_task_errors(raw),
         *_alpha_errors(raw),
     ]
@@ -159,6 +160,54 @@ def _preset_errors(raw: dict[str, Any]) -> list[str]:
         for cond in _strings(raw, "conditions", ["plain", "think"])
         if cond not in preset.conditions
     ]
+
+
+def _decoding_errors(raw: dict[str, Any]) -> list[str]:
+    """Sampling, thinking and chat-template switches that make sense together and with the tasks
+    (no log-likelihood task thinks or draws several samples)."""
+    from rvec.eval.overrides import RunOverrides, apply_overrides
+    from rvec.eval.plan import check_sampling_tasks, check_thinking_tasks
+    from rvec.eval.presets import get_preset
+    from rvec.eval.tasks.registry import expand_task_names
+
+    overrides = RunOverrides(
+        max_new_tokens=_typed(raw, "max_new_tokens", (int,), None),
+        samples=_typed(raw, "samples", (int,), 1),
+        temperature=_typed(raw, "temperature", (int, float), 0.0),
+        top_p=_typed(raw, "top_p", (int, float), 1.0),
+        think=_typed(raw, "think", (bool,), False),
+        think_end_tag=_typed(raw, "think_end_tag", (str,), None),
+        chat_template_args=_typed(raw, "chat_template_args", (dict,), {}),
+    )
+    problems = overrides.problems()
+    if problems:
+        return problems
+    try:
+        preset = apply_overrides(get_preset(str(raw.get("preset", "paper"))), overrides)
+    except RvecError:
+        return []  # an unknown preset: _preset_errors reports it
+    known = []
+    for name in _strings(raw, "tasks"):
+        try:
+            known += expand_task_names(name)
+        except RvecError:
+            continue  # _task_errors reports it
+    errors = []
+    for check in (check_thinking_tasks, check_sampling_tasks):
+        try:
+            check(known, preset)
+        except RvecError as err:
+            errors.append(f"tasks: {err}")
+    return errors
+
+
+def _typed(raw: dict[str, Any], key: str, kinds: tuple[type, ...], default: Any) -> Any:
+    """``raw[key]`` when it has one of ``kinds`` (a bool is no number), else ``default``: pydantic
+    reports a field of the wrong type."""
+    value = raw.get(key, default)
+    if isinstance(value, bool) and bool not in kinds:
+        return default
+    return value if isinstance(value, kinds) else default
 
 
 def _task_errors(raw: dict[str, Any]) -> list[str]:

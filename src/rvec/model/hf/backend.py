@@ -1,17 +1,19 @@
-"""The default backend: a live ``transformers`` causal LM, batched greedy generation and scoring.
+"""The default backend: a live ``transformers`` causal LM, batched generation and scoring.
 
 Generation
     Requests are sorted by prompt length (longest first), cut into batches of ``batch_size`` and
-    decoded greedily by :mod:`rvec.model.hf.decode` (``decode="loop"`` on CPU, ``"generate"`` with a
-    static cache on CUDA) until each row hits EOS, one of its own stop strings, or its token budget;
-    the stop string and everything after it is cut from the text; results come back in input order.
-    Near-ties are re-decided canonically (:mod:`rvec.model.hf.tie_guard`), so a request's text does
-    not depend on the batch it was in.
+    decoded by :mod:`rvec.model.hf.decode` (``decode="loop"`` on CPU, ``"generate"`` with a static
+    cache on CUDA) until each row hits EOS, one of its own stop strings, or its token budget; the
+    stop string and everything after it is cut from the text; results come back in input order.
+    Greedy near-ties are re-decided canonically (:mod:`rvec.model.hf.tie_guard`), so a request's
+    text does not depend on the batch it was in. A request with a draw (a sampled run) takes its
+    tokens from its own seeded generator (:mod:`rvec.model.hf.sampler`).
 
 Scoring (log-likelihood)
     lm-evaluation-harness semantics (:meth:`rvec.model.text.TextRules.encode_pair`): the sum of the
     continuation tokens' log-probabilities. Character lengths of the continuations are returned for
-    ``acc_norm``.
+    ``acc_norm``. Each request's context runs once for all its continuations
+    (:mod:`rvec.model.hf.scoring`; ``share_contexts=False`` runs every piece whole, as lm-eval).
 
 Rendering, tokenisation and stopping are :mod:`rvec.model.text`'s, shared with the vLLM backend.
 Usually made by the HF model state (:meth:`rvec.model.hf.state.HFModelState.language_model`), which
@@ -36,7 +38,8 @@ import torch
 
 from rvec.errors import InvalidArgumentError
 from rvec.eval.types import GenerateRequest, LoglikelihoodRequest, Response, ResultCallback
-from rvec.model.hf.decode import Decoder, batches, left_pad
+from rvec.model.hf.decode import Decoder, batches
+from rvec.model.hf.scoring import Scorer
 from rvec.model.hf.tie_guard import TieGuard
 from rvec.model.text import TIE_MARGINS, Piece, Row, ScoreSheet, TextRules, complete, eos_ids
 from rvec.progress import ProgressBar
@@ -67,6 +70,9 @@ class HFBackend:
             a static cache on CUDA, ``"loop"`` elsewhere).
         settings (Mapping | None, default None): The backend settings it was made from
             (:class:`~rvec.model.hf.settings.HFSettings`), recorded by :meth:`describe`.
+        share_contexts (bool, default True): Score each log-likelihood request's context once for
+            all its continuations (:meth:`~rvec.model.hf.scoring.Scorer.shared`); ``False`` runs
+            every continuation with its whole context (lm-eval's way; equal within float rounding).
 
     Raises:
         InvalidArgumentError: ``batch_size`` < 1, a negative ``tie_margin``, or an unknown ``decode``.
@@ -84,6 +90,7 @@ class HFBackend:
         tie_margin: float | None = None,
         decode: Literal["auto", "loop", "generate"] = "auto",
         settings: Mapping[str, Any] | None = None,
+        share_contexts: bool = True,
     ) -> None:
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size {batch_size} must be at least 1; e.g. --batch-size 16")
@@ -124,6 +131,8 @@ class HFBackend:
             pad_id=self.pad_id,
             decode_raw=self.text.decode_raw,
         )
+        self.scorer = Scorer(model, device=self.device, pad_id=self.pad_id)
+        self.share_contexts = share_contexts
         self.name = f"hf/{dtype_name}"
         self.identity = self._identity()
         self.settings = dict(settings) if settings is not None else None
@@ -159,6 +168,14 @@ class HFBackend:
         """See :meth:`rvec.model.text.TextRules.render`."""
         return self.text.render(request)
 
+    def count_tokens(self, text: str) -> int:
+        """See :meth:`rvec.model.text.TextRules.count_tokens` (:class:`~rvec.eval.types.TokenCounting`)."""
+        return self.text.count_tokens(text)
+
+    def round_trips(self, text: str) -> bool:
+        """See :meth:`rvec.model.text.TextRules.round_trips` (:class:`~rvec.eval.types.TokenCounting`)."""
+        return self.text.round_trips(text)
+
     def describe(self) -> dict[str, Any]:
         """Settings and tie-guard counters, for ``results.json``."""
         return {
@@ -167,6 +184,7 @@ class HFBackend:
             "device": str(self.device),
             "batch_size": self.batch_size,
             "decode": self.decode_mode,
+            "loglikelihood": "shared-context" if self.share_contexts else "plain",
             "tie_margin": self.guard.margin,
             "tie_recomputed": self.guard.recomputed,
             "tie_overridden": self.guard.overridden,
@@ -176,7 +194,7 @@ class HFBackend:
     def generate(
         self, requests: Sequence[GenerateRequest], *, on_result: ResultCallback | None = None
     ) -> list[Response]:
-        """Greedy generation for every request; results in input order.
+        """Generation for every request (greedy, or drawn from its own seed); results in input order.
 
         Args:
             requests (Sequence[GenerateRequest]): What to generate.
@@ -190,10 +208,11 @@ class HFBackend:
             InvalidArgumentError: a malformed request (see :meth:`render`).
         """
         rows = [
-            Row(i, self.text.prompt_tokens(r, i), tuple(r.stop), r.max_new_tokens)
+            Row(i, self.text.prompt_tokens(r, i), tuple(r.stop), r.max_new_tokens, r.draw)
             for i, r in enumerate(requests)
         ]
         results: list[Response | None] = [None] * len(rows)
+        self.decoder.reset()
         with ProgressBar("generate", total=len(rows), enabled=self.progress) as bar:
 
             def finish(row: Row) -> None:
@@ -239,43 +258,19 @@ class HFBackend:
                     on_result(index, response)
 
             sheet = ScoreSheet(requests, self.text, on_done=done)
+            groups = _by_request(sheet.pieces)
+            shared = [g for g in groups if self.share_contexts and self.scorer.fits(g)]
+            alone = [p for g in groups if not (self.share_contexts and self.scorer.fits(g)) for p in g]
+            for batch in batches(shared, key=lambda g: len(g[0].context), size=self.batch_size):
+                for group, values in zip(batch, self.scorer.shared(batch), strict=True):
+                    for piece, value in zip(group, values, strict=True):
+                        sheet.record(piece, value)
             for batch in batches(
-                sheet.pieces, key=lambda p: len(p.context) + len(p.continuation), size=self.batch_size
+                alone, key=lambda p: len(p.context) + len(p.continuation), size=self.batch_size
             ):
-                for piece, value in zip(batch, self._score_batch(batch), strict=True):
+                for piece, value in zip(batch, self.scorer.plain(batch), strict=True):
                     sheet.record(piece, value)
         return sheet.responses()
-
-    # ----------------------------------------------------------------------------------- scoring
-    @torch.inference_mode()
-    def _score_batch(self, batch: list[Piece]) -> list[float]:
-        """Summed log-probabilities of each piece's continuation tokens.
-
-        Left padding aligns every continuation at the right edge, so only the last
-        ``max(len(cont))`` positions need vocabulary logits.
-        """
-        max_len = getattr(self.model.config, "max_position_embeddings", None)
-        inputs, conts = [], []
-        for piece in batch:
-            cont = piece.continuation
-            whole = piece.context + cont
-            if max_len is not None and len(whole) - 1 > max_len:
-                whole = whole[-(max_len + 1) :]  # lm-eval truncates the context from the left
-            inputs.append(whole[:-1])
-            conts.append(cont)
-        ids, mask = left_pad(inputs, pad_id=self.pad_id, device=self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        keep = max(len(c) for c in conts)
-        logits = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=keep
-        ).logits  # (B, keep, V)
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        values = []
-        for j, cont in enumerate(conts):
-            target = torch.tensor(cont, device=self.device)  # (c,)
-            rows = logprobs[j, keep - len(cont) :]  # (c, V): positions predicting each cont token
-            values.append(float(rows.gather(-1, target[:, None]).sum()))
-        return values
 
     def _identity(self) -> str:
         """What besides the weights changes a response: dtype, tokenizer, chat template, decoding."""
@@ -291,6 +286,14 @@ class HFBackend:
             "eos": sorted(self.eos_ids),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _by_request(pieces: list[Piece]) -> list[list[Piece]]:
+    """The pieces of each request together, in request order."""
+    groups: dict[int, list[Piece]] = {}
+    for piece in pieces:
+        groups.setdefault(piece.request, []).append(piece)
+    return list(groups.values())
 
 
 @torch.inference_mode()

@@ -10,8 +10,10 @@ budget (:class:`~rvec.model.text.Row` decides). Two loops implement this:
   (transformers compiles the decode step) and a per-row stopping criterion; finished rows ride along
   padded.
 
-Both choose tokens through :class:`~rvec.model.hf.tie_guard.TieGuard`, so a request's text does not
-depend on the batch it was in.
+Both choose tokens through :meth:`Decoder.choose`: greedy rows through
+:class:`~rvec.model.hf.tie_guard.TieGuard`, so a request's text does not depend on the batch it was
+in; rows with a draw (sampled requests) through :class:`~rvec.model.hf.sampler.Sampler`, from their
+own seeded generator (inside ``model.generate`` the drawn token is forced, as the guard's is).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import torch
 
+from rvec.model.hf.sampler import Sampler
 from rvec.model.hf.tie_guard import TieGuard
 from rvec.model.text import Row
 
@@ -29,7 +32,7 @@ __all__ = ["Decoder", "batches", "left_pad"]
 
 
 class Decoder:
-    """The two greedy loops over one model.
+    """The two decoding loops over one model.
 
     Args:
         model (torch.nn.Module): The causal LM, in eval mode, on ``device``.
@@ -56,14 +59,37 @@ class Decoder:
         self.eos_ids = eos_ids
         self.pad_id = pad_id
         self.decode_raw = decode_raw
+        self.sampler = Sampler()
         # transformers 5 renamed `past_key_values` to `cache` (the old name warns until 5.40).
         self._cache_kwarg = (
             "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         )
 
+    def reset(self) -> None:
+        """Forget the random streams of an earlier call (rows are numbered per call)."""
+        self.sampler = Sampler()
+
     def push(self, row: Row, token: int) -> bool:
         """Feed ``token`` to ``row``; True when the row is finished."""
-        return row.push(token, eos_ids=self.eos_ids, decode=self.decode_raw)
+        done = row.push(token, eos_ids=self.eos_ids, decode=self.decode_raw)
+        if done:
+            self.sampler.forget(row)
+        return done
+
+    def choose(self, logits: torch.Tensor, rows: list[Row]) -> list[int]:
+        """The next token of each row from its logits (B, V): greedy rows through the tie guard,
+        rows with a draw from their own generator."""
+        drawn = [j for j, row in enumerate(rows) if row.draw is not None]
+        if not drawn:
+            return self.guard.choose(logits, rows)
+        greedy = [j for j, row in enumerate(rows) if row.draw is None]
+        tokens = [0] * len(rows)
+        for part, chooser in ((greedy, self.guard.choose), (drawn, self.sampler.choose)):
+            if part:
+                chosen = chooser(logits[part], [rows[j] for j in part])
+                for j, token in zip(part, chosen, strict=True):
+                    tokens[j] = token
+        return tokens
 
     @torch.inference_mode()
     def run_loop(self, rows: list[Row], finish: Callable[[Row], None]) -> None:
@@ -76,7 +102,7 @@ class Decoder:
         logits = self._forward(ids, mask, positions, cache)  # (B, V)
         live = list(rows)
         while True:
-            tokens = self.guard.choose(logits, live)
+            tokens = self.choose(logits, live)
             keep = []
             for j, (row, token) in enumerate(zip(live, tokens, strict=True)):
                 if self.push(row, token):
@@ -102,7 +128,9 @@ class Decoder:
 
         ids, mask = left_pad([r.prompt for r in rows], pad_id=self.pad_id, device=self.device)
         config = GenerationConfig(
-            do_sample=False,  # pure greedy: the model's own sampling or penalty defaults never apply
+            # greedy over forced scores: sampled rows get their drawn token forced (_ChoiceProcessor);
+            # the model's own sampling or penalty defaults never apply
+            do_sample=False,
             max_new_tokens=max(r.max_new_tokens for r in rows),
             pad_token_id=self.pad_id,
             eos_token_id=sorted(self.eos_ids),
@@ -117,7 +145,7 @@ class Decoder:
                 input_ids=ids,
                 attention_mask=mask,
                 generation_config=config,
-                logits_processor=LogitsProcessorList([_GuardProcessor(rows, self.guard)]),
+                logits_processor=LogitsProcessorList([_ChoiceProcessor(rows, self)]),
                 stopping_criteria=StoppingCriteriaList([_RowCriteria(rows, self, finish)]),
             )
         finally:
@@ -157,18 +185,20 @@ class _RowCriteria:
         return torch.tensor([r.done for r in self.rows], dtype=torch.bool, device=input_ids.device)
 
 
-class _GuardProcessor:
-    """Runs the tie guard inside ``model.generate``: near-tie rows get their canonical token forced."""
+class _ChoiceProcessor:
+    """Runs :meth:`Decoder.choose` inside ``model.generate``: near-tie greedy rows get their canonical
+    token forced, sampled rows their drawn one."""
 
-    def __init__(self, rows: list[Row], guard: TieGuard) -> None:
+    def __init__(self, rows: list[Row], decoder: Decoder) -> None:
         self.rows = rows
-        self.guard = guard
+        self.decoder = decoder
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         live = [j for j, row in enumerate(self.rows) if not row.done]
-        if self.guard.margin <= 0 or not live:
+        guarded = self.decoder.guard.margin > 0
+        if not live or not (guarded or any(self.rows[j].draw is not None for j in live)):
             return scores
-        chosen = self.guard.choose(scores[live].float(), [self.rows[j] for j in live])
+        chosen = self.decoder.choose(scores[live].float(), [self.rows[j] for j in live])
         forced = scores.clone()
         rows = torch.tensor(live, device=scores.device)
         forced[rows] = float("-inf")

@@ -11,8 +11,12 @@ built and cut the same way:
       vLLM's own stop-string matching is not used, so the two backends cannot differ in where a stop
       string is found.
 
-What vLLM does: batching (continuous, over every request of the call), greedy decoding from token
-ids (``TokensPrompt``, ``temperature=0``), and the log-probabilities: ``prompt_logprobs`` of the
+What vLLM does: batching (continuous, over every request of the call), decoding from token ids
+(``TokensPrompt``): greedy (``temperature=0``), or, for a request with a draw (a sampled run,
+:mod:`rvec.eval.decoding`), vLLM's own sampler at the draw's temperature and top-p with the draw's
+seed as the request's ``SamplingParams.seed`` — a per-request generator, so the sample does not
+depend on the batch (vLLM's random stream is not the HF engine's: the two engines' samples differ);
+and the log-probabilities: ``prompt_logprobs`` of the
 context + continuation for scoring (the sum over the continuation's tokens, lm-eval's
 ``loglikelihood``), top-2 ``logprobs`` of each generated token for the near-tie audit.
 
@@ -20,7 +24,8 @@ Near-tie audit
     The HF backend re-decides near-ties (top-two logit gap below a margin) with a canonical
     computation so texts do not depend on the batch; vLLM's scheduler cannot run that. This backend
     counts the generated steps whose top-two gap is below the same margin (``describe()["near_ties"]``):
-    zero means no greedy choice of the run was close enough for batch noise to flip it.
+    zero means no greedy choice of the run was close enough for batch noise to flip it. Sampled
+    requests are not audited (their tokens are not an argmax).
 
 Example:
     >>> state = VllmModelState.load("smol/", VLLMSettings())        # doctest: +SKIP
@@ -121,6 +126,14 @@ class VllmBackend:
         """See :meth:`rvec.model.text.TextRules.render`."""
         return self.text.render(request)
 
+    def count_tokens(self, text: str) -> int:
+        """See :meth:`rvec.model.text.TextRules.count_tokens` (:class:`~rvec.eval.types.TokenCounting`)."""
+        return self.text.count_tokens(text)
+
+    def round_trips(self, text: str) -> bool:
+        """See :meth:`rvec.model.text.TextRules.round_trips` (:class:`~rvec.eval.types.TokenCounting`)."""
+        return self.text.round_trips(text)
+
     def describe(self) -> dict[str, Any]:
         """Engine settings and near-tie audit counters, for ``results.json``."""
         return {
@@ -137,7 +150,7 @@ class VllmBackend:
     def generate(
         self, requests: Sequence[GenerateRequest], *, on_result: ResultCallback | None = None
     ) -> list[Response]:
-        """Greedy generation for every request; results in input order.
+        """Generation for every request (greedy, or drawn with its own seed); results in input order.
 
         Args:
             requests (Sequence[GenerateRequest]): What to generate.
@@ -152,7 +165,7 @@ class VllmBackend:
                 engine's ``max_model_len``.
         """
         rows = [
-            Row(i, self.text.prompt_tokens(r, i), tuple(r.stop), r.max_new_tokens)
+            Row(i, self.text.prompt_tokens(r, i), tuple(r.stop), r.max_new_tokens, r.draw)
             for i, r in enumerate(requests)
         ]
         self._check_lengths(rows)
@@ -248,11 +261,16 @@ class VllmBackend:
                 self.settings["max_model_len"],
             )
             self.truncated += 1
+        drawn = (
+            {"temperature": row.draw.temperature, "top_p": row.draw.top_p, "seed": row.draw.seed}
+            if row.draw is not None
+            else {"temperature": 0.0}
+        )
         return SamplingParams(
-            temperature=0.0,
+            **drawn,
             max_tokens=max(1, min(row.max_new_tokens, budget)),
             stop_token_ids=sorted(self.eos_ids),
-            logprobs=2 if self.tie_margin > 0 else None,
+            logprobs=2 if self.tie_margin > 0 and row.draw is None else None,  # the greedy near-tie audit
             detokenize=False,  # rvec decodes and finds stop strings itself (Row)
             output_kind=RequestOutputKind.DELTA,
         )
