@@ -92,6 +92,7 @@ def evaluate(
     out_dir: Path | None = None,
     progress: bool = True,
     cache_dir: Path | None = None,
+    doc_ids: Sequence[str] | None = None,
 ) -> EvalResult:
     """Evaluate ``lm`` on ``tasks`` under ``preset``, with optional perturbed copies of each task.
 
@@ -113,6 +114,8 @@ def evaluate(
         progress (bool, default True): Show a progress bar.
         cache_dir (Path | None, default None): Response cache; ``None`` = ``out_dir/cache`` (no cache
             when ``out_dir`` is ``None`` too).
+        doc_ids (Sequence[str] | None, default None): Evaluate exactly these items of each task (in
+            the task's order) instead of the first ``limit``: a study's dev or test split.
 
     Returns:
         EvalResult: Scores per task key, per-sample records, the resolved preset, timings.
@@ -122,7 +125,8 @@ def evaluate(
             (raised before anything is generated).
         UnknownNameError: an unknown task or preset.
         InvalidArgumentError: a bad condition, limit or perturbation, a perturbation that applies
-            to none of the tasks, or a log-likelihood task while the preset has thinking on.
+            to none of the tasks, a log-likelihood task while the preset has thinking on, ``limit``
+            together with ``doc_ids``, or a doc id a task does not have.
         DataNotFoundError: a dataset cannot be found.
     """
     started = time.perf_counter()
@@ -139,7 +143,9 @@ def evaluate(
 
     fingerprint = lm.fingerprint  # read once: for HFBackend it checks the weights (one pass over them)
     source = DataSource(data_dir)
-    units, skipped = plan_units(task_objs, requested, resolved, condition_name, perts, source, limit, seed)
+    units, skipped = plan_units(
+        task_objs, requested, resolved, condition_name, perts, source, limit, seed, doc_ids=doc_ids
+    )
     timings["plan_s"] = time.perf_counter() - started
 
     cache_root = cache_dir if cache_dir is not None else (Path(out_dir) / "cache" if out_dir else None)

@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "format_delta",
     "format_p",
     "format_pct",
+    "holm_adjusted",
     "mcnemar_exact",
     "paired_comparison",
     "stratified_comparison",
@@ -200,6 +201,31 @@ def mcnemar_exact(b01: int, b10: int) -> float:
     if b01 + b10 == 0:
         return 1.0
     return float(binomtest(b01, b01 + b10, 0.5).pvalue)
+
+
+def holm_adjusted(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (strong control of the family-wise error
+    rate, no assumption on their dependence), in input order.
+
+    Written here because scipy has only Benjamini–Hochberg/Yekutieli
+    (``scipy.stats.false_discovery_control``, which controls the false discovery rate, not the
+    family-wise error) and statsmodels is not a dependency for these five lines. With the ``m``
+    p-values sorted ascending, ``p_(1) ≤ … ≤ p_(m)``, the adjusted value of the ``i``-th is
+    ``max_{j ≤ i} min(1, (m − j + 1)·p_(j))``; rejecting where the adjusted value is ≤ α is Holm's test
+    (Holm 1979, https://www.jstor.org/stable/4615733). NaN entries are left out of the family and
+    stay NaN.
+
+    Example:
+        >>> holm_adjusted([0.01, 0.04, 0.03])
+        [0.03, 0.06, 0.06]
+    """
+    order = sorted((i for i, p in enumerate(pvalues) if not math.isnan(p)), key=lambda i: pvalues[i])
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def accuracy_interval(

@@ -27,9 +27,11 @@ from typing import Any
 
 from rvec.atomic import write_text
 from rvec.eval.stats import StatisticsError
+from rvec.study.report_atlas import atlas_section, kl_section
 from rvec.study.report_files import results_csv_text, results_json_text
 from rvec.study.report_index import BBH_MEAN, CONFIDENCE, Comparer, ReportError, build_index
 from rvec.study.report_plots import plots_section
+from rvec.study.report_search import SearchView, search_section
 from rvec.study.report_tables import (
     adversarial_section,
     bbh_section,
@@ -56,6 +58,8 @@ def render_report(
     config_text: str | None,
     resamples: int,
     seed: int,
+    atlas: dict[str, Any] | None = None,
+    search: SearchView | None = None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``results.json``, ``results.csv`` and ``plots/*.png`` into ``out_dir``.
 
@@ -72,6 +76,9 @@ def render_report(
         config_text (str | None): the study configuration, appended verbatim; ``None`` omits it.
         resamples (int): bootstrap resamples per comparison (≥ 10,000 for a real report).
         seed (int): bootstrap seed, shared by every comparison.
+        atlas (dict | None): the target's atlas record from ``study.json``
+            (:func:`rvec.study.atlas.atlas_record`): adds the atlas section and its heat maps.
+        search (SearchView | None): the run's α search (:func:`rvec.study.report_search.load_search`).
 
     Returns:
         dict[str, Any]: ``{"report": Path, "results_json": Path, "results_csv": Path,
@@ -108,7 +115,17 @@ def render_report(
     lines += adversarial_section(index, comparer)
     lines += controls_section(index, comparer)
     lines += donors_section(index, comparer)
-    plot_lines, written_plots = plots_section(index, comparer, out_dir / "plots", vector_norms)
+    atlas_lines, atlas_plots, atlas_numbers = atlas_section(index, comparer, atlas, out_dir / "plots")
+    lines += atlas_lines
+    lines += kl_section(index)
+    search_lines, search_plots, search_numbers = (
+        search_section(search, comparer, out_dir / "plots") if search is not None else ([], [], None)
+    )
+    lines += search_lines
+    plot_lines, written_plots = plots_section(
+        index, comparer, out_dir / "plots", vector_norms, keep=[*atlas_plots, *search_plots]
+    )
+    written_plots = [*atlas_plots, *search_plots, *written_plots]
     lines += plot_lines
     lines += [
         "## Statistics",
@@ -125,8 +142,10 @@ def render_report(
         lines += ["## Configuration", "", f"{fence}yaml", config_text.rstrip("\n"), fence, ""]
 
     report = write_text(out_dir / "report.md", "\n".join(lines))
+    sections = {"atlas": atlas_numbers or None, "search": search_numbers}
     results_json = write_text(
-        out_dir / "results.json", results_json_text(cells, index, comparer, title, notes, config_text) + "\n"
+        out_dir / "results.json",
+        results_json_text(cells, index, comparer, title, notes, config_text, sections=sections) + "\n",
     )
     results_csv = write_text(out_dir / "results.csv", results_csv_text(cells))
     logger.info("report written to %s", report)
