@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fixtures import perturb, random_state, save_model, tiny_config
@@ -141,3 +142,28 @@ def test_a_rerun_with_one_more_slice_computes_only_that_slice(
     assert run.computed == 1 and run.cached == before
     old = {p.stem for p in (atlas_run / "cells").glob("*.json")}
     assert [c.variant.name for c in run.cells if c.cache_key not in old] == ["target + 1·v[mlp only]"]
+
+
+def test_a_study_with_an_atlas_and_a_search_writes_one_report(
+    block_pair: dict[str, Path], tmp_path: Path
+) -> None:
+    """The search may tune another model than the study's targets (the demo's instruct model); its
+    section, the atlas, KL and response lengths all land in the one report and results.json."""
+    search = {"task": "arith", "target": str(block_pair["sft"]), "dev": 4, "test": 5, "trials": 2}
+    out = tmp_path / "run"
+    run_study(parse_study(study(block_pair, slices=[], search=search)), out, progress=False)
+    report = (out / "report.md").read_text()
+    for heading in (
+        "## Atlas of v",
+        "## α search",
+        "## Beside accuracy: KL to the target and response length",
+    ):
+        assert heading in report
+    results = json.loads((out / "results.json").read_text())
+    assert results["atlas"] and results["search"]
+    for cell in results["cells"]:
+        samples = json.loads((out / "cells" / f"{cell['cache_key']}.json").read_text())["samples"]
+        lengths = [s["n_tokens"] for s in samples]
+        assert cell["response_tokens"]["mean"] == pytest.approx(sum(lengths) / len(lengths))
+        assert cell["response_tokens"]["median"] == float(np.median(lengths))
+        assert all(0 <= n <= 6 + 1 for n in lengths)  # max_new_tokens 6 (a stop string may add one)

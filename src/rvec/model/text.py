@@ -98,6 +98,10 @@ class TextRules:
             raise InvalidArgumentError(f"request {index} renders to no tokens; give it a non-empty prompt")
         return tokens
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text``, special tokens not added (the think-block counts of a response)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
     def decode(self, tokens: list[int]) -> str:
         """The response text: special tokens skipped, as lm-eval's final decode does."""
         return self.tokenizer.decode(tokens, skip_special_tokens=True)

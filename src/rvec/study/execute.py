@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +21,7 @@ from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
 from rvec.eval.data import DataSource
 from rvec.eval.tasks.registry import get_task
-from rvec.eval.types import LanguageModel
+from rvec.eval.types import LanguageModel, TokenCounting
 from rvec.model.registry import get_backend
 from rvec.model.state import ModelState
 from rvec.progress import ProgressBar, timed
@@ -29,6 +29,7 @@ from rvec.study.atlas import atlas_record, num_layers_of
 from rvec.study.cells import CellKeys, load_cell, save_cell
 from rvec.study.config import StudyConfig
 from rvec.study.kl import KLMeter
+from rvec.study.lengths import response_lengths
 from rvec.study.plan import (
     PlannedCell,
     StateGroup,
@@ -333,7 +334,8 @@ class StudyExecutor:
         seconds = time.perf_counter() - start
         with timed(self.run_state.timings, "kl"):
             divergences = self.kl.measure(lm, args, *kl)
-        self.finish_part(part, result, seconds, divergences)
+        count = lm.count_tokens if isinstance(lm, TokenCounting) else None
+        self.finish_part(part, result, seconds, divergences, count=count)
 
     def evaluate_args(
         self, condition: str, part: list[tuple[PlannedCell, str]], perturbations: list[str]
@@ -360,9 +362,12 @@ class StudyExecutor:
         result: Any,
         seconds: float,
         divergences: dict[str, tuple[dict[str, Any], dict[str, float]]] | None = None,
+        *,
+        count: Callable[[str], int] | None = None,
     ) -> None:
         """Record every cell of ``part`` from one evaluate() result that took ``seconds``, with each
-        task key's KL (:meth:`rvec.study.kl.KLMeter.measure`) where it was measured."""
+        task key's KL (:meth:`rvec.study.kl.KLMeter.measure`) where it was measured and its response
+        lengths (:func:`rvec.study.lengths.response_lengths`, tokens counted by ``count``)."""
         seconds /= len(part)
         tokens = result.generated_tokens // len(part)
         for cell, key in part:
@@ -376,7 +381,11 @@ class StudyExecutor:
             for sample in samples:
                 if sample["doc_id"] in per_item:
                     sample["kl"] = per_item[sample["doc_id"]]
-            extra = {"kl": summary} if summary is not None else {}
+            lengths = response_lengths(samples, count)
+            extra = {
+                **({"kl": summary} if summary is not None else {}),
+                **({"tokens": lengths} if lengths is not None else {}),
+            }
             self._finish(self._cell(cell, key, samples, seconds, tokens, extra), cached=False)
 
     def _cell(

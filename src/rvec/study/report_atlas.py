@@ -205,7 +205,7 @@ def _caption() -> str:
 
 
 def kl_section(index: ReportIndex) -> list[str]:
-    """Every cell's KL(p_target ‖ p_variant) beside its accuracy and response length."""
+    """Every cell's KL(p_target ‖ p_variant) and response length (mean, median tokens) beside its accuracy."""
     rows = []
     for row in index.rows:
         for column in index.columns:
@@ -213,7 +213,7 @@ def kl_section(index: ReportIndex) -> list[str]:
             if cell is None:
                 continue
             kl = cell.extra.get("kl") or {}
-            tokens = cell.generated_tokens / cell.n if cell.n else math.nan
+            tokens = cell.extra.get("tokens") or {}
             rows.append(
                 [
                     escape_md(row[0]),
@@ -222,19 +222,30 @@ def kl_section(index: ReportIndex) -> list[str]:
                     format_pct(cell.accuracy),
                     _number(kl.get("mean")),
                     _number(kl.get("median")),
-                    f"{tokens:.1f}" if cell.generated_tokens else "—",
+                    f"{tokens['mean']:.1f}" if tokens else "—",
+                    f"{tokens['median']:g}" if tokens else "—",
                 ]
             )
-    if not rows or not any(r[4] != "—" for r in rows):
+    if not rows or not any(r[4] != "—" or r[6] != "—" for r in rows):
         return []
-    header = ["variant", "condition", "task", "accuracy", "KL mean", "KL median", "tokens / item"]
+    header = [
+        "variant",
+        "condition",
+        "task",
+        "accuracy",
+        "KL mean",
+        "KL median",
+        "tokens mean",
+        "tokens median",
+    ]
     return [
-        "## Forgetting proxy: KL to the target",
+        "## Beside accuracy: KL to the target and response length",
         "",
         "KL(p_target ‖ p_variant) in nats of the next-token distribution right after each prompt (one "
-        "position per item, no labels needed; docs/atlas.md), averaged over the cell's items; tokens / "
-        "item = generated tokens per item. A variant that moves the distribution a lot while gaining "
-        "nothing is forgetting. Cells computed before KL was measured show —.",
+        "position per item, no labels needed; docs/atlas.md), averaged over the cell's items: a variant "
+        "that moves the distribution a lot while gaining nothing is forgetting. Tokens: the length of "
+        "each response in tokens, mean and median over the cell's items (log-likelihood tasks generate "
+        "none). Cells computed before these were measured show —.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

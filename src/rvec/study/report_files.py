@@ -75,6 +75,7 @@ def _cell_json(cell: CellResult) -> dict[str, Any]:
         "generated_tokens": cell.generated_tokens,
         "cache_key": cell.cache_key,
         **({"kl": cell.extra["kl"]} if "kl" in cell.extra else {}),
+        **({"response_tokens": cell.extra["tokens"]} if "tokens" in cell.extra else {}),
     }
 
 

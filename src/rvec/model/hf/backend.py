@@ -160,6 +160,10 @@ class HFBackend:
         """See :meth:`rvec.model.text.TextRules.render`."""
         return self.text.render(request)
 
+    def count_tokens(self, text: str) -> int:
+        """See :meth:`rvec.model.text.TextRules.count_tokens` (:class:`~rvec.eval.types.TokenCounting`)."""
+        return self.text.count_tokens(text)
+
     def describe(self) -> dict[str, Any]:
         """Settings and tie-guard counters, for ``results.json``."""
         return {
