@@ -10,8 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from fixtures import perturb, random_state, save_model, tiny_config
+from helpers import assert_user_error
+from rvec.cli import app
 from rvec.eval.stats import holm_adjusted
 from rvec.study.cells import load_cell
 from rvec.study.config import parse_study
@@ -167,3 +171,31 @@ def test_a_study_with_an_atlas_and_a_search_writes_one_report(
         assert cell["response_tokens"]["mean"] == pytest.approx(sum(lengths) / len(lengths))
         assert cell["response_tokens"]["median"] == float(np.median(lengths))
         assert all(0 <= n <= 6 + 1 for n in lengths)  # max_new_tokens 6 (a stop string may add one)
+
+
+def test_a_slice_that_selects_nothing_of_a_vector_folder_is_refused_before_anything_is_written(
+    block_pair: dict[str, Path], atlas_run: Path, tmp_path: Path
+) -> None:
+    raw = study(block_pair, slices=[{"name": "nothing", "include": ["no_such_tensor"]}])
+    del raw["donors"]
+    raw["vector"] = str(atlas_run / "vectors" / "v")
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(study_file), "-o", str(out)])
+    assert_user_error(result, "slices[0] (nothing): selects no tensor of v")
+    assert not out.exists()
+
+
+def test_a_slice_that_selects_nothing_of_an_extracted_vector_is_refused_before_any_cell(
+    block_pair: dict[str, Path], tmp_path: Path
+) -> None:
+    """v made from the donors in the run: its tensors are known once it is extracted, before any
+    model is loaded; the run folder holds the config and v, no cell and no report."""
+    raw = study(block_pair, atlas=None, slices=[{"name": "nothing", "include": ["no_such_tensor"]}])
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(study_file), "-o", str(out)])
+    assert_user_error(result, "target + 1·v[nothing]: selects no tensor of v")
+    assert not list((out / "cells").glob("*.json")) and not (out / "report.md").exists()

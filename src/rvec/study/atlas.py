@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rvec.errors import ConfigError
 from rvec.study.specs import AtlasSpec
 from rvec.study.types import Variant
 from rvec.vector.family import layer_of
-from rvec.vector.masks import Selection
+from rvec.vector.masks import Selection, selection_from_record
 
 if TYPE_CHECKING:
     from rvec.study.config import StudyConfig
@@ -28,6 +29,7 @@ __all__ = [
     "atlas_parts",
     "atlas_record",
     "block_layers",
+    "check_parts_select",
     "full_name",
     "num_layers_of",
     "part_variants",
@@ -168,3 +170,23 @@ def num_layers_of(vector: ReasoningVector) -> int:
         return int(recorded)
     layers = [layer_of(n) for n in vector.shapes]
     return 1 + max((x for x in layers if x is not None), default=-1)
+
+
+def check_parts_select(variants: list[Variant], vector: ReasoningVector, *, source: str) -> None:
+    """Refuse slices and atlas parts that select no tensor of ``v`` (they would silently evaluate
+    the target under another name). The study file's check sees v's tensors only when ``vector:`` is
+    a folder; this one runs once v exists (extracted from the donors), before any cell is evaluated.
+
+    Raises:
+        ConfigError: one problem per part that selects nothing.
+    """
+    names = list(vector.shapes)
+    parts = {v.name: v.selection for v in variants if v.selection is not None}  # one per name
+    problems = [
+        f"{name}: selects no tensor of v ({len(names)} tensors, e.g. {names[0]}); check its layers, "
+        "classes and patterns"
+        for name, record in parts.items()
+        if not any(selection_from_record(record).selects(n) for n in names)
+    ]
+    if problems:
+        raise ConfigError(problems, source=source)

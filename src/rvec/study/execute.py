@@ -25,7 +25,7 @@ from rvec.eval.types import LanguageModel, TokenCounting
 from rvec.model.registry import get_backend
 from rvec.model.state import ModelState
 from rvec.progress import ProgressBar, timed
-from rvec.study.atlas import atlas_record, num_layers_of
+from rvec.study.atlas import atlas_record, check_parts_select, num_layers_of
 from rvec.study.cells import CellKeys, load_cell, save_cell
 from rvec.study.config import StudyConfig
 from rvec.study.kl import KLMeter
@@ -133,6 +133,7 @@ class StudyExecutor:
         layers = num_layers_of(vectors["v"])
         for target in c.targets:
             planned = plan_cells(c, target, rl_donor=rl, num_layers=layers)
+            check_parts_select([cell.variant for cell in planned], vectors["v"], source=c.name)
             cells = [cell for cell in planned if self._applicable(cell)]
             fps = {m: resolve(self.local(m)).fingerprint() for m in {cell.variant.model for cell in cells}}
             # KL is measured against the target, for its donors' cells too.
