@@ -41,7 +41,7 @@ def tune_command(
         resume=resume,
         progress=progress,
         data_dir=data_dir,
-        on_trial=None if as_json else _print_trial,
+        on_trial=None if as_json else print_trial,
     )
     report = run.out_dir / "report.md"
     best = record["best"]
@@ -56,12 +56,16 @@ def tune_command(
         )
 
 
-def _print_trial(event: Any) -> None:
+def print_trial(event: Any) -> None:
+    """One line per trial of an α search on stderr; after the first computed trial, the estimate
+    of the time the remaining ones take (``rvec run`` prints these too)."""
     params = ", ".join(f"{k} = {v:.2f}" for k, v in event.params.items())
     line = f"trial {event.number} ({params}): dev {100 * event.value:.1f}%"
     line += " (cached)" if event.cached else f" in {event.seconds:.0f} s"
-    if event.estimate_s is not None and event.done < event.total:
-        line += f"; {event.total - event.done} more ≈ {event.estimate_s / 60:.1f} min"
+    if event.estimate_s is not None:
+        line += (
+            f"; {event.total - event.done} more trials and the test cells ≈ {event.estimate_s / 60:.1f} min"
+        )
     err.print(line, soft_wrap=True)
 
 

@@ -198,18 +198,19 @@ def _gap_table(view: SearchView, comparer: Comparer) -> tuple[list[str], dict[st
 
 
 def _trial_table(view: SearchView) -> list[str]:
-    header = ["trial", "parameters", "dev accuracy", "KL to target", "tokens / item"]
+    header = ["trial", "parameters", "dev accuracy", "KL to target", "tokens mean", "tokens median"]
     rows = []
     for trial, cell in zip(view.record["trials"], view.trials):
         kl = (cell.extra.get("kl") or {}).get("mean") if cell is not None else None
-        tokens = cell.generated_tokens / cell.n if cell is not None and cell.n else math.nan
+        tokens = (cell.extra.get("tokens") or {}) if cell is not None else {}
         rows.append(
             [
                 str(trial["number"]),
                 _params(trial["params"]),
                 format_pct(trial["value"]),
                 _kl_text(kl),
-                f"{tokens:.1f}" if not math.isnan(tokens) else "—",
+                f"{tokens['mean']:.1f}" if tokens else "—",
+                f"{tokens['median']:g}" if tokens else "—",
             ]
         )
     return ["### Trials (dev)", "", *_markdown(header, rows), ""]

@@ -168,6 +168,7 @@ def run_study_file(
     data_dir: str | Path | None = None,
     backend: str | None = None,
     engine: Mapping[str, Any] | None = None,
+    on_trial: Callable[[TrialEvent], None] | None = None,
 ) -> StudyRun:
     """``rvec run STUDY.yaml``: load and validate the file, apply the command line's overrides, run.
 
@@ -179,6 +180,7 @@ def run_study_file(
         data_dir: replaces the study's ``data_dir``.
         backend: replaces ``backend.name`` (settings kept when the name stays, dropped when it changes).
         engine: backend settings to replace (``replicas``, ``ray_address``…); ``None`` values are ignored.
+        on_trial: callback after each trial of the study's α search.
 
     Raises:
         ConfigError: the study (with the overrides) is invalid, every problem listed.
@@ -189,7 +191,9 @@ def run_study_file(
     path = Path(study)
     config = with_overrides(load_study(path), data_dir=data_dir, backend=backend, engine=engine)
     folder = Path(output or config.output or f"runs/{config.name}")
-    return run_study(config, folder, config_text=path.read_text(), resume=resume, progress=progress)
+    return run_study(
+        config, folder, config_text=path.read_text(), resume=resume, progress=progress, on_trial=on_trial
+    )
 
 
 def run_tune_file(

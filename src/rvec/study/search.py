@@ -64,7 +64,8 @@ class TrialEvent:
     done: int
     total: int
     estimate_s: float | None
-    """Time the remaining trials will take, from the first computed trial's time; ``None`` before it."""
+    """Time the remaining trials and the three test cells will take, from the time of the first
+    cell computed on dev (the target's, else the first trial's); ``None`` when every one was cached."""
 
 
 def search_split(executor: StudyExecutor) -> Split:
@@ -180,7 +181,11 @@ class _Search:
         total = self.spec.trials + 4  # trials, the target on dev, three test cells
         self.x.progress = ProgressBar("search", total=total, unit="cells", enabled=self.x.show_progress)
         with self._stack, self.x.progress:
-            dev_target, _, _ = self.cell(Variant(self.label, "baseline", self.target), self.split.dev)
+            dev_target, seconds, cached = self.cell(
+                Variant(self.label, "baseline", self.target), self.split.dev
+            )
+            if not cached:  # a trial costs what the target's dev cell cost (the switch is cheap)
+                self._first_s = seconds
             study = self._study()
             trials = self._trials(study)
             best = max(trials, key=lambda t: (t["value"], -t["number"]))  # ties: the earliest trial
@@ -212,7 +217,8 @@ class _Search:
         cell, seconds, cached = self.cell(self._trial_variant(number, params), self.split.dev)
         if not cached and self._first_s is None:
             self._first_s = seconds
-        remaining = self.spec.trials - done
+        # The remaining trials, then the three test cells (target, α = 1, best) at the test size.
+        remaining = self.spec.trials - done + 3 * len(self.split.test) / max(1, len(self.split.dev))
         estimate = self._first_s * remaining if self._first_s is not None else None
         if self.on_trial is not None:
             self.on_trial(
