@@ -20,7 +20,6 @@ from rvec.checkpoint.local import local_folder
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
 from rvec.eval.data import DataSource
-from rvec.eval.tasks.registry import get_task
 from rvec.eval.types import LanguageModel, TokenCounting
 from rvec.model.registry import get_backend
 from rvec.model.state import ModelState
@@ -29,7 +28,6 @@ from rvec.study.atlas import atlas_record, check_parts_select, num_layers_of
 from rvec.study.cells import CellKeys, load_cell, save_cell
 from rvec.study.config import StudyConfig
 from rvec.study.kl import KLMeter
-from rvec.study.lengths import response_lengths
 from rvec.study.plan import (
     PlannedCell,
     StateGroup,
@@ -40,10 +38,13 @@ from rvec.study.plan import (
     short_name,
     skip_note,
 )
+from rvec.study.records import cell_samples, make_cell
 from rvec.study.types import CellCallback, CellResult, StudyRun
 from rvec.study.vectors import prepare_vectors
 from rvec.vector.artifact import ReasoningVector
 from rvec.vector.masks import selection_from_record
+
+__all__ = ["StudyExecutor"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class StudyExecutor:
         self.keys = CellKeys(config, self.preset, self.source, get_backend(config.backend.name))
         self.kl = KLMeter(out_dir / "kl", source=self.source, enabled=config.kl is not False)
         self.reference: dict[str, str] = {}
-        """Per loaded model, the fingerprint of the target its cells' KL is measured against."""
+        """Per loaded model, the target fingerprint its cells' KL is measured against (donors' too)."""
         self._local: dict[str, str] = {}
         self._plan_rows: list[dict[str, Any]] = []
         self._vectors: dict[str, ReasoningVector] | None = None
@@ -116,7 +117,7 @@ class StudyExecutor:
     def note_kl(self) -> None:
         """Say in the report why some cells have no KL (and rewrite ``study.json`` with it)."""
         fresh = [f"KL not measured for some cells: {why}." for why in sorted(self.kl.skipped)]
-        fresh = [n for n in fresh if n not in self.run_state.notes]
+        fresh = [n for n in fresh if n not in self.run_state.notes]  # a search adds after the matrix
         if fresh:
             self.run_state.notes.extend(fresh)
             self.write_plan(self._plan_rows)
@@ -136,7 +137,6 @@ class StudyExecutor:
             check_parts_select([cell.variant for cell in planned], vectors["v"], source=c.name)
             cells = [cell for cell in planned if self._applicable(cell)]
             fps = {m: resolve(self.local(m)).fingerprint() for m in {cell.variant.model for cell in cells}}
-            # KL is measured against the target, for its donors' cells too.
             self.reference.update({m: fps[target] for m in fps if m not in self.reference or m == target})
             label = short_name(target) if len(c.targets) > 1 else "target"
             self._atlas[target] = atlas_record(c, label, vectors["v"])
@@ -372,65 +372,22 @@ class StudyExecutor:
         seconds /= len(part)
         tokens = result.generated_tokens // len(part)
         for cell, key in part:
-            records = result.samples.get(cell.task)
-            if records is None:
-                raise RvecError(
-                    f"{cell.task}: the evaluation returned no samples (is the perturbation applicable to this task?)"
-                )
-            samples = [dict(vars(r)) for r in records]
-            summary, per_item = (divergences or {}).get(cell.task, (None, {}))
-            for sample in samples:
-                if sample["doc_id"] in per_item:
-                    sample["kl"] = per_item[sample["doc_id"]]
-            lengths = response_lengths(samples, count)
-            extra = {
-                **({"kl": summary} if summary is not None else {}),
-                **({"tokens": lengths} if lengths is not None else {}),
-            }
-            self._finish(self._cell(cell, key, samples, seconds, tokens, extra), cached=False)
-
-    def _cell(
-        self,
-        cell: PlannedCell,
-        key: str,
-        samples: list[dict[str, Any]],
-        seconds: float,
-        tokens: int,
-        extra: dict[str, Any],
-    ) -> CellResult:
-        per_item = {str(s["doc_id"]): bool(s["correct"]) for s in samples}
-        if cell.clean_task != cell.base_task:
-            per_item = self._paired(cell.base_task, per_item)
-        metrics = list(dict.fromkeys(k for s in samples for k in s["metrics"]))
-        scores = {k: sum(float(s["metrics"].get(k, 0.0)) for s in samples) / len(samples) for k in metrics}
-        result = CellResult(
-            variant=cell.variant,
-            condition=cell.condition,
-            task=cell.task,
-            primary=samples[0].get("primary") or get_task(cell.base_task)._primary(self.preset),
-            scores=scores,
-            per_item=per_item,
-            clean_task=cell.clean_task,
-            cache_key=key,
-            seconds=seconds,
-            generated_tokens=tokens,
-            extra=extra,
-        )
-        save_cell(self.cells_dir, result, samples)
-        return result
-
-    def _paired(self, task_name: str, per_item: dict[str, bool]) -> dict[str, bool]:
-        """Key an adversarial cell by the id of the clean item it came from (GSM-Symbolic rows name
-        their template instance; the pairing is by the GSM8K original), when that is one-to-one."""
-        task = get_task(task_name)
-        mapping = {
-            d.doc_id: task.paired_doc_id(d) or d.doc_id
-            for d in task.docs(self.source, limit=self.config.limit_for(task_name))
-        }
-        paired = [mapping.get(k, k) for k in per_item]
-        if len(set(paired)) != len(paired):
-            return per_item
-        return {mapping.get(k, k): v for k, v in per_item.items()}
+            samples, extra = cell_samples(
+                cell.task, result.samples.get(cell.task), (divergences or {}).get(cell.task), count
+            )
+            done = make_cell(
+                cell,
+                key,
+                samples,
+                seconds=seconds,
+                tokens=tokens,
+                extra=extra,
+                preset=self.preset,
+                source=self.source,
+                limit=self.config.limit_for(cell.base_task),
+            )
+            save_cell(self.cells_dir, done, samples)
+            self._finish(done, cached=False)
 
     def _finish(self, cell: CellResult, *, cached: bool) -> None:
         self.run_state.cells.append(cell)
@@ -441,6 +398,3 @@ class StudyExecutor:
         self.progress.advance()
         if self.on_cell is not None:
             self.on_cell(cell, cached)
-
-
-__all__ = ["StudyExecutor"]
