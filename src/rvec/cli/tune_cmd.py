@@ -63,9 +63,9 @@ def print_trial(event: Any) -> None:
     line = f"trial {event.number} ({params}): dev {100 * event.value:.1f}%"
     line += " (cached)" if event.cached else f" in {event.seconds:.0f} s"
     if event.estimate_s is not None:
-        line += (
-            f"; {event.total - event.done} more trials and the test cells ≈ {event.estimate_s / 60:.1f} min"
-        )
+        more = event.total - event.done
+        trials = "trial" if more == 1 else "trials"
+        line += f"; {more} more {trials} and the test cells ≈ {event.estimate_s / 60:.1f} min"
     err.print(line, soft_wrap=True)
 
 
