@@ -131,7 +131,7 @@ def test_report_has_every_section_and_table_header(rendered) -> None:
         "| Δ vs baseline [CI] | p (vs baseline) |" in report
     )
     assert (
-        "| variant | kind | α | condition | task | accuracy | Δ vs baseline [CI] | p | flips ↑ | flips ↓ |"
+        "| variant | kind | α | condition | task | accuracy | mean tokens | Δ vs baseline [CI] | p | flips ↑ | flips ↓ |"
         in report
     )
     assert f"95% paired bootstrap CI, {RESAMPLES} resamples, seed {SEED}" in report
@@ -219,6 +219,7 @@ def test_controls_table_lists_sweep_subtraction_and_random(rendered) -> None:
     c = _cmp(_find(cells, "target", "plain", "sciq"), _find(cells, "target − 1·v", "plain", "sciq"))
     assert row[5:] == [
         format_pct(c.acc_b),
+        "—",  # these cells record no generated lengths
         format_delta(c),
         format_p(c.mcnemar_p),
         str(c.flips_up),
@@ -243,6 +244,9 @@ def test_results_csv_has_one_row_per_cell_and_metric(rendered) -> None:
         "metric",
         "value",
         "n",
+        "tokens_mean",
+        "tokens_median",
+        "tokens_p90",
     ]
     typo = [
         r
@@ -262,6 +266,9 @@ def test_results_csv_has_one_row_per_cell_and_metric(rendered) -> None:
             "metric": "exact_match",
             "value": repr(cell.accuracy),
             "n": "52",
+            "tokens_mean": "",
+            "tokens_median": "",
+            "tokens_p90": "",
         }
     ]
 

@@ -119,6 +119,7 @@ def _register() -> None:
         merge_cmd,
         pair_cmd,
         run_cmd,
+        tune_cmd,
     )
 
     for module in (
@@ -134,6 +135,7 @@ def _register() -> None:
         convert_cmd,
         eval_cmd,
         run_cmd,
+        tune_cmd,
         pair_cmd,
     ):
         module.register(app)

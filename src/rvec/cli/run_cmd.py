@@ -47,6 +47,7 @@ def run_command(
       rvec run studies/demo.yaml -o runs/demo/
       rvec run studies/paper-qwen2.5-7b.yaml --backend vllm --replicas 8 --ray-address auto
     """
+    from rvec.cli.tune_cmd import print_trial
     from rvec.study.runner import run_study_file
 
     run = run_study_file(
@@ -57,6 +58,7 @@ def run_command(
         data_dir=data_dir,
         backend=backend,
         engine={"replicas": replicas, "ray_address": ray_address},
+        on_trial=None if as_json else print_trial,
     )
     report = run.out_dir / "report.md"
     if as_json:

@@ -166,15 +166,18 @@ def plan_units(
     source: DataSource,
     limit: int | None,
     seed: int,
+    *,
+    doc_ids: Sequence[str] | None = None,
 ) -> tuple[list[Unit], list[dict[str, str]]]:
     """Load the docs and build every unit: each task clean, then once per perturbation.
 
     Perturbations that cannot change a task's items are skipped and listed (``skipped``); added
-    clean counterparts (not in ``requested``) are never perturbed.
+    clean counterparts (not in ``requested``) are never perturbed. ``doc_ids`` keeps exactly those
+    items of each task, in the task's order, instead of the first ``limit``.
 
     Raises:
-        InvalidArgumentError: a perturbation applies to none of the tasks, or thinking is on and a
-            task is scored by log-likelihood.
+        InvalidArgumentError: a perturbation applies to none of the tasks, thinking is on and a
+            task is scored by log-likelihood, ``doc_ids`` with ``limit``, or a doc id a task lacks.
         DataNotFoundError: a dataset cannot be found.
     """
     check_thinking_tasks([t.name for t in tasks], preset)  # before any data is read
@@ -182,9 +185,13 @@ def plan_units(
     units: list[Unit] = []
     skipped: list[dict[str, str]] = []
     applied = {p.name: 0 for p in perts}
+    if doc_ids is not None and limit is not None:
+        raise InvalidArgumentError(f"pass either doc_ids ({len(doc_ids)}) or --limit {limit}, not both")
     for task in tasks:
         docs = task.docs(source, limit=limit)
         n_original = len(docs) if limit is None else len(task.docs(source))
+        if doc_ids is not None:
+            docs = _chosen(task.name, docs, doc_ids)
         clean = clean_counterpart(task.name) or task.name
         requests = [task.request(d, preset, condition=condition) for d in docs]
         units.append(_unit(task.name, task, None, clean, docs, requests, n_original, preset, seed))
@@ -208,6 +215,19 @@ def plan_units(
             "drop it or add a task it applies to"
         )
     return units, skipped
+
+
+def _chosen(task: str, docs: list[Doc], doc_ids: Sequence[str]) -> list[Doc]:
+    """The docs named by ``doc_ids``, in the task's order."""
+    wanted = set(doc_ids)
+    chosen = [d for d in docs if d.doc_id in wanted]
+    if len(chosen) != len(wanted):
+        missing = sorted(wanted - {d.doc_id for d in chosen})
+        raise InvalidArgumentError(
+            f"{task}: {len(missing)} doc ids are not items of the task (e.g. {missing[0]!r}); "
+            "choose ids from the task's items"
+        )
+    return chosen
 
 
 def _unit(

@@ -95,6 +95,7 @@ def evaluate(
     out_dir: Path | None = None,
     progress: bool = True,
     cache_dir: Path | None = None,
+    doc_ids: Sequence[str] | None = None,
 ) -> EvalResult:
     """Evaluate ``lm`` on ``tasks`` under ``preset``, with optional perturbed copies of each task.
 
@@ -116,6 +117,8 @@ def evaluate(
         progress (bool, default True): Show a progress bar.
         cache_dir (Path | None, default None): Response cache; ``None`` = ``out_dir/cache`` (no cache
             when ``out_dir`` is ``None`` too).
+        doc_ids (Sequence[str] | None, default None): Evaluate exactly these items of each task (in
+            the task's order) instead of the first ``limit``: a study's dev or test split.
 
     Returns:
         EvalResult: Scores per task key, per-sample records, the resolved preset, timings.
@@ -126,7 +129,8 @@ def evaluate(
         UnknownNameError: an unknown task or preset.
         InvalidArgumentError: a bad condition, limit or perturbation, a perturbation that applies
             to none of the tasks, a log-likelihood task while the preset has thinking or several
-            samples on, or a think tag the backend's tokenizer cannot round-trip.
+            samples on, a think tag the backend's tokenizer cannot round-trip, ``limit`` together
+            with ``doc_ids``, or a doc id a task does not have.
         DataNotFoundError: a dataset cannot be found.
     """
     started = time.perf_counter()
@@ -143,7 +147,9 @@ def evaluate(
 
     fingerprint = lm.fingerprint  # read once: for HFBackend it checks the weights (one pass over them)
     source = DataSource(data_dir)
-    units, skipped = plan_units(task_objs, requested, resolved, condition_name, perts, source, limit, seed)
+    units, skipped = plan_units(
+        task_objs, requested, resolved, condition_name, perts, source, limit, seed, doc_ids=doc_ids
+    )
     check_think_tag(lm, resolved)
     timings["plan_s"] = time.perf_counter() - started
 

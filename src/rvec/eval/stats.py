@@ -40,9 +40,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, permutation_test
 
 from rvec.errors import RvecError
+from rvec.eval.pvalues import mcnemar_exact, sign_flip_p
 
 __all__ = [
     "Comparison",
@@ -51,9 +51,7 @@ __all__ = [
     "format_delta",
     "format_p",
     "format_pct",
-    "mcnemar_exact",
     "paired_comparison",
-    "sign_flip_p",
     "stratified_comparison",
 ]
 
@@ -222,52 +220,6 @@ def stratified_comparison(
         strata=len(pairs),
         test="mcnemar" if binary else "sign-flip",
     )
-
-
-def sign_flip_p(differences: Mapping[str, np.ndarray], *, resamples: int = 10_000, seed: int = 0) -> float:
-    """Two-sided paired sign-flip permutation p-value of the unweighted mean over strata of the
-    mean difference (see the module docstring).
-
-    Args:
-        differences (Mapping[str, np.ndarray]): stratum -> (n_s,) per-item differences ``b_i − a_i``.
-        resamples (int, default 10,000): random sign flips when ``2^n`` exceeds it (else exact).
-        seed (int, default 0): seed of ``numpy.random.default_rng`` for the random flips.
-
-    Returns:
-        float: The p-value; 1.0 when every difference is 0.
-
-    Example:
-        >>> round(sign_flip_p({"": np.array([1.0, 1, 1, 0, -1, 1])}), 4)  # = McNemar's binomial(4 of 5)
-        0.375
-    """
-    # Item i of stratum s weighs 1/(S·n_s): the weighted sum is the mean over strata of stratum means.
-    d = np.concatenate([differences[name] for name in sorted(differences)]).astype(np.float64)  # (n,)
-    w = np.concatenate(
-        [np.full(len(x), 1.0 / (len(differences) * len(x))) for _, x in sorted(differences.items())]
-    )
-    if not np.any(d):
-        return 1.0
-
-    def statistic(x: np.ndarray, axis: int) -> np.ndarray:
-        return np.sum(x * w, axis=axis)
-
-    result = permutation_test(
-        (d,),
-        statistic,
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=resamples,
-        alternative="two-sided",
-        rng=np.random.default_rng(seed),
-    )
-    return float(min(1.0, result.pvalue))
-
-
-def mcnemar_exact(b01: int, b10: int) -> float:
-    """Exact two-sided McNemar p-value from the discordant counts (1.0 when there are none)."""
-    if b01 + b10 == 0:
-        return 1.0
-    return float(binomtest(b01, b01 + b10, 0.5).pvalue)
 
 
 def accuracy_interval(

@@ -191,4 +191,18 @@ class TokenCounting(Protocol):
         ...
 
 
+@runtime_checkable
+class NextTokenScoring(Protocol):
+    """A backend that can give the whole next-token distribution at the end of a prompt. Optional:
+    with it, a study measures KL(p_target ‖ p_variant) per cell (a forgetting proxy without labels,
+    :mod:`rvec.study.kl`); the vLLM backend returns only the top-k log-probabilities of a position,
+    so it does not implement this."""
+
+    def next_token_logprobs(self, requests: Sequence[GenerateRequest | LoglikelihoodRequest]) -> Any:
+        """Log-probabilities over the model's whole vocabulary of the token after each request's
+        rendered prompt (a log-likelihood request's context): a float32 ``numpy`` array of shape
+        (len(requests), vocabulary rows), in input order."""
+        ...
+
+
 OutputType = Literal["generate", "loglikelihood"]

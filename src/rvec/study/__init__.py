@@ -3,7 +3,8 @@ conditions × tasks, the content-addressed cell cache, the executor that loads e
 switches α in memory, and the report (tables with paired CIs, plots, results.json/csv).
 
 Entry points: :func:`rvec.study.config.load_study`, :func:`rvec.study.runner.run_study` (and
-``run_study_file``, what ``rvec run`` calls), :func:`rvec.study.reporting.render_run`.
+``run_study_file``, what ``rvec run`` calls), :func:`rvec.study.runner.run_tune` (``rvec tune``: the
+α search alone, docs/atlas.md), :func:`rvec.study.reporting.render_run`.
 """
 
 __all__: list[str] = []

@@ -20,6 +20,7 @@ from rvec.atomic import write_json
 from rvec.eval.data import DataSource, docs_digest
 from rvec.eval.presets import Preset
 from rvec.eval.tasks.registry import get_task
+from rvec.eval.types import Doc
 from rvec.model.state import BackendSpec
 from rvec.study.config import StudyConfig
 from rvec.study.plan import PlannedCell
@@ -83,14 +84,25 @@ class CellKeys:
         self.source = source
         self.backend_key = backend.cache_identity(config.backend)
         self._data: dict[str, str] = {}
+        self._all: dict[str, list[Doc]] = {}
 
-    def data_digest(self, task: str) -> str:
-        """A hash of the task's items as the study evaluates them (its limit applied)."""
+    def data_digest(self, task: str, items: tuple[str, ...] | None = None) -> str:
+        """A hash of the task's items as the study evaluates them: its limit applied, or exactly
+        ``items`` (doc ids of a split), in the task's order."""
+        if items is not None:
+            wanted = set(items)
+            return docs_digest([d for d in self.docs(task) if d.doc_id in wanted])
         if task not in self._data:
             self._data[task] = docs_digest(
                 get_task(task).docs(self.source, limit=self.config.limit_for(task))
             )
         return self._data[task]
+
+    def docs(self, task: str) -> list[Doc]:
+        """Every item of ``task``, read once."""
+        if task not in self._all:
+            self._all[task] = get_task(task).docs(self.source)
+        return self._all[task]
 
     def key(self, cell: PlannedCell, model_fp: str, vectors: Mapping[str, ReasoningVector]) -> str:
         """The cell's key, for the model whose weights have fingerprint ``model_fp``."""
@@ -104,8 +116,8 @@ class CellKeys:
                 "condition": cell.condition,
                 "task": cell.base_task,
                 "perturbation": cell.perturbation,
-                "data": self.data_digest(cell.base_task),
-                "limit": self.config.limit_for(cell.base_task),
+                "data": self.data_digest(cell.base_task, cell.items),
+                "limit": self.config.limit_for(cell.base_task) if cell.items is None else None,
                 "seed": self.config.seed,
                 **self.backend_key,
                 "rvec": __version__,

@@ -41,6 +41,7 @@ from rvec.errors import ConfigError
 from rvec.eval.overrides import RunOverrides
 from rvec.model.hf.settings import HFSettings
 from rvec.model.registry import BACKENDS, BackendSettingsField, get_backend, setting_error_message
+from rvec.study.specs import AtlasSpec, SearchSpec, SliceSpec
 from rvec.study.validation import semantic_errors, study_path
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -145,6 +146,17 @@ class StudyConfig(BaseModel):
     """Engine and its options: ``name`` (a registered backend, default ``hf``) and that backend's
     settings (:mod:`rvec.model.settings`), the same ones ``rvec eval`` takes as flags."""
     output: str | None = None
+    slices: list[SliceSpec] = Field(default_factory=list)
+    """Named parts of v, each evaluated as a variant in memory (kind ``slice``, or ``profile`` for a
+    per-depth α schedule): layer ranges, module classes, patterns, ``invert`` (docs/atlas.md)."""
+    atlas: AtlasSpec | None = None
+    """Depth blocks × module groups of v, each part alone and v without it (docs/atlas.md)."""
+    search: SearchSpec | None = None
+    """α search (a global α or a per-block profile) on a dev split, checked once on a disjoint test
+    split (``rvec tune`` runs it alone; docs/atlas.md)."""
+    kl: bool | None = None
+    """KL(p_target ‖ p_variant) of the next token at the end of each prompt, per cell; default: on
+    where the backend gives whole distributions (hf), off on vllm."""
 
     def overrides(self) -> RunOverrides:
         """The study's changes to its preset, as ``rvec eval``'s flags give them."""

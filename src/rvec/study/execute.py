@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,22 +20,31 @@ from rvec.checkpoint.local import local_folder
 from rvec.checkpoint.source import resolve
 from rvec.errors import RvecError
 from rvec.eval.data import DataSource
-from rvec.eval.lengths import records_length_summary
-from rvec.eval.sampling import per_item as item_values
-from rvec.eval.sampling import sampled_metrics
-from rvec.eval.tasks.registry import get_task
-from rvec.eval.thinking import think_summary
 from rvec.eval.types import LanguageModel
-from rvec.eval.verdicts import disagreement
 from rvec.model.registry import get_backend
+from rvec.model.state import ModelState
 from rvec.progress import ProgressBar, timed
+from rvec.study.atlas import atlas_record, check_parts_select, num_layers_of
 from rvec.study.cells import CellKeys, load_cell, save_cell
 from rvec.study.config import StudyConfig
-from rvec.study.plan import PlannedCell, by_model_state, plan_cells, plan_row, resolved_preset, skip_note
+from rvec.study.kl import KLMeter
+from rvec.study.plan import (
+    PlannedCell,
+    StateGroup,
+    by_model_state,
+    plan_cells,
+    plan_row,
+    resolved_preset,
+    short_name,
+    skip_note,
+)
+from rvec.study.records import cell_samples, make_cell
 from rvec.study.types import CellCallback, CellResult, StudyRun
 from rvec.study.vectors import prepare_vectors
 from rvec.vector.artifact import ReasoningVector
 from rvec.vector.masks import selection_from_record
+
+__all__ = ["StudyExecutor"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +66,13 @@ class StudyExecutor:
         self.show_progress = progress and sys.stderr.isatty()  # a log file gets no redrawn bar
         self.progress = ProgressBar("cells", unit="cells", enabled=False)  # the run's bar, made in run()
         self.keys = CellKeys(config, self.preset, self.source, get_backend(config.backend.name))
+        self.kl = KLMeter(out_dir / "kl", source=self.source, enabled=config.kl is not False)
+        self.reference: dict[str, str] = {}
+        """Per loaded model, the target fingerprint its cells' KL is measured against (donors' too)."""
         self._local: dict[str, str] = {}
+        self._plan_rows: list[dict[str, Any]] = []
+        self._vectors: dict[str, ReasoningVector] | None = None
+        self._atlas: dict[str, Any] = {}
 
     def local(self, source: str) -> str:
         """A folder the engine loads: the study's own ``models:`` are made once in ``RUN/models/``
@@ -76,19 +93,34 @@ class StudyExecutor:
         return self._local[source]
 
     # ---- run ---------------------------------------------------------------------------------
+    def vectors(self) -> dict[str, ReasoningVector]:
+        """The study's vectors (:func:`rvec.study.vectors.prepare_vectors`), prepared once."""
+        if self._vectors is None:
+            with timed(self.run_state.timings, "extract"):
+                self._vectors = prepare_vectors(
+                    self.config, self.out_dir / "vectors", local=self.local, notes=self.run_state.notes
+                )
+        return self._vectors
+
     def run(self) -> StudyRun:
         """Plan every cell, write ``study.json``, then evaluate model by model."""
-        with timed(self.run_state.timings, "extract"):
-            vectors = prepare_vectors(
-                self.config, self.out_dir / "vectors", local=self.local, notes=self.run_state.notes
-            )
+        vectors = self.vectors()
         plan, groups = self._plan(vectors)
-        self._write_plan(plan)
+        self.write_plan(plan)
         self.progress = ProgressBar("cells", total=len(plan), unit="cells", enabled=self.show_progress)
         with self.progress:
             for model, keyed, with_vectors in groups:
                 self._run_model(model, keyed, vectors if with_vectors else {})
+        self.note_kl()
         return self.run_state
+
+    def note_kl(self) -> None:
+        """Say in the report why some cells have no KL (and rewrite ``study.json`` with it)."""
+        fresh = [f"KL not measured for some cells: {why}." for why in sorted(self.kl.skipped)]
+        fresh = [n for n in fresh if n not in self.run_state.notes]  # a search adds after the matrix
+        if fresh:
+            self.run_state.notes.extend(fresh)
+            self.write_plan(self._plan_rows)
 
     def _plan(
         self, vectors: dict[str, ReasoningVector]
@@ -99,9 +131,15 @@ class StudyExecutor:
         rl = c.donors.rl if c.donors is not None and c.controls.rl_donor_think is not False else None
         plan: list[dict[str, Any]] = []
         groups: list[tuple[str, list[tuple[PlannedCell, str]], bool]] = []
+        layers = num_layers_of(vectors["v"])
         for target in c.targets:
-            cells = [cell for cell in plan_cells(c, target, rl_donor=rl) if self._applicable(cell)]
+            planned = plan_cells(c, target, rl_donor=rl, num_layers=layers)
+            check_parts_select([cell.variant for cell in planned], vectors["v"], source=c.name)
+            cells = [cell for cell in planned if self._applicable(cell)]
             fps = {m: resolve(self.local(m)).fingerprint() for m in {cell.variant.model for cell in cells}}
+            self.reference.update({m: fps[target] for m in fps if m not in self.reference or m == target})
+            label = short_name(target) if len(c.targets) > 1 else "target"
+            self._atlas[target] = atlas_record(c, label, vectors["v"])
             keyed = [(cell, self.keys.key(cell, fps[cell.variant.model], vectors)) for cell in cells]
             plan += [{"target": target, "key": k, **plan_row(cell)} for cell, k in keyed]
             groups.append((target, [kc for kc in keyed if kc[0].variant.model == target], True))
@@ -117,8 +155,9 @@ class StudyExecutor:
             self.run_state.notes.append(note)
         return note is None
 
-    def _write_plan(self, plan: list[dict[str, Any]]) -> None:
+    def write_plan(self, plan: list[dict[str, Any]]) -> None:
         c = self.config
+        self._plan_rows = plan
         write_json(
             self.out_dir / "study.json",
             {
@@ -131,6 +170,7 @@ class StudyExecutor:
                 "vector": c.vector,
                 "notes": self.run_state.notes,
                 "cells": plan,
+                **({"atlas": self._atlas} if any(self._atlas.values()) else {}),
             },
             indent=1,
             default=str,
@@ -166,23 +206,57 @@ class StudyExecutor:
     def _evaluate_model(
         self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
     ) -> None:
+        with self.loaded(model_source, vectors) as state:
+            self.evaluate_groups(state, by_model_state(todo), vectors, reference=self.reference[model_source])
+
+    @contextmanager
+    def loaded(self, model_source: str, vectors: dict[str, ReasoningVector]) -> Iterator[ModelState]:
+        """The model loaded once on the study's backend, every vector attached; closed (θ₀ restored,
+        weights freed) on the way out."""
         with timed(self.run_state.timings, "load"):
             state = self.backend.load(self.local(model_source), self.config.backend)
         try:
             if vectors:
                 state.attach(list(vectors.values()))  # read once; the α switches below read nothing
-            current: tuple[Any, ...] | None = None
-            for group in by_model_state(todo):
-                terms = group.terms(vectors)
-                if vectors and (group.vector, group.alpha, group.selection) != current:
-                    # The state's fingerprint, and with it the response cache key, follows each switch.
-                    with timed(self.run_state.timings, "apply"):
-                        state.set_vectors(terms)
-                    current = (group.vector, group.alpha, group.selection)
-                self._evaluate_group(state.language_model(), group.condition, group.cells)
+            yield state
         finally:
             with timed(self.run_state.timings, "apply"):
                 state.close()  # θ₀ restored bit for bit; the weights are freed with the state
+
+    def evaluate_groups(
+        self,
+        state: ModelState,
+        groups: list[StateGroup],
+        vectors: dict[str, ReasoningVector],
+        *,
+        reference: str,
+    ) -> None:
+        """Evaluate each group's cells after one switch of ``state`` to its model state. The cells'
+        KL is measured against ``reference``; when ``state`` is that model, its distributions are
+        stored first, with its own weights (:mod:`rvec.study.kl`)."""
+        current: tuple[Any, ...] | None = None
+        if reference == state.base_fingerprint:
+            lm = state.language_model()
+            every = [
+                self.evaluate_args(g.condition, p, perts)
+                for g in groups
+                for p, perts in self.parts_of(g.cells)
+            ]
+            needed = [args for args in every if self.kl.missing(lm, args, reference)]
+            if needed and vectors:
+                state.set_vectors([])  # θ₀: a no-op right after loading, a restore within a search
+                current = (None, None, None)
+            for args in needed:
+                with timed(self.run_state.timings, "kl"):
+                    self.kl.ensure_reference(state.language_model(), args, reference)
+        for group in groups:
+            terms = group.terms(vectors)
+            if vectors and (group.vector, group.alpha, group.selection) != current:
+                # The state's fingerprint, and with it the response cache key, follows each switch.
+                with timed(self.run_state.timings, "apply"):
+                    state.set_vectors(terms)
+                current = (group.vector, group.alpha, group.selection)
+            self._evaluate_group(state.language_model(), group, (reference, state.fingerprint))
 
     def _evaluate_replicated(
         self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
@@ -212,29 +286,27 @@ class StudyExecutor:
         for key, outcome in outcomes.items():
             self.finish_part(parts[key], outcome.result, outcome.seconds)
 
-    def _evaluate_group(
-        self, lm: LanguageModel, condition: str, group: list[tuple[PlannedCell, str]]
-    ) -> None:
+    def _evaluate_group(self, lm: LanguageModel, group: StateGroup, kl: tuple[str, str]) -> None:
         """All todo cells of one model state and condition in batched evaluations, then one cached
         cell per task key (a crash loses at most this group's unsaved cells; the response cache
-        keeps what was generated)."""
-        variant = group[0][0].variant
-        self.progress.describe(note=f"{variant.name} · {condition} · {len(group)} cells")
+        keeps what was generated). ``kl`` is (reference fingerprint, current fingerprint)."""
+        variant = group.cells[0][0].variant
+        self.progress.describe(note=f"{variant.name} · {group.condition} · {len(group.cells)} cells")
         # Perturbations apply to the study's clean tasks only: tasks without one are evaluated in a
         # call of their own, so no perturbed copy is generated that no cell asked for.
-        for part, perturbations in self.parts_of(group):
-            self._evaluate_part(lm, condition, part, perturbations)
+        for part, perturbations in self.parts_of(group.cells):
+            self._evaluate_part(lm, group.condition, part, perturbations, kl)
 
     def parts_of(
         self, group: list[tuple[PlannedCell, str]]
     ) -> list[tuple[list[tuple[PlannedCell, str]], list[str]]]:
         """The cells of one (variant, condition) group split into evaluate() calls: one per
         (perturbed or not, task limit), since evaluate() takes one perturbation list and one limit."""
-        by_kind: dict[tuple[bool, int | None], list[tuple[PlannedCell, str]]] = {}
+        by_kind: dict[tuple[bool, int | None, tuple[str, ...] | None], list[tuple[PlannedCell, str]]] = {}
         for cell, key in group:
-            kind = (self._perturbed_tasks(cell.base_task), self.config.limit_for(cell.base_task))
+            kind = (self._perturbed_tasks(cell.base_task), self.config.limit_for(cell.base_task), cell.items)
             by_kind.setdefault(kind, []).append((cell, key))
-        return [(p, self._perturbations() if perturbed else []) for (perturbed, _), p in by_kind.items()]
+        return [(p, self._perturbations() if perturbed else []) for (perturbed, _, _), p in by_kind.items()]
 
     def _perturbations(self) -> list[str]:
         from rvec.eval.perturb import parse_perturbations
@@ -247,25 +319,36 @@ class StudyExecutor:
         return bool(self.config.perturbations) and base_task in expand_task_names(self.config.tasks)
 
     def _evaluate_part(
-        self, lm: LanguageModel, condition: str, part: list[tuple[PlannedCell, str]], perturbations: list[str]
+        self,
+        lm: LanguageModel,
+        condition: str,
+        part: list[tuple[PlannedCell, str]],
+        perturbations: list[str],
+        kl: tuple[str, str],
     ) -> None:
         from rvec.eval.runner import evaluate
 
         start = time.perf_counter()
+        args = self.evaluate_args(condition, part, perturbations)
         with timed(self.run_state.timings, "evaluate"):
-            result = evaluate(lm, **self.evaluate_args(condition, part, perturbations))
-        self.finish_part(part, result, time.perf_counter() - start)
+            result = evaluate(lm, **args)
+        seconds = time.perf_counter() - start
+        with timed(self.run_state.timings, "kl"):
+            divergences = self.kl.measure(lm, args, *kl)
+        self.finish_part(part, result, seconds, divergences)
 
     def evaluate_args(
         self, condition: str, part: list[tuple[PlannedCell, str]], perturbations: list[str]
     ) -> dict[str, Any]:
         """The arguments of :func:`rvec.eval.runner.evaluate` for one part, besides the model."""
+        items = part[0][0].items  # parts share one limit or one split: see parts_of
         return {
             "tasks": list(dict.fromkeys(cell.base_task for cell, _ in part)),
             "preset": self.preset,
             "condition": condition,
             "perturbations": perturbations,
-            "limit": self.config.limit_for(part[0][0].base_task),  # parts share one limit: see parts_of
+            "limit": self.config.limit_for(part[0][0].base_task) if items is None else None,
+            "doc_ids": list(items) if items is not None else None,
             "data_dir": Path(self.config.data_dir) if self.config.data_dir else None,
             "allow_code_execution": self.config.allow_code_execution,
             "seed": self.config.seed,
@@ -273,81 +356,35 @@ class StudyExecutor:
             "cache_dir": self.out_dir / "responses",
         }
 
-    def finish_part(self, part: list[tuple[PlannedCell, str]], result: Any, seconds: float) -> None:
-        """Record every cell of ``part`` from one evaluate() result that took ``seconds``."""
+    def finish_part(
+        self,
+        part: list[tuple[PlannedCell, str]],
+        result: Any,
+        seconds: float,
+        divergences: dict[str, tuple[dict[str, Any], dict[str, float]]] | None = None,
+    ) -> None:
+        """Record every cell of ``part`` from one evaluate() result that took ``seconds``, with each
+        task key's KL (:meth:`rvec.study.kl.KLMeter.measure`) where it was measured
+        (:mod:`rvec.study.records` builds each cell)."""
         seconds /= len(part)
         tokens = result.generated_tokens // len(part)
         for cell, key in part:
-            records = result.samples.get(cell.task)
-            if records is None:
-                raise RvecError(
-                    f"{cell.task}: the evaluation returned no samples (is the perturbation applicable to this task?)"
-                )
-            self._finish(
-                self._cell(cell, key, [dict(vars(r)) for r in records], seconds, tokens), cached=False
+            samples, extra = cell_samples(
+                cell.task, result.samples.get(cell.task), (divergences or {}).get(cell.task)
             )
-
-    def _cell(
-        self, cell: PlannedCell, key: str, samples: list[dict[str, Any]], seconds: float, tokens: int
-    ) -> CellResult:
-        per_item = item_values((str(s["doc_id"]), bool(s["correct"])) for s in samples)
-        if cell.clean_task != cell.base_task:
-            per_item = self._paired(cell.base_task, per_item)
-        metrics = list(dict.fromkeys(k for s in samples for k in s["metrics"]))
-        scores = {k: sum(float(s["metrics"].get(k, 0.0)) for s in samples) / len(samples) for k in metrics}
-        lengths, think, extra = self._summaries(cell, samples, scores)
-        result = CellResult(
-            variant=cell.variant,
-            condition=cell.condition,
-            task=cell.task,
-            primary=samples[0].get("primary") or get_task(cell.base_task)._primary(self.preset),
-            scores=scores,
-            per_item=per_item,
-            clean_task=cell.clean_task,
-            cache_key=key,
-            seconds=seconds,
-            generated_tokens=tokens,
-            tokens_mean=lengths["mean"] if lengths else None,
-            tokens_median=lengths["median"] if lengths else None,
-            tokens_p90=lengths["p90"] if lengths else None,
-            think=think,
-            extra=extra,
-        )
-        save_cell(self.cells_dir, result, samples)
-        return result
-
-    def _summaries(
-        self, cell: PlannedCell, samples: list[dict[str, Any]], scores: dict[str, float]
-    ) -> tuple[dict[str, float] | None, dict[str, Any] | None, dict[str, Any]]:
-        """A cell's decoding results: ``avg@n``/``pass@k`` added to ``scores`` (sampled), its
-        generated-token lengths, its think summary (thinking on) and, where the preset compares two
-        verdicts (GSM8K under ``reasoning``), where they disagree (``extra["disagreement"]``)."""
-        task = get_task(cell.base_task)
-        generates = task.output_type(self.preset) == "generate"
-        if self.preset.sampling is not None and generates:
-            drawn = ((str(s["doc_id"]), bool(s["correct"])) for s in samples)
-            scores.update(sampled_metrics(drawn, samples=self.preset.sampling.samples))
-        lengths = records_length_summary(samples) if generates else None
-        think_lines = [s["think"] for s in samples if s.get("think") is not None]
-        think = think_summary(think_lines, self.preset.think) if think_lines and self.preset.think else None
-        compare = self.preset.settings(task.family).compare
-        extra = {}
-        if compare is not None:
-            extra["disagreement"] = disagreement(((str(s["doc_id"]), s["metrics"]) for s in samples), compare)
-        return lengths, think, extra
-
-    def _paired(self, task_name: str, per_item: dict[str, bool | float]) -> dict[str, bool | float]:
-        """Key an adversarial cell by the id of the clean item it came from (GSM-Symbolic rows name
-        their template instance; the pairing is by the GSM8K original), when that is one-to-one."""
-        task = get_task(task_name)
-        mapping = {
-            d.doc_id: task.paired_doc_id(d) or d.doc_id
-            for d in task.docs(self.source, limit=self.config.limit_for(task_name))
-        }
-        paired = [mapping.get(k, k) for k in per_item]
-        if len(set(paired)) != len(paired):
-            return per_item
-        return {mapping.get(k, k): v for k, v in per_item.items()}
+            done = make_cell(
+                cell,
+                key,
+                samples,
+                seconds=seconds,
+                tokens=tokens,
+                extra=extra,
+                preset=self.preset,
+                source=self.source,
+                limit=self.config.limit_for(cell.base_task),
+            )
+            save_cell(self.cells_dir, done, samples)
+            self._finish(done, cached=False)
 
     def _finish(self, cell: CellResult, *, cached: bool) -> None:
         self.run_state.cells.append(cell)
@@ -358,6 +395,3 @@ class StudyExecutor:
         self.progress.advance()
         if self.on_cell is not None:
             self.on_cell(cell, cached)
-
-
-__all__ = ["StudyExecutor"]

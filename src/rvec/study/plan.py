@@ -18,6 +18,7 @@ from rvec.eval.overrides import apply_overrides
 from rvec.eval.perturb import parse_perturbations
 from rvec.eval.presets import Preset, get_preset
 from rvec.eval.tasks.registry import expand_task_names, get_task
+from rvec.study.atlas import part_variants
 from rvec.study.config import StudyConfig
 from rvec.study.types import Variant
 from rvec.vector.masks import selection_from_record
@@ -36,7 +37,8 @@ def clean_task_of(name: str) -> str:
 @dataclass(frozen=True)
 class PlannedCell:
     """One cell to evaluate: ``task`` is the key in results (``gsm8k+typo:0.05``), ``base_task``
-    the registry task, ``perturbation`` the programmatic perturbation or ``None``."""
+    the registry task, ``perturbation`` the programmatic perturbation or ``None``, ``items`` the doc
+    ids of a split or ``None``."""
 
     variant: Variant
     condition: str
@@ -44,14 +46,18 @@ class PlannedCell:
     base_task: str
     perturbation: str | None
     clean_task: str
+    items: tuple[str, ...] | None = None
+    """Exactly these doc ids of the task (a search's dev or test split), instead of the study's
+    first ``limit`` items."""
 
 
 def short_name(model: str) -> str:
     return model.rstrip("/").split("/")[-1].removesuffix(".gguf")
 
 
-def variants_for(config: StudyConfig, target: str) -> list[Variant]:
-    """Variants of one target in report order (baseline first)."""
+def variants_for(config: StudyConfig, target: str, *, num_layers: int | None = None) -> list[Variant]:
+    """Variants of one target in report order (baseline first; slices and the atlas's parts last,
+    :func:`rvec.study.atlas.part_variants`, whose depth blocks are cut from v's ``num_layers``)."""
     label = short_name(target) if len(config.targets) > 1 else "target"
     v_name = "random-as-v" if config.random_in_place_of_v is not None else "v"
     first = config.alphas[0]
@@ -68,7 +74,7 @@ def variants_for(config: StudyConfig, target: str) -> list[Variant]:
         out.append(
             Variant(f"{label} + {first:g}·random({seed})", "random-control", target, f"random:{seed}", first)
         )
-    return out
+    return out + part_variants(config, label, target, num_layers)
 
 
 def tasks_for(config: StudyConfig) -> list[tuple[str, str, str | None, str]]:
@@ -88,11 +94,13 @@ def tasks_for(config: StudyConfig) -> list[tuple[str, str, str | None, str]]:
     return rows
 
 
-def plan_cells(config: StudyConfig, target: str, *, rl_donor: str | None) -> list[PlannedCell]:
+def plan_cells(
+    config: StudyConfig, target: str, *, rl_donor: str | None, num_layers: int | None = None
+) -> list[PlannedCell]:
     """Every cell of one target (plus the RL donor's ``think`` cells), grouped by variant."""
     tasks = tasks_for(config)
     cells = []
-    for variant in variants_for(config, target):
+    for variant in variants_for(config, target, num_layers=num_layers):
         for condition in config.conditions:
             for key, base, pert, clean in tasks:
                 cells.append(PlannedCell(variant, condition, key, base, pert, clean))

@@ -35,10 +35,12 @@ from typing import Any
 
 from rvec.atomic import write_text
 from rvec.eval.stats import StatisticsError
+from rvec.study.report_atlas import atlas_section, kl_section
 from rvec.study.report_files import results_csv_text, results_json_text
-from rvec.study.report_index import BBH_MEAN, CONFIDENCE, Comparer, ReportError, build_index
+from rvec.study.report_index import BBH_MEAN, CONFIDENCE, Comparer, ReportError, ReportIndex, build_index
 from rvec.study.report_lengths import length_section
 from rvec.study.report_plots import plots_section
+from rvec.study.report_search import SearchView, search_section
 from rvec.study.report_tables import (
     adversarial_section,
     bbh_section,
@@ -66,6 +68,8 @@ def render_report(
     config_text: str | None,
     resamples: int,
     seed: int,
+    atlas: dict[str, Any] | None = None,
+    search: SearchView | None = None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``results.json``, ``results.csv`` and ``plots/*.png`` into ``out_dir``.
 
@@ -82,6 +86,9 @@ def render_report(
         config_text (str | None): the study configuration, appended verbatim; ``None`` omits it.
         resamples (int): bootstrap resamples per comparison (≥ 10,000 for a real report).
         seed (int): bootstrap seed, shared by every comparison.
+        atlas (dict | None): the target's atlas record from ``study.json``
+            (:func:`rvec.study.atlas.atlas_record`): adds the atlas section and its heat maps.
+        search (SearchView | None): the run's α search (:func:`rvec.study.report_search.load_search`).
 
     Returns:
         dict[str, Any]: ``{"report": Path, "results_json": Path, "results_csv": Path,
@@ -121,7 +128,12 @@ def render_report(
     lines += verdicts_section(cells)
     length_lines, length_plots = length_section(index, out_dir / "plots")
     lines += length_lines
-    plot_lines, written_plots = plots_section(index, comparer, out_dir / "plots", vector_norms)
+    research_lines, research_plots, sections = _research_sections(index, comparer, atlas, search, out_dir)
+    lines += research_lines
+    plot_lines, written_plots = plots_section(
+        index, comparer, out_dir / "plots", vector_norms, keep=[*research_plots, *length_plots]
+    )
+    written_plots = [*research_plots, *written_plots]
     lines += plot_lines
     lines += [
         "## Statistics",
@@ -141,7 +153,8 @@ def render_report(
 
     report = write_text(out_dir / "report.md", "\n".join(lines))
     results_json = write_text(
-        out_dir / "results.json", results_json_text(cells, index, comparer, title, notes, config_text) + "\n"
+        out_dir / "results.json",
+        results_json_text(cells, index, comparer, title, notes, config_text, sections=sections) + "\n",
     )
     results_csv = write_text(out_dir / "results.csv", results_csv_text(cells))
     logger.info("report written to %s", report)
@@ -151,6 +164,22 @@ def render_report(
         "results_csv": results_csv,
         "plots": [*length_plots, *written_plots],
     }
+
+
+def _research_sections(
+    index: ReportIndex,
+    comparer: Comparer,
+    atlas: dict[str, Any] | None,
+    search: SearchView | None,
+    out_dir: Path,
+) -> tuple[list[str], list[Path], dict[str, Any]]:
+    """The atlas, the KL/length table and the α search: their lines, plots and ``results.json`` sections."""
+    atlas_lines, atlas_plots, atlas_numbers = atlas_section(index, comparer, atlas, out_dir / "plots")
+    search_lines, search_plots, search_numbers = (
+        search_section(search, comparer, out_dir / "plots") if search is not None else ([], [], None)
+    )
+    lines = [*atlas_lines, *kl_section(index), *search_lines]
+    return lines, [*atlas_plots, *search_plots], {"atlas": atlas_numbers or None, "search": search_numbers}
 
 
 _SAMPLED_STATISTICS = (

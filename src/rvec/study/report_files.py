@@ -39,7 +39,11 @@ def results_json_text(
     title: str,
     notes: list[str],
     config_text: str | None,
+    *,
+    sections: dict[str, Any] | None = None,
 ) -> str:
+    """``results.json``: the cells, every comparison, the settings, and the report's extra
+    ``sections`` (``atlas``, ``search``) where they are not ``None``."""
     payload = {
         "title": title,
         "notes": list(notes),
@@ -55,6 +59,7 @@ def results_json_text(
         },
         "cells": [_cell_json(c) for c in cells],
         "comparisons": comparer.records,
+        **{k: v for k, v in (sections or {}).items() if v is not None},
         "config": config_text,
     }
     return json.dumps(_finite(payload), indent=2, ensure_ascii=False, allow_nan=False)
@@ -77,6 +82,7 @@ def _cell_json(cell: CellResult) -> dict[str, Any]:
         "tokens_p90": cell.tokens_p90,
         "think": cell.think,
         "cache_key": cell.cache_key,
+        **({"kl": cell.extra["kl"]} if "kl" in cell.extra else {}),
     }
 
 

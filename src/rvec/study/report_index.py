@@ -27,6 +27,7 @@ __all__ = [
     "ReportIndex",
     "Row",
     "build_index",
+    "cell_tokens",
     "compare_rows",
     "has_cell",
     "row_accuracy",
@@ -220,3 +221,10 @@ def compare_rows(
     if cell_a is None or cell_b is None:
         return None
     return comparer.cells(kind, cell_a, cell_b)
+
+
+def cell_tokens(cell: CellResult | None) -> dict[str, float]:
+    """A cell's generated-token ``mean`` and ``median`` (``{}`` when it has none: log-likelihood tasks)."""
+    if cell is None or cell.tokens_mean is None or cell.tokens_median is None:
+        return {}
+    return {"mean": cell.tokens_mean, "median": cell.tokens_median}

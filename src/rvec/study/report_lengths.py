@@ -44,11 +44,8 @@ def length_section(index: ReportIndex, plot_dir: Path) -> tuple[list[str], list[
     written: list[Path] = []
     if not body:
         _remove_stale(plot_dir, written)
-        return [
-            *lines,
-            "No generated lengths recorded (log-likelihood tasks only, or cells from before lengths were kept).",
-            "",
-        ]
+        note = "No generated lengths recorded (log-likelihood tasks only, or cells from before lengths were kept)."
+        return [*lines, note, ""], written
     lines += [
         "Generated tokens per response (EOS included; every sample of a sampled study). `bbh` is the "
         "mean over its subtasks (median and p90: —).",

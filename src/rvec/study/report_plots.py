@@ -27,12 +27,19 @@ __all__ = ["plots_section"]
 
 logger = logging.getLogger(__name__)
 
-_PLOT_PATTERNS = ("alpha_sweep_*.png", "conditions.png", "vector_norms.png")
+_PLOT_PATTERNS = ("alpha_sweep_*.png", "conditions.png", "vector_norms.png", "atlas_*.png", "search.png")
 
 
 def plots_section(
-    index: ReportIndex, comparer: Comparer, plot_dir: Path, vector_norms: Mapping[str, Any] | None
+    index: ReportIndex,
+    comparer: Comparer,
+    plot_dir: Path,
+    vector_norms: Mapping[str, Any] | None,
+    *,
+    keep: list[Path] | None = None,
 ) -> tuple[list[str], list[Path]]:
+    """The plots and their Markdown; PNGs of an earlier render that neither this section nor
+    ``keep`` (the atlas's, the search's) wrote are removed."""
     lines = ["## Plots", ""]
     written: list[Path] = []
     skipped: list[str] = []
@@ -71,7 +78,7 @@ def plots_section(
             "*Per-layer ‖v‖, total and by module class.*",
             "",
         ]
-    _remove_stale_plots(plot_dir, written)
+    _remove_stale_plots(plot_dir, [*written, *(keep or [])])
     return lines, written
 
 

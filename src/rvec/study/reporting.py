@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rvec.errors import RvecError
 from rvec.study.cells import load_cell
 from rvec.study.plan import short_name
 from rvec.study.report import render_report
+from rvec.study.report_search import load_search
 from rvec.study.types import CellResult, Variant
 
 
@@ -30,8 +32,11 @@ def render_run(run_dir: str | Path) -> list[Path]:
     plan = json.loads(plan_file.read_text())
     config_text = (run_dir / "study.yaml").read_text() if (run_dir / "study.yaml").is_file() else None
     targets = list(dict.fromkeys(entry["target"] for entry in plan["cells"]))
+    search = load_search(run_dir)
     written: list[Path] = []
-    for target in targets:
+    if not targets and search is not None:  # rvec tune: the search alone
+        return _render_search_only(run_dir, plan, search, config_text)
+    for i, target in enumerate(targets):
         cells = [
             _as_planned(c, e)
             for e in plan["cells"]
@@ -57,9 +62,31 @@ def render_run(run_dir: str | Path) -> list[Path]:
             config_text=config_text,
             resamples=int(plan.get("bootstrap_resamples", 10_000)),
             seed=int(plan.get("seed", 0)),
+            atlas=plan.get("atlas", {}).get(target),
+            search=search if i == 0 else None,  # the search has one report: the first target's
         )
         written += [result["report"], result["results_json"], result["results_csv"], *result["plots"]]
     return written
+
+
+def _render_search_only(run_dir: Path, plan: dict, search: Any, config_text: str | None) -> list[Path]:
+    """The report of a run that holds only a search: its test cells as the main table, then the search."""
+    cells = search.test_cells
+    if not cells:
+        raise RvecError(f"{run_dir}: the search has no finished test cell; run rvec tune --resume first")
+    result = render_report(
+        cells,
+        out_dir=run_dir,
+        baseline=cells[0].variant.name,
+        title=plan.get("title") or f"rvec tune — {short_name(search.record['target'])}",
+        notes=list(plan.get("notes", [])),
+        vector_norms=None,
+        config_text=config_text,
+        resamples=int(plan.get("bootstrap_resamples", 10_000)),
+        seed=int(plan.get("seed", 0)),
+        search=search,
+    )
+    return [result["report"], result["results_json"], result["results_csv"], *result["plots"]]
 
 
 def _as_planned(cell: CellResult, entry: dict) -> CellResult:

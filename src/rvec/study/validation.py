@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rvec.errors import RvecError
+from rvec.study.specs import part_errors
 
 __all__ = ["inside_working_folder", "plain_folder_name", "semantic_errors", "study_path"]
 
@@ -55,6 +56,7 @@ def semantic_errors(raw: dict[str, Any], base: Path) -> list[str]:
         *_decoding_errors(raw),
         *_task_errors(raw),
         *_alpha_errors(raw),
+        *part_errors(raw, study_path(raw["vector"], base) if isinstance(raw.get("vector"), str) else None),
     ]
 
 

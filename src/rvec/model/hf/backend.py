@@ -34,11 +34,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from rvec.errors import InvalidArgumentError
 from rvec.eval.types import GenerateRequest, LoglikelihoodRequest, Response, ResultCallback
-from rvec.model.hf.decode import Decoder, batches
+from rvec.model.hf.decode import Decoder, batches, left_pad
 from rvec.model.hf.scoring import Scorer
 from rvec.model.hf.tie_guard import TieGuard
 from rvec.model.text import TIE_MARGINS, Piece, Row, ScoreSheet, TextRules, complete, eos_ids
@@ -271,6 +272,38 @@ class HFBackend:
                 for piece, value in zip(batch, self.scorer.plain(batch), strict=True):
                     sheet.record(piece, value)
         return sheet.responses()
+
+    @torch.inference_mode()
+    def next_token_logprobs(self, requests: Sequence[GenerateRequest | LoglikelihoodRequest]) -> np.ndarray:
+        """Log-probabilities of the token after each rendered prompt, over the whole vocabulary.
+
+        One forward pass per batch, left padded like generation, keeping only the last position's
+        logits; a log-likelihood request's prompt is its context.
+
+        Args:
+            requests (Sequence[GenerateRequest | LoglikelihoodRequest]): The prompts.
+
+        Returns:
+            np.ndarray: float32, shape (len(requests), vocabulary rows of the model), input order.
+
+        Raises:
+            InvalidArgumentError: a prompt renders to no tokens.
+        """
+        rows = [self.text.prompt_tokens(r, i) for i, r in enumerate(requests)]  # type: ignore[arg-type]
+        out: np.ndarray | None = None
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))  # like generate: longest first
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            ids, mask = left_pad([rows[i] for i in chosen], pad_id=self.pad_id, device=self.device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1
+            ).logits[:, -1]  # (B, V)
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+            if out is None:
+                out = np.empty((len(rows), logprobs.shape[-1]), dtype=np.float32)
+            out[chosen] = logprobs
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
     def _identity(self) -> str:
         """What besides the weights changes a response: dtype, tokenizer, chat template, decoding."""
