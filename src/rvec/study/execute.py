@@ -21,13 +21,14 @@ from rvec.eval.data import DataSource
 from rvec.eval.tasks.registry import get_task
 from rvec.eval.types import LanguageModel
 from rvec.model.registry import get_backend
+from rvec.model.state import HashedDelta
 from rvec.progress import ProgressBar, timed
 from rvec.study.cells import CellKeys, load_cell, save_cell
+from rvec.study.combine import combination_vectors, combine_record
 from rvec.study.config import StudyConfig
 from rvec.study.plan import PlannedCell, by_model_state, plan_cells, plan_row, resolved_preset, skip_note
 from rvec.study.types import CellCallback, CellResult, StudyRun
 from rvec.study.vectors import prepare_vectors
-from rvec.vector.artifact import ReasoningVector
 from rvec.vector.masks import selection_from_record
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,11 @@ class StudyExecutor:
 
             with timed(self.run_state.timings, "make models"):
                 folder = made_model_folder(
-                    source, self.config.models[source], self.out_dir / "models", local=self.local
+                    source,
+                    self.config.models[source],
+                    self.out_dir / "models",
+                    local=self.local,
+                    study_models=self.config.models,
                 )
             self._local[source] = str(folder)
         if source not in self._local:
@@ -74,9 +79,10 @@ class StudyExecutor:
     def run(self) -> StudyRun:
         """Plan every cell, write ``study.json``, then evaluate model by model."""
         with timed(self.run_state.timings, "extract"):
-            vectors = prepare_vectors(
+            vectors: dict[str, HashedDelta] = prepare_vectors(
                 self.config, self.out_dir / "vectors", local=self.local, notes=self.run_state.notes
             )
+            vectors.update(combination_vectors(self.config, vectors))  # named vectors, merges in memory
         plan, groups = self._plan(vectors)
         self._write_plan(plan)
         self.progress = ProgressBar("cells", total=len(plan), unit="cells", enabled=self.show_progress)
@@ -86,7 +92,7 @@ class StudyExecutor:
         return self.run_state
 
     def _plan(
-        self, vectors: dict[str, ReasoningVector]
+        self, vectors: dict[str, HashedDelta]
     ) -> tuple[list[dict[str, Any]], list[tuple[str, list[tuple[PlannedCell, str]], bool]]]:
         """``study.json``'s cell rows, and the keyed cells grouped by the model they load (a target
         first, with the vectors; then each donor, without)."""
@@ -124,6 +130,7 @@ class StudyExecutor:
                 "preset": self.preset.to_dict(),
                 "backend": c.backend.model_dump(),
                 "vector": c.vector,
+                **({"combine": combine_record(c)} if c.vectors or c.combine or c.rows else {}),
                 "notes": self.run_state.notes,
                 "cells": plan,
             },
@@ -132,7 +139,7 @@ class StudyExecutor:
         )
 
     def _run_model(
-        self, model_source: str, keyed: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+        self, model_source: str, keyed: list[tuple[PlannedCell, str]], vectors: dict[str, HashedDelta]
     ) -> None:
         # One model can be two variants (a target that is also the SFT donor): one key, computed
         # once; the other variants take that cell under their own names.
@@ -159,7 +166,7 @@ class StudyExecutor:
             self._finish(replace(done, variant=cell.variant), cached=True)
 
     def _evaluate_model(
-        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, HashedDelta]
     ) -> None:
         with timed(self.run_state.timings, "load"):
             state = self.backend.load(self.local(model_source), self.config.backend)
@@ -180,12 +187,13 @@ class StudyExecutor:
                 state.close()  # θ₀ restored bit for bit; the weights are freed with the state
 
     def _evaluate_replicated(
-        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, HashedDelta]
     ) -> None:
         """``todo`` on persistent vLLM replicas (``backend: {name: vllm, replicas: N}``): every
         (variant, condition) part becomes one job of :func:`rvec.model.vllm.replicas.run_cells`; each
         replica is one engine for the whole run, every vector attached, α changed between its jobs."""
         from rvec.model.vllm.replicas import CellJob, ReplicaSpec, run_cells
+        from rvec.vector.merge_recipe import delta_ref
 
         names = list(vectors)
         jobs, parts = [], {}
@@ -199,8 +207,8 @@ class StudyExecutor:
                 jobs.append(CellJob(key, alphas, args, selections))
                 parts[key] = part
         settings = self.config.backend
-        paths = tuple(str(v.path) for v in vectors.values())
-        spec = ReplicaSpec(source=self.local(model_source), vectors=paths, settings=settings)  # type: ignore[arg-type]
+        refs = tuple(delta_ref(v) for v in vectors.values())  # folders; a merge as its recipe
+        spec = ReplicaSpec(source=self.local(model_source), vectors=refs, settings=settings)  # type: ignore[arg-type]
         self.progress.describe(note=f"{len(jobs)} jobs on {settings.replicas} replicas")  # type: ignore[attr-defined]
         with timed(self.run_state.timings, "evaluate"):
             outcomes = run_cells(spec, jobs)

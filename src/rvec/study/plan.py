@@ -1,9 +1,10 @@
 """The study matrix: which model variants are evaluated on which task, under which condition.
 
 Variants per target: the target itself (baseline), ``target + α·v`` for every α (``alphas`` and the
-α sweep), ``target − α₀·v`` (subtraction), ``target + α₀·r`` for each random control seed; and the
-RL donor under ``think`` (the paper's "G+T"), or both donors under every condition with
-``controls.donor_rows``. Tasks: every clean task, its perturbed copies
+α sweep), ``target − α₀·v`` (subtraction), ``target + α₀·r`` for each random control seed,
+``target + 1·name`` for each named vector and ``target + METHOD(…)`` for each combination
+(:mod:`rvec.study.combine`); and the RL donor under ``think`` (the paper's "G+T"), or both donors
+under every condition with ``controls.donor_rows``, and the models of ``rows:``. Tasks: every clean task, its perturbed copies
 (``task+perturbation``), every adversarial task and the clean task its items pair with.
 """
 
@@ -17,6 +18,7 @@ from rvec.eval.data import DataSource
 from rvec.eval.perturb import parse_perturbations
 from rvec.eval.presets import Preset, get_preset
 from rvec.eval.tasks.registry import expand_task_names, get_task
+from rvec.study.combine import extra_variants, row_variants
 from rvec.study.config import StudyConfig
 from rvec.study.types import Variant
 from rvec.vector.masks import selection_from_record
@@ -67,7 +69,7 @@ def variants_for(config: StudyConfig, target: str) -> list[Variant]:
         out.append(
             Variant(f"{label} + {first:g}·random({seed})", "random-control", target, f"random:{seed}", first)
         )
-    return out
+    return out + extra_variants(config, target, label)  # named vectors, combinations (study.combine)
 
 
 def tasks_for(config: StudyConfig) -> list[tuple[str, str, str | None, str]]:
@@ -105,6 +107,9 @@ def plan_cells(config: StudyConfig, target: str, *, rl_donor: str | None) -> lis
         donor = Variant("RL donor", "donor", rl_donor)
         for key, base, pert, clean in tasks:
             cells.append(PlannedCell(donor, "think", key, base, pert, clean))
+    for row in row_variants(config):  # the study's rows: other models, evaluated as they are
+        for condition in config.conditions:
+            cells += [PlannedCell(row, condition, key, base, pert, clean) for key, base, pert, clean in tasks]
     return cells
 
 

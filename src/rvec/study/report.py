@@ -12,7 +12,9 @@ Layout of ``report.md``:
 2. adversarial table: each perturbed task next to the clean score of the same items;
 3. controls table: subtraction, random-control and α-sweep variants vs the baseline, with flips;
    with donor rows (``controls.donor_rows``), RL donor vs SFT donor per condition and task;
-4. plots, the statistics footnote and the study configuration.
+4. named vectors, combinations and extra rows vs the baseline and their reference row, with a
+   forest plot (:mod:`rvec.study.report_combine`);
+5. plots, the statistics footnote and the study configuration.
 
 Modules: :mod:`rvec.study.report_index` (rows, columns, comparisons), :mod:`rvec.study.report_tables`
 (Markdown tables), :mod:`rvec.study.report_plots` (plots), :mod:`rvec.study.report_files` (JSON, CSV).
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rvec.atomic import write_text
 from rvec.eval.stats import StatisticsError
+from rvec.study.report_combine import combinations_section
 from rvec.study.report_files import results_csv_text, results_json_text
 from rvec.study.report_index import BBH_MEAN, CONFIDENCE, Comparer, ReportError, build_index
 from rvec.study.report_plots import plots_section
@@ -56,6 +60,7 @@ def render_report(
     config_text: str | None,
     resamples: int,
     seed: int,
+    combine: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``results.json``, ``results.csv`` and ``plots/*.png`` into ``out_dir``.
 
@@ -72,6 +77,8 @@ def render_report(
         config_text (str | None): the study configuration, appended verbatim; ``None`` omits it.
         resamples (int): bootstrap resamples per comparison (≥ 10,000 for a real report).
         seed (int): bootstrap seed, shared by every comparison.
+        combine (Mapping | None): ``study.json``'s record of named vectors, combinations and extra
+            rows (:func:`rvec.study.combine.combine_record`); their section is left out without it.
 
     Returns:
         dict[str, Any]: ``{"report": Path, "results_json": Path, "results_csv": Path,
@@ -109,6 +116,10 @@ def render_report(
     lines += controls_section(index, comparer)
     lines += donors_section(index, comparer)
     plot_lines, written_plots = plots_section(index, comparer, out_dir / "plots", vector_norms)
+    # After plots_section, which removes PNGs it did not write; its lines still come first.
+    combine_lines, combine_plots = combinations_section(index, comparer, combine, out_dir / "plots")
+    lines += combine_lines
+    written_plots += combine_plots
     lines += plot_lines
     lines += [
         "## Statistics",

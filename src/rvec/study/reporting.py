@@ -57,6 +57,7 @@ def render_run(run_dir: str | Path) -> list[Path]:
             config_text=config_text,
             resamples=int(plan.get("bootstrap_resamples", 10_000)),
             seed=int(plan.get("seed", 0)),
+            combine=plan.get("combine"),
         )
         written += [result["report"], result["results_json"], result["results_csv"], *result["plots"]]
     return written
