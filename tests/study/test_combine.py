@@ -123,6 +123,7 @@ def combine_study(family: Family, pair: tuple[Path, Path], data_dir: Path, **ove
             "ties": {"method": "ties", "vectors": ["v", "v1"], "densities": [0.5, 0.5]},
             "dare": {"method": "dare_linear", "vectors": ["v", "v1"], "density": 0.5, "seed": 0},
         },
+        "rows": {"sft": {"model": str(family.sft), "vs": "target"}},
         "targets": [str(family.target)],
         "alphas": [1.0],
         "controls": {"subtraction": False, "random_seeds": []},
@@ -151,14 +152,16 @@ def test_study_evaluates_each_combination_in_memory_under_its_own_key(
     vector_labels = {c["vector_label"] for c in plan["cells"]}
     assert {"v1", "combine:ta", "combine:ties", "combine:dare"} <= vector_labels
     keys = [c["key"] for c in plan["cells"]]
-    assert len(set(keys)) == len(keys) == 6  # baseline, +v, +v1 and three combinations
+    assert len(set(keys)) == len(keys) == 7  # baseline, +v, +v1, three combinations, the sft row
     record = plan["combine"]["combinations"]
     assert record["combine:dare"]["seed"] == 0 and record["combine:dare"]["method"] == "dare_linear"
     assert record["combine:ties"]["inputs"] == ["v", "v1"]
-    assert len(list((out / "cells").glob("*.json"))) == 6
+    assert len(list((out / "cells").glob("*.json"))) == 7
+    assert plan["combine"]["rows"] == {"sft": "target"}
     assert not (out / "models").exists() or not any((out / "models").iterdir())  # nothing merged on disk
     report = (out / "report.md").read_text()
     assert "## Vectors and combinations" in report and "TIES(v, v1)" in report
+    assert "| sft | plain | arith | 3 |" in report  # the extra row, compared with the baseline
     # Another seed is another combination: only its cell is new on resume.
     raw["combine"]["dare"]["seed"] = 1
     again: list[tuple[str, bool]] = []
