@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from redteam_programs import Attack
 
-from rvec.eval.scoring import build_humaneval_program
+from rvec.eval.code_answers import build_humaneval_program
 
 
 def humaneval(completion: str) -> str:

@@ -104,6 +104,20 @@ def test_reaching_the_cpu_limit_counts_as_a_timeout() -> None:
     assert (result.passed, result.status, result.returncode) == (False, "timeout", None)
 
 
+def test_a_program_that_spends_its_cpu_time_before_the_wall_clock_is_a_timeout() -> None:
+    # Two threads hashing outside the GIL spend CPU time about twice as fast as the wall clock runs,
+    # so on an idle machine the CPU limit comes first. Linux checks the hard limit before the soft
+    # one: with soft == hard the kernel's SIGKILL made this a plain "failed" (exit 137) on CI.
+    program = (
+        "import hashlib, threading\nblock = b'x' * (1 << 24)\n"
+        "def burn():\n    while True:\n        hashlib.sha256(block).digest()\n"
+        "threads = [threading.Thread(target=burn) for _ in range(2)]\n"
+        "for t in threads:\n    t.start()\nfor t in threads:\n    t.join()\n"
+    )
+    result = Sandbox(allow=True, timeout_s=3).run(program)
+    assert (result.passed, result.status, result.returncode) == (False, "timeout", None), result.stderr_tail
+
+
 def test_a_program_that_never_ends_is_stopped_at_the_timeout_and_leaves_nothing() -> None:
     marker = f"rvec-sandbox-test-{os.getpid()}-forever"
     program = f"import os\nos.execv('/usr/bin/sh', ['sh', '-c', 'while :; do :; done', {marker!r}])\n"

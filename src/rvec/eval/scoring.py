@@ -4,7 +4,7 @@ Two families live side by side:
 
 * the ``paper`` protocol (``EVAL_PROTOCOL.md``): numeric GSM8K answers (last number, and strict
   ``The answer is N`` / ``#### N`` / ``\\boxed{N}``), normalised BBH answers for all 27 subtasks, SciQ
-  letters, HumanEval code extraction, refusal detection for GSM-Plus "critical thinking";
+  letters, refusal detection (HumanEval's code extraction: :mod:`rvec.eval.code_answers`) for GSM-Plus "critical thinking";
 * lm-evaluation-harness 0.4.13's exact filters (:data:`LM_EVAL_FILTERS`) and its ``exact_match``
   normalisation, re-implemented from their documented behaviour so scores match lm-eval's.
 
@@ -17,10 +17,8 @@ Example:
 
 from __future__ import annotations
 
-import ast
 import math
 import re
-import textwrap
 from fractions import Fraction
 from typing import Literal
 
@@ -32,9 +30,7 @@ __all__ = [
     "bbh_extract",
     "bbh_match",
     "bbh_normalize",
-    "build_humaneval_program",
     "extract_choice_letter",
-    "extract_code",
     "extract_last_number",
     "extract_strict_number",
     "gsm8k_gold",
@@ -341,85 +337,3 @@ def bbh_match(subtask: str, response: str, target: str) -> tuple[bool, str | Non
         return False, None
     normalized = bbh_normalize(subtask, extracted)
     return normalized != "" and normalized == bbh_normalize(subtask, target), extracted
-
-
-# ------------------------------------------------------------------------------------ HumanEval
-_FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_CODE_START_RE = re.compile(r"^(?:def |async def |class |import |from |@)", re.MULTILINE)
-
-
-def extract_code(text: str, *, entry_point: str | None = None) -> str:
-    """The code in a response: the first fenced block (the first one defining ``entry_point`` when
-    there are several), else the raw text trimmed of surrounding prose.
-
-    An unclosed final fence (generation cut off) still counts as a block.
-    """
-    blocks = [
-        body for lang, body in _FENCE_RE.findall(text) if lang.lower() in ("", "python", "python3", "py")
-    ]
-    if blocks:
-        if entry_point is not None:
-            for body in blocks:
-                if _defines(body, entry_point):
-                    return body
-        return blocks[0]
-    return _trim_prose(text)
-
-
-def _trim_prose(text: str) -> str:
-    if _parses(text):
-        return text
-    start = _CODE_START_RE.search(text)
-    if start is None:
-        return text  # a bare body ("    return x"), completed by the prompt's signature
-    lines = text[start.start() :].splitlines()
-    # Drop trailing prose line by line until the rest parses; keep the original if nothing does.
-    for end in range(len(lines), 0, -1):
-        candidate = "\n".join(lines[:end]) + "\n"
-        if _parses(candidate):
-            return candidate
-    return text
-
-
-def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return True
-
-
-def _defines(code: str, name: str) -> bool:
-    return re.search(rf"^(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
-
-
-def build_humaneval_program(
-    prompt: str, completion: str, *, test: str, entry_point: str, mode: Literal["extract", "raw"]
-) -> str:
-    """The program that runs a HumanEval candidate against its official tests.
-
-    ``raw`` is lm-eval's ``create_test``: ``prompt + completion``. ``extract`` (paper) takes the code
-    out of the response; if it defines ``entry_point`` the prompt is put first with a ``pass`` stub
-    (so its imports and helper functions exist and the model's definition overrides the stub),
-    otherwise the code is taken as the function body and appended to the prompt, indented if the
-    model dedented it.
-
-    Returns:
-        str: Source ending in ``check(<entry_point>)``.
-    """
-    if mode == "raw":
-        candidate = prompt + completion
-    else:
-        code = extract_code(completion, entry_point=entry_point)
-        if _defines(code, entry_point):
-            candidate = prompt + "    pass\n\n\n" + code
-        else:
-            candidate = prompt + _as_body(code)
-    return f"{candidate}\n{test}\ncheck({entry_point})\n"
-
-
-def _as_body(code: str) -> str:
-    lines = [ln for ln in code.splitlines() if ln.strip()]
-    if lines and not lines[0][0].isspace():
-        return textwrap.indent(code, "    ")
-    return code

@@ -8,7 +8,7 @@ under a seccomp filter (:mod:`~rvec.eval.sandbox._seccomp`). Its filesystem is a
 holding only ``/usr`` and the interpreter — whose ``lib-dynload`` holds only the extension modules a
 unit test needs (:mod:`~rvec.eval.sandbox._view`) — a minimal ``/dev``, the harness's report socket
 and one writable folder (a tmpfs limited in size and, as root, in inodes, ``noexec``). The launcher
-(:mod:`~rvec.eval.sandbox._launcher`) sets ``RLIMIT_CPU`` (the timeout), ``RLIMIT_AS``,
+(:mod:`~rvec.eval.sandbox._launcher`) sets ``RLIMIT_CPU`` (SIGXCPU at the timeout), ``RLIMIT_AS``,
 ``RLIMIT_NPROC``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE`` and ``RLIMIT_CORE=0``. stdin, stdout and stderr
 are pipes (the harness keeps the last 2 kB of stderr). After the run — or at the wall-clock timeout —
 the sandbox's init is killed through a pidfd, which kills everything in the sandbox. Where ``bwrap``

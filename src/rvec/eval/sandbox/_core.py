@@ -125,7 +125,7 @@ class Sandbox:
     def _settings(self, view: _view.View) -> dict[str, object]:
         return {
             "limits": {
-                "RLIMIT_CPU": max(1, math.ceil(self.timeout_s)),
+                "RLIMIT_CPU": _cpu_limits(self.timeout_s),
                 "RLIMIT_AS": self.memory_mb << 20,
                 "RLIMIT_NPROC": self.max_processes + 1,  # + the sandbox's init, same uid
                 "RLIMIT_FSIZE": self.max_file_mb << 20,
@@ -171,6 +171,17 @@ class Sandbox:
             if cgroup is None or outcome.started or outcome.returncode != _cgroup.JOIN_FAILED:
                 return _result(outcome, duration)
             _cgroup.disable(f"cannot move a sandbox into {cgroup}")  # then run it again without
+
+
+def _cpu_limits(timeout_s: float) -> tuple[int, int]:
+    """SIGXCPU at the timeout, SIGKILL well after it.
+
+    Linux checks the hard CPU limit before the soft one, so with soft == hard a busy program dies by
+    SIGKILL (indistinguishable from any other kill) instead of SIGXCPU. The hard limit is a backstop
+    for a program that blocks SIGXCPU: one thread cannot reach it before the wall clock's timeout.
+    """
+    soft = max(1, math.ceil(timeout_s))
+    return soft, 2 * soft + 2
 
 
 def _result(outcome: _supervise.Outcome, duration: float) -> ExecutionResult:

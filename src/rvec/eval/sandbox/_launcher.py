@@ -350,7 +350,8 @@ def main() -> None:
     path = sys.argv[1]
     config, source = _fetch(path)
     for name, value in config["limits"].items():
-        resource.setrlimit(getattr(resource, name), (value, value))
+        soft, hard = value if isinstance(value, list) else (value, value)  # [soft, hard] or one value
+        resource.setrlimit(getattr(resource, name), (soft, hard))
     _install_gate()
     _install_guard(config, defence=bool(config["guard"]))
     _block_signal_handlers()

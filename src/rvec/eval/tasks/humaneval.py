@@ -1,7 +1,7 @@
 """HumanEval (Chen et al. 2021): 164 Python functions checked by their official unit tests.
 
 ``paper``: the user turn asks for the complete function in one code block; the code is extracted
-and run (:func:`~rvec.eval.scoring.build_humaneval_program`, mode ``extract``). ``lm-eval``: the
+and run (:func:`~rvec.eval.code_answers.build_humaneval_program`, mode ``extract``). ``lm-eval``: the
 raw prompt is completed and ``prompt + completion`` is run (mode ``raw``, lm-eval's
 ``create_test``). Programs run only in a :class:`~rvec.eval.sandbox.Sandbox` that allows it.
 """
@@ -13,10 +13,10 @@ import re
 from collections.abc import Callable, Sequence
 
 from rvec.errors import CodeExecutionNotAllowedError
+from rvec.eval.code_answers import build_humaneval_program
 from rvec.eval.data import DataSource
 from rvec.eval.presets import Preset, get_preset
 from rvec.eval.sandbox import ExecutionResult, Sandbox
-from rvec.eval.scoring import build_humaneval_program
 from rvec.eval.tasks.base import Task, build_context, take, with_condition, with_fields
 from rvec.eval.types import Doc, GenerateRequest, Response, Scored
 
