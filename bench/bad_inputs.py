@@ -9,7 +9,7 @@ and no ``.*.rvec-partial-*`` may be left. Cases that need root (tmpfs, read-only
 
 Usage::
 
-    python bench/bad_inputs.py --workdir /tmp/rvec-bad-inputs [--markdown docs-table.md]
+    python bench/bad_inputs.py --workdir /tmp/rvec-bad-inputs [--markdown docs-table.md] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -105,6 +105,52 @@ def gguf_in_folder(d: Path, stack: ExitStack) -> None:
 def study(text: str, name: str = "study.yaml") -> Callable[[Path, ExitStack], None]:
     def setup(d: Path, stack: ExitStack) -> None:
         (d / name).write_text(text.replace("{T}", str(d / "T")))
+
+    return setup
+
+
+def hostile_copy(name: str, of: str, edit: Callable[[Path], object]) -> Callable[[Path, ExitStack], None]:
+    """``D/name``: a copy of ``D/of`` (T or vec) passed through one of tests/hostile.py's builders."""
+
+    def setup(d: Path, stack: ExitStack) -> None:
+        shutil.copytree(d / of, d / name)
+        edit(d / name)
+
+    return setup
+
+
+def in_largest_shard(build: Callable[[Path], object]) -> Callable[[Path], object]:
+    import hostile
+
+    return lambda folder: build(hostile.largest_tensor_file(folder))
+
+
+def index_outside(folder: Path) -> None:
+    """An index mapping every tensor to a file outside the folder (the folder gets an index first)."""
+    import hostile
+
+    shard = hostile.largest_tensor_file(folder)
+    names = [k for k in hostile.read_raw(shard)[0] if k != "__metadata__"]
+    (folder / "model.safetensors.index.json").write_text(
+        '{"weight_map": {' + ", ".join(f'"{n}": "../../../../etc/passwd"' for n in names) + "}}"
+    )
+
+
+def aux_outside(folder: Path) -> None:
+    import hostile
+
+    hostile.manifest_edit(folder, lambda m: m["aux_files"].update({"/etc/shadow": "0" * 64}))
+
+
+def poisoned(value: float) -> Callable[[Path], object]:
+    import hostile
+
+    return lambda folder: hostile.poison_vector(folder, value)
+
+
+def corpus_gguf(name: str) -> Callable[[Path, ExitStack], None]:
+    def setup(d: Path, stack: ExitStack) -> None:
+        shutil.copy(ROOT / "tests" / "checkpoint" / "corpus" / "gguf" / name, d / "h.gguf")
 
     return setup
 
@@ -226,7 +272,71 @@ CASES = [
         make(files=("plots/mine.png",)),
     ),
     Case("anatomy --like MISSING", ["anatomy", "vec", "--like", "nope", "--no-progress"]),
+    # Hostile files (issue 19): made by tests/hostile.py, the builders the regression tests use.
+    *[
+        Case(
+            f"extract: a donor shard whose header has {what}",
+            ["extract", "--sft", "bad", "--rl", "T", "-o", "out", "--no-progress"],
+            hostile_copy("bad", "T", in_largest_shard(build)),
+        )
+        for what, build in [
+            ("overlapping data_offsets", lambda f: __import__("hostile").overlap_offsets(f)),
+            ("one tensor named twice", lambda f: __import__("hostile").duplicate_name(f)),
+            ("__metadata__ as a list", lambda f: __import__("hostile").list_metadata(f)),
+            ("a negative 2-D shape", lambda f: __import__("hostile").negative_shape(f)),
+            ("a shape that wraps 64 bits", lambda f: __import__("hostile").overflowing_shape(f)),
+        ]
+    ],
+    Case(
+        "apply: the target's index.json maps tensors to ../../../../etc/passwd",
+        ["apply", "vec", "--to", "bad", "-a", "1", "--no-progress", "-o", "out"],
+        hostile_copy("bad", "T", index_outside),
+    ),
+    Case(
+        "apply: rvec.json's aux_files names /etc/shadow",
+        ["apply", "bad", "--to", "T", "-a", "1", "--no-progress", "-o", "out"],
+        hostile_copy("bad", "vec", aux_outside),
+    ),
+    *[
+        Case(
+            f"{' '.join(args[:1])}: a vector holding {value}, its hashes recomputed",
+            args,
+            hostile_copy("bad", "vec", poisoned(float(value))),
+        )
+        for value, args in [
+            ("nan", ["apply", "bad", "--to", "T", "-a", "1", "--no-progress", "-o", "out"]),
+            ("inf", ["anatomy", "bad", "--no-progress"]),
+            ("nan", ["compress", "bad", "--rank", "2", "-o", "out", "--no-progress"]),
+            ("inf", ["export-lora", "bad", "--rank", "2", "-o", "out", "--no-progress"]),
+            ("nan", ["merge", "bad", "vec", "--method", "ties", "-o", "out", "--no-progress"]),
+        ]
+    ],
+    Case(
+        "apply -o FOLDER-NOT-RVEC'S whose name holds terminal control sequences",
+        ["apply", "vec", "--to", "T", "-a", "1", "--no-progress", "-o", "notes\x1b]0;pwned\x07"],
+        make(files=("notes\x1b]0;pwned\x07/mine.txt",)),
+    ),
+    Case(
+        "convert: a GGUF whose token array claims 2^60 items",
+        ["convert", "h.gguf", "-o", "c"],
+        corpus_gguf("hostile-array-count-past-end.gguf"),
+    ),
+    Case(
+        "run: name: ../../outside/x",
+        ["run", "study.yaml"],
+        study("name: ../../outside/x\nvector: vec\ntargets: ['{T}']\ntasks: [gsm8k]\n"),
+    ),
+    Case(
+        "run: output: an absolute path outside the working folder",
+        ["run", "study.yaml"],
+        study("name: s\noutput: {T}/../../abs-out\nvector: vec\ntargets: ['{T}']\ntasks: [gsm8k]\n"),
+    ),
 ]
+
+
+def beside(d: Path) -> list[list[str]]:
+    """What lies beside the workspace: its folder and the one above."""
+    return [sorted(os.listdir(d.parent)), sorted(os.listdir(d.parent.parent))]
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -263,6 +373,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--markdown", type=Path, help="Also write the table here.")
+    parser.add_argument(
+        "--only", action="append", help="Run only the cases whose name holds this text (repeatable)."
+    )
     args = parser.parse_args()
     from fixtures import build_family
 
@@ -276,6 +389,8 @@ def main() -> None:
         assert done.returncode == 0, done.stderr
     rows, ok, tried = [], 0, 0
     for case in CASES:
+        if args.only and not any(text in case.name for text in args.only):
+            continue
         if case.root_only and os.geteuid() != 0:
             rows.append(f"| {case.name} | not run (needs root) | | | |")
             continue
@@ -299,14 +414,26 @@ def main() -> None:
                 ]
             if "home" in argv:
                 argv[argv.index("home")] = str(d / "home")
-            before = snapshot(d)
+            before, around = snapshot(d), beside(d)
             done = rvec(argv, cwd, d / "home")
             after = snapshot(d)
+            # Nothing complete-looking appeared, nothing was created beside the workspace, and no
+            # control character reached the terminal raw.
+            made = [k for k in set(after) - set(before) if k.endswith("rvec.json")]
+            outside = beside(d) != around
             lines = done.stderr.strip().splitlines()
             one_line = done.returncode == 1 and len(lines) == 1 and lines[0].startswith("rvec: error: ")
             intact = all(after.get(k) == v for k, v in before.items())
             leftovers = [str(p.relative_to(d)) for p in d.rglob(".*rvec-partial-*")]
-            good = one_line and intact and not leftovers and "Traceback" not in done.stderr
+            good = (
+                one_line
+                and intact
+                and not leftovers
+                and not made
+                and not outside
+                and "Traceback" not in done.stderr
+                and "\x1b" not in done.stderr
+            )
             tried += 1
             ok += good
             shown = (

@@ -44,6 +44,19 @@ class CorruptCheckpointError(RvecError, ValueError):
         self.path = path
 
 
+class UnsafeNameError(RvecError, PermissionError):
+    """A file named by a checkpoint's or vector's own metadata (a shard in ``*.index.json``, a file in
+    ``rvec.json``) is not a plain name inside its folder: absolute, with ``..``, or a link out of it.
+
+    Example: ``vec/rvec.json: aux_files names '/etc/shadow', which is not a file inside vec; the
+    vector is damaged or hostile: get it again from a source you trust``
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class IncompatibleError(RvecError, ValueError):
     """Checkpoints that cannot be combined (architecture, shapes, vocabulary, lineage)."""
 

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Literal
 
+from rvec.terminal import plain
+
 __all__ = ["ProgressBar", "ProgressCallback", "Unit", "timed"]
 
 ProgressCallback = Callable[[int, int], None]
@@ -110,7 +112,7 @@ class ProgressBar:
             self._progress = Progress(
                 *_columns(unit), console=Console(stderr=True, highlight=False), transient=transient
             )
-            self._task = self._progress.add_task(description, total=total, tokens=0, note="")
+            self._task = self._progress.add_task(_safe(description), total=total, tokens=0, note="")
 
     def __enter__(self) -> ProgressBar:
         if self._progress is not None:
@@ -151,15 +153,23 @@ class ProgressBar:
             return
         fields: dict[str, Any] = {}
         if description is not None:
-            fields["description"] = description
+            fields["description"] = _safe(description)
         if note is not None:
-            fields["note"] = note
+            fields["note"] = _safe(note)
         self._progress.update(self._task, **fields)
 
     def print(self, text: str) -> None:
         """A line above the bar while it is shown (nothing when it is not)."""
         if self._progress is not None:
-            self._progress.console.print(text, highlight=False, markup=False)
+            self._progress.console.print(plain(text), highlight=False, markup=False)
+
+
+def _safe(text: str) -> str:
+    """A description or note for the bar's columns, which render rich markup: a model or task name
+    in it is data (control characters and markup escaped), never a command to the terminal."""
+    from rich.markup import escape
+
+    return escape(plain(text))
 
 
 @contextmanager

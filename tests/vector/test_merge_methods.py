@@ -37,8 +37,11 @@ class ArraySource:
     def read_delta(self, name: str, start: int, stop: int) -> np.ndarray:
         return self.arrays[name].reshape(-1)[start:stop].copy()
 
-    def read_delta_into(self, name: str, start: int, out: np.ndarray, workspace: Workspace) -> np.ndarray:
+    def read_delta_into(
+        self, name: str, start: int, out: np.ndarray, workspace: Workspace, *, check_finite: bool = True
+    ) -> np.ndarray:
         out[:] = self.arrays[name].reshape(-1)[start : start + out.size]
+        assert not check_finite or np.isfinite(out).all()  # the arrays here are finite by construction
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from rvec.checkpoint.confine import allowed_roots, member
+
 __all__ = ["METADATA_FILES", "TOKENIZER_VOCAB_FILES", "copy_metadata", "metadata_files"]
 
 METADATA_FILES = (
@@ -29,9 +31,15 @@ TOKENIZER_VOCAB_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "voc
 
 
 def metadata_files(folder: Path, *, with_config: bool = True) -> list[Path]:
-    """The :data:`METADATA_FILES` present in ``folder`` (``config.json`` left out unless ``with_config``)."""
+    """The :data:`METADATA_FILES` present in ``folder`` (``config.json`` left out unless ``with_config``).
+
+    Raises:
+        UnsafeNameError: one is a link to a file outside the folder (it would be copied into outputs).
+    """
     names = METADATA_FILES if with_config else METADATA_FILES[1:]
-    return [folder / n for n in names if (folder / n).is_file()]
+    roots = allowed_roots(folder)
+    found = [member(folder, n, listed_in=str(folder), roots=roots) for n in names]
+    return [f for f in found if f.is_file()]
 
 
 def copy_metadata(src: Path, dst: Path) -> None:

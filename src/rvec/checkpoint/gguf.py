@@ -15,15 +15,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rvec import __version__
 from rvec.atomic import atomic_dir
 from rvec.checkpoint.dtypes import F32, DType, coerce, from_torch
+from rvec.checkpoint.gguf_header import read_gguf_header
 from rvec.checkpoint.locate import local_path
 from rvec.checkpoint.writer import DEFAULT_MAX_SHARD_BYTES, PlannedTensor, ShardedWriter, metadata_allowance
-from rvec.errors import CorruptCheckpointError, InvalidArgumentError
+from rvec.errors import CorruptCheckpointError, InvalidArgumentError, NonFiniteError, RvecError
 from rvec.outputs import check_output_target
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ logger = logging.getLogger(__name__)
 def _config_json(path: Path) -> str:
     from transformers import AutoConfig
 
+    read_gguf_header(path)  # before transformers trusts the metadata (sizes, architecture)
     try:
         config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as err:  # transformers raises bare ValueError/KeyError/OSError for bad files
@@ -58,23 +63,14 @@ def gguf_config(path: Path) -> dict[str, Any]:
 
 
 def gguf_tensors(path: Path) -> list[dict[str, Any]]:
-    """GGUF tensor table from the header: name (GGUF naming), quantization type and shape."""
-    from gguf import GGUFReader
+    """GGUF tensor table from the header: name (GGUF naming), quantization type and shape.
 
-    try:
-        reader = GGUFReader(str(path))
-    except Exception as err:
-        raise CorruptCheckpointError(
-            f"{path}: not a readable GGUF file ({err.__class__.__name__}); re-download it", path=str(path)
-        ) from err
+    Raises:
+        CorruptCheckpointError: the header is unreadable or inconsistent (:mod:`rvec.checkpoint.gguf_header`).
+    """
     return [
-        {
-            "name": t.name,
-            "dtype": t.tensor_type.name,
-            "shape": [int(d) for d in reversed(t.shape.tolist())],
-            "numel": int(t.n_elements),
-        }
-        for t in reader.tensors
+        {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "numel": t.numel}
+        for t in read_gguf_header(path).tensors
     ]
 
 
@@ -138,21 +134,14 @@ def convert(
     Example:
         >>> convert("SmolLM2-135M-Instruct.Q4_1.gguf", "smol/")  # doctest: +SKIP
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+    from transformers import GenerationConfig
 
     dtype = coerce(dtype)
     path = _gguf_path(gguf_file)
     # Before the (slow) dequantization: a refused -o costs nothing.
     check_output_target(Path(out), inputs=[path], overwrite=overwrite, overwrite_foreign=overwrite_foreign)
-    gguf_config(path)  # validates the file with a clear error
-    config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-    with torch.device("meta"):
-        meta_model = AutoModelForCausalLM.from_config(config)
-    with _gguf_progress(enabled=progress):
-        loaded = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=meta_model)
-    tensors: dict[str, torch.Tensor] = loaded["tensors"]
+    gguf_config(path)  # validates the header with a clear error before transformers builds anything
+    config, meta_model, tensors, tokenizer = _load(path, progress=progress)
     expected = {
         k for k in meta_model.state_dict() if not (config.tie_word_embeddings and k == "lm_head.weight")
     }
@@ -161,9 +150,16 @@ def convert(
         raise CorruptCheckpointError(
             f"{path}: GGUF lacks {len(missing)} tensors the model needs (e.g. {missing[0]})", path=str(path)
         )
-    names = [k for k in meta_model.state_dict() if k in tensors]
+    state = meta_model.state_dict()
+    names = [k for k in state if k in tensors]
+    wrong = [n for n in names if tuple(tensors[n].shape) != tuple(state[n].shape)]
+    if wrong:
+        raise CorruptCheckpointError(
+            f"{path}: tensor {wrong[0]} is {tuple(tensors[wrong[0]].shape)} in the file but the model its "
+            f"metadata describes needs {tuple(state[wrong[0]].shape)}; the file is inconsistent",
+            path=str(path),
+        )
     plan = [PlannedTensor(n, dtype, tuple(tensors[n].shape)) for n in names]
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     # tokenizer.json dominates the non-tensor files; its serialised size is known before writing.
     tokenizer_bytes = 2 * len(tokenizer.backend_tokenizer.to_str().encode()) if tokenizer.is_fast else 0
     with atomic_dir(
@@ -176,6 +172,10 @@ def convert(
         writer = ShardedWriter(tmp, plan, prefix="model", max_shard_bytes=max_shard_bytes)
         try:
             for n in names:
+                if not bool(tensors[n].isfinite().all()):
+                    raise NonFiniteError(
+                        f"{path}: tensor {n} dequantizes to NaN or Inf; the file is damaged", tensor=n
+                    )
                 writer.write(n, from_torch(tensors[n].to(dtype.torch).reshape(-1)))
             writer.finish()
         except BaseException:
@@ -189,6 +189,36 @@ def convert(
         (tmp / "rvec.json").write_text(json.dumps(_provenance(path, dtype), indent=2) + "\n")
     logger.info("converted %s → %s (%d tensors)", path.name, out, len(names))
     return Path(out)
+
+
+def _load(path: Path, *, progress: bool) -> tuple[Any, Any, dict[str, torch.Tensor], Any]:
+    """``(config, model on the meta device, dequantized tensors by HF name, tokenizer)`` of a GGUF
+    file whose header :func:`gguf_config` has checked.
+
+    Raises:
+        CorruptCheckpointError: transformers cannot build or dequantize the model, or its tokenizer,
+            from the file (it raises bare ``ValueError``, ``KeyError``, ``IndexError``… for those).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    try:
+        config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        with torch.device("meta"):
+            meta_model = AutoModelForCausalLM.from_config(config)
+        with _gguf_progress(enabled=progress):
+            loaded = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=meta_model)
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except (RvecError, OSError):
+        raise
+    except Exception as err:  # transformers' way of saying "this file describes no model I can build"
+        raise CorruptCheckpointError(
+            f"{path}: transformers cannot convert it ({err.__class__.__name__}: {str(err)[:120]}); "
+            "is it a complete GGUF file of a supported model?",
+            path=str(path),
+        ) from err
+    return config, meta_model, loaded["tensors"], tokenizer
 
 
 def _gguf_path(source: str | Path) -> Path:

@@ -10,9 +10,10 @@ import logging
 import os
 from pathlib import Path
 
-from rvec.checkpoint.dtypes import BY_NAME
+from rvec.checkpoint.confine import is_plain_name
+from rvec.checkpoint.header import validate_header
 from rvec.checkpoint.index import TensorIndex, TensorInfo
-from rvec.errors import HubUnavailableError, SourceNotFoundError
+from rvec.errors import CorruptCheckpointError, HubUnavailableError, SourceNotFoundError, UnsafeNameError
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +103,25 @@ def remote_index(repo_id: str, revision: str | None) -> TensorIndex:
     """Tensor names, dtypes and shapes from the hub's safetensors headers, without downloading weights.
 
     The returned entries point at files that are not on disk: they describe, they cannot be read.
+    Each header is validated as a local one is (:mod:`rvec.checkpoint.header`), and shard names
+    must be plain file names.
+
+    Raises:
+        HubUnavailableError: the hub cannot be reached.
+        CorruptCheckpointError: a header that is unreadable or breaks the format's rules.
+        UnsafeNameError: the shard index names a file outside the repository's folder.
     """
     from huggingface_hub import get_safetensors_metadata
+    from huggingface_hub.errors import NotASafetensorsRepoError, SafetensorsParsingError
 
     try:
         meta = get_safetensors_metadata(repo_id, revision=revision)
+    except (SafetensorsParsingError, NotASafetensorsRepoError) as err:
+        raise CorruptCheckpointError(
+            f"{repo_id}: the hub's safetensors headers cannot be read ({err.__class__.__name__}); "
+            "pass a repository with safetensors weights",
+            path=repo_id,
+        ) from err
     except OSError as err:
         raise HubUnavailableError(
             f"{repo_id}: cannot read safetensors headers from the hub ({err.__class__.__name__})",
@@ -114,14 +129,27 @@ def remote_index(repo_id: str, revision: str | None) -> TensorIndex:
         ) from err
     tensors: dict[str, TensorInfo] = {}
     for filename, file_meta in meta.files_metadata.items():
-        for name, t in file_meta.tensors.items():
-            start, end = t.data_offsets
-            tensors[name] = TensorInfo(
-                name=name,
-                dtype=BY_NAME[t.dtype],
-                shape=tuple(t.shape),
-                file=Path(filename),
-                start=start,
-                end=end,
+        where = f"{repo_id}/{filename}"
+        if not is_plain_name(filename):
+            raise UnsafeNameError(
+                f"{repo_id}: its shard index names {filename!r}, not a plain file name of the repository; "
+                "the repository is damaged or was made to mislead",
+                path=where,
+            )
+        header = {
+            name: {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": list(t.data_offsets)}
+            for name, t in file_meta.tensors.items()
+        }
+        # The remote reader gives no file size: every rule but "covers the file exactly" applies.
+        entries, _ = validate_header(header, where=where, data_size=None)
+        for e in entries:
+            if e.name in tensors:
+                raise CorruptCheckpointError(
+                    f"{repo_id}: tensor {e.name!r} appears in both {tensors[e.name].file} and {filename}; "
+                    "the checkpoint is inconsistent",
+                    path=where,
+                )
+            tensors[e.name] = TensorInfo(
+                name=e.name, dtype=e.dtype, shape=e.shape, file=Path(filename), start=e.begin, end=e.end
             )
     return TensorIndex(tensors=tensors, files=tuple(Path(f) for f in meta.files_metadata))

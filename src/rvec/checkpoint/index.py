@@ -7,18 +7,17 @@ https://github.com/huggingface/safetensors#format
 
 from __future__ import annotations
 
-import json
 import math
+import os
+import stat
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rvec.checkpoint.dtypes import BY_NAME, DType
+from rvec.checkpoint.dtypes import DType
+from rvec.checkpoint.header import MAX_HEADER_BYTES, decode_header, validate_header
 from rvec.errors import CorruptCheckpointError
-
-# A header larger than this is not a real checkpoint (transformers' largest are a few MB).
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,70 +45,51 @@ class TensorInfo:
 
 
 def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
-    """Parse one safetensors file's header and validate it against the file size.
+    """Parse one safetensors file's header and validate it, and the file's size, as the
+    ``safetensors`` library does (:mod:`rvec.checkpoint.header`), before any data byte is used.
 
     Returns:
         ``(tensors by name, __metadata__)``.
 
     Raises:
-        CorruptCheckpointError: unreadable or inconsistent header, or data shorter than the header
-            claims (a truncated download).
+        CorruptCheckpointError: unreadable or inconsistent header (overlapping or out-of-bounds
+            offsets, a name given twice, an unknown dtype, a shape that does not match its bytes…),
+            or data shorter or longer than the header claims (a truncated download).
     """
     path = Path(path)
-    size = path.stat().st_size
-    with path.open("rb") as f:
+    # O_NONBLOCK: a FIFO named like a shard must not block the open; it is refused just below.
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        st = os.fstat(f.fileno())  # of the file opened, not of whatever the name is now
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptCheckpointError(
+                f"{path}: not a regular file (a device, pipe or folder); pass the weight file itself",
+                path=str(path),
+            )
+        size = st.st_size
         head = f.read(8)
         if len(head) < 8:
             raise CorruptCheckpointError(
                 f"{path}: not a safetensors file (shorter than 8 bytes); re-download it", path=str(path)
             )
         (n,) = struct.unpack("<Q", head)
-        if n > _MAX_HEADER_BYTES or 8 + n > size:
+        if n > MAX_HEADER_BYTES or 8 + n > size:
             raise CorruptCheckpointError(
-                f"{path}: corrupted safetensors header (declares {n} header bytes, file has {size}); re-download it",
+                f"{path}: corrupted safetensors header (declares {n} header bytes, file has {size}; "
+                f"at most {MAX_HEADER_BYTES:,}); re-download it",
                 path=str(path),
             )
         raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptCheckpointError(
-            f"{path}: corrupted safetensors header ({err.__class__.__name__}); re-download it", path=str(path)
-        ) from err
-    if not isinstance(header, dict):
-        raise CorruptCheckpointError(
-            f"{path}: corrupted safetensors header (not a JSON object); re-download it", path=str(path)
-        )
-    metadata = header.pop("__metadata__", None) or {}
+    entries, metadata = validate_header(
+        decode_header(raw, where=str(path)), where=str(path), data_size=size - 8 - n
+    )
     base = 8 + n
-    tensors: dict[str, TensorInfo] = {}
-    for name, entry in header.items():
-        tensors[name] = _tensor_info(path, name, entry, base)
-    data_end = max((t.end for t in tensors.values()), default=base)
-    if data_end > size:
-        raise CorruptCheckpointError(
-            f"{path}: truncated (header needs {data_end} bytes, file has {size}); re-download it",
-            path=str(path),
+    tensors = {
+        e.name: TensorInfo(
+            name=e.name, dtype=e.dtype, shape=e.shape, file=path, start=base + e.begin, end=base + e.end
         )
+        for e in entries
+    }
     return tensors, metadata
-
-
-def _tensor_info(path: Path, name: str, entry: object, base: int) -> TensorInfo:
-    try:
-        dtype = BY_NAME[entry["dtype"]]  # type: ignore[index]
-        shape = tuple(int(d) for d in entry["shape"])  # type: ignore[index]
-        start, end = (int(x) for x in entry["data_offsets"])  # type: ignore[index]
-    except (KeyError, TypeError, ValueError) as err:
-        raise CorruptCheckpointError(
-            f"{path}: corrupted header entry for tensor '{name}'; re-download it", path=str(path)
-        ) from err
-    itemsize = dtype.itemsize
-    if end - start != math.prod(shape) * itemsize or start < 0:
-        raise CorruptCheckpointError(
-            f"{path}: tensor '{name}' declares {end - start} bytes for shape {shape}; the file is corrupted",
-            path=str(path),
-        )
-    return TensorInfo(name=name, dtype=dtype, shape=shape, file=path, start=base + start, end=base + end)
 
 
 @dataclass(frozen=True)

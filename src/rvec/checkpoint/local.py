@@ -49,11 +49,14 @@ def local_folder(source: str | Path | Checkpoint, *, progress: bool = False) -> 
 
     Raises:
         SourceNotFoundError: ``source`` cannot be resolved.
-        CorruptCheckpointError: a GGUF file that cannot be read.
+        CorruptCheckpointError: a GGUF file that cannot be read; a safetensors header or shard
+            index that is invalid.
+        UnsafeNameError: a file the folder names lies outside it.
         OutputError: the cache cannot be written.
     """
     ckpt = source if isinstance(source, Checkpoint) else resolve(str(source))
     if ckpt.gguf_file is None:
+        ckpt.validate()  # an engine's own loader must not be the first to read a stranger's headers
         return Path(ckpt.path)
     folder = converted_folder(ckpt)
     # convert() writes the folder whole or not at all (rvec.atomic): one that has a config is complete.

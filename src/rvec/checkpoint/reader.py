@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from rvec.checkpoint.index import TensorInfo
+from rvec.checkpoint.dtypes import DType
+from rvec.checkpoint.index import TensorInfo, read_header
 from rvec.errors import CorruptCheckpointError
 
 # Elementwise work runs on flat blocks of at most this many elements (4 MiB of float32): small
@@ -113,6 +114,36 @@ def _close_fds(fds: dict[Path, int]) -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     fds.clear()
+
+
+def read_small_file(path: Path, *, max_bytes: int, dtype: DType | None = None) -> dict[str, np.ndarray]:
+    """Every tensor of a small safetensors file (a lineage probe), validated before it is read.
+
+    Args:
+        path: the file.
+        max_bytes: refuse a larger file without reading it (a small file's reader loads it whole).
+        dtype: the one dtype every tensor must have, if any.
+
+    Raises:
+        CorruptCheckpointError: larger than ``max_bytes``, an invalid header (:func:`read_header`),
+            or a tensor of another dtype.
+    """
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise CorruptCheckpointError(
+            f"{path}: {size:,} bytes, more than the {max_bytes:,} such a file holds; it is damaged: "
+            "re-run the command that wrote it",
+            path=str(path),
+        )
+    tensors, _ = read_header(path)
+    for t in tensors.values():
+        if dtype is not None and t.dtype != dtype:
+            raise CorruptCheckpointError(
+                f"{path}: {t.name!r} is {t.dtype_name}, not {dtype.name}; re-run the command that wrote it",
+                path=str(path),
+            )
+    with FileReader() as reader:
+        return {name: reader.read(t) for name, t in tensors.items()}
 
 
 def blocks(numel: int, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> Iterator[tuple[int, int]]:

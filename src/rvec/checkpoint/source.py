@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from rvec.checkpoint import hashing
+from rvec.checkpoint.confine import allowed_roots, member
 from rvec.checkpoint.dtypes import F32, coerce, from_torch, to_float32
 from rvec.checkpoint.index import TensorIndex, TensorInfo
 from rvec.checkpoint.locate import local_path, split_revision
@@ -55,17 +56,26 @@ class Checkpoint:
             from rvec.checkpoint.gguf import gguf_config
 
             return gguf_config(self.gguf_file)
-        file = self.path / "config.json"
+        file = member(self.path, "config.json", listed_in=str(self.path))
         if not file.is_file():
             raise SourceNotFoundError(
                 f"{self.source}: no config.json in {self.path}; is this a model folder?", source=self.source
             )
         try:
-            return json.loads(file.read_text())
+            config = json.loads(file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise CorruptCheckpointError(
                 f"{file}: invalid JSON ({err.msg} at line {err.lineno})", path=str(file)
             ) from err
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise CorruptCheckpointError(
+                f"{file}: invalid JSON ({err.__class__.__name__})", path=str(file)
+            ) from None
+        if not isinstance(config, dict):
+            raise CorruptCheckpointError(
+                f"{file}: not a JSON object; is this a model folder?", path=str(file)
+            )
+        return config
 
     @property
     def display(self) -> str:
@@ -88,9 +98,10 @@ class Checkpoint:
             return (self.gguf_file,)
         found = sorted(self.path.glob("*.safetensors"))
         if found:
-            return tuple(found)
+            return self._confined(found)
         pickled = sorted(p for p in self.path.iterdir() if p.suffix in _PICKLE_SUFFIXES and p.is_file())
         if pickled:
+            self._confined(pickled)
             if not self.allow_pickle:
                 raise UnsafeCheckpointError(
                     f"{self.source}: weights are pickled ({pickled[0].name}), which can run arbitrary code when loaded; "
@@ -119,17 +130,43 @@ class Checkpoint:
         self._check_shard_index(index)
         return index
 
+    def validate(self) -> None:
+        """Check what an engine loading this folder relies on, without reading weights: every
+        safetensors header (:mod:`rvec.checkpoint.header`), the shard index and the names it holds,
+        and the metadata files (no link out of the folder).
+
+        Raises:
+            CorruptCheckpointError, UnsafeNameError: as :attr:`index` and :func:`rvec.checkpoint.files.metadata_files`.
+        """
+        from rvec.checkpoint.files import metadata_files
+
+        metadata_files(self.path)
+        if self.gguf_file is None and any(self.path.glob("*.safetensors")):
+            self.index  # noqa: B018 — headers and shard index, validated on first access
+
+    def _confined(self, files: list[Path]) -> tuple[Path, ...]:
+        """``files`` of the folder, each refused if it is a link to a file outside it (a hub
+        snapshot's links into its repository's ``blobs`` are inside)."""
+        roots = allowed_roots(self.path)
+        return tuple(member(self.path, f.name, listed_in=str(self.path), roots=roots) for f in files)
+
     def _check_shard_index(self, index: TensorIndex) -> None:
-        """A ``*.safetensors.index.json`` that names a tensor no shard holds means a missing shard."""
-        for index_file in self.path.glob("*.safetensors.index.json"):
-            try:
-                weight_map = json.loads(index_file.read_text()).get("weight_map", {})
-            except json.JSONDecodeError as err:
-                raise CorruptCheckpointError(
-                    f"{index_file}: invalid JSON; re-download it", path=str(index_file)
-                ) from err
+        """A ``*.safetensors.index.json`` must map tensor names to plain shard names inside the folder;
+        one that names a tensor no shard holds means a missing shard.
+
+        Raises:
+            CorruptCheckpointError: not JSON, no ``weight_map`` object of strings, or a shard missing.
+            UnsafeNameError: a shard name outside the folder (``..``, absolute, a link out).
+        """
+        roots = allowed_roots(self.path)
+        for index_file in sorted(self.path.glob("*.safetensors.index.json")):
+            weight_map = _weight_map(index_file)
+            shards = {
+                f: member(self.path, f, listed_in=str(index_file), roots=roots)
+                for f in set(weight_map.values())
+            }
             missing_files = sorted(
-                {f for n, f in weight_map.items() if n not in index and not (self.path / f).exists()}
+                {f for n, f in weight_map.items() if n not in index and not shards[f].exists()}
             )
             if missing_files:
                 raise CorruptCheckpointError(
@@ -207,6 +244,26 @@ class Checkpoint:
 
     def close(self) -> None:
         self._reader.close()
+
+
+def _weight_map(index_file: Path) -> dict[str, str]:
+    """The ``weight_map`` of a ``*.safetensors.index.json``: tensor name → shard file name.
+
+    Raises:
+        CorruptCheckpointError: not a JSON object with a ``weight_map`` object of strings.
+    """
+    try:
+        data = json.loads(index_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise CorruptCheckpointError(
+            f"{index_file}: invalid JSON ({err.__class__.__name__}); re-download it", path=str(index_file)
+        ) from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CorruptCheckpointError(
+            f"{index_file}: no 'weight_map' object of shard file names; re-download it", path=str(index_file)
+        )
+    return weight_map
 
 
 def describe_tensors(ckpt: Checkpoint) -> list[dict[str, Any]]:

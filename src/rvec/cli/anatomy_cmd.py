@@ -83,7 +83,8 @@ def _print(data: dict[str, Any]) -> None:
         out.print(table)
     headers, (row,) = table_rows({"all": data["overall"]})
     out.print(
-        "overall: " + ", ".join(f"{h} {c}" for h, c in zip(headers, row[1:], strict=True)), soft_wrap=True
+        "overall: " + ", ".join(f"{shown(h)} {shown(c)}" for h, c in zip(headers, row[1:], strict=True)),
+        soft_wrap=True,
     )
 
 

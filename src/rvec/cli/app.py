@@ -28,6 +28,15 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
+class _PlainFormatter(logging.Formatter):
+    """rvec's log lines (``rvec: WARNING: …``) with the message's control characters escaped: a
+    warning quotes tensor, model and path names from files, which must reach the terminal as text."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = plain(record.message)
+        return super().formatMessage(record)
+
+
 class RvecGroup(TyperGroup):
     """Turns any :class:`RvecError` into one line on stderr and exit code 1 — once, here."""
 
@@ -75,9 +84,9 @@ def _root(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="rvec: %(levelname)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PlainFormatter("rvec: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
     for noisy in ("transformers", "huggingface_hub", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     # rvec shows its own progress; the libraries' tqdm bars would interleave with it. Importing

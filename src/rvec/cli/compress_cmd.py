@@ -107,7 +107,10 @@ def _report(result: CompressResult, output: Path, *, top: int) -> None:
     worst = sorted(result.per_tensor.items(), key=lambda kv: -kv[1]["relative_error"])[:top]
     for name, rec in worst:
         table.add_row(
-            shown(name), storage_label(rec), f"{rec['source_norm']:.4g}", f"{rec['relative_error']:.4g}"
+            shown(name),
+            shown(storage_label(rec)),
+            f"{rec['source_norm']:.4g}",
+            f"{rec['relative_error']:.4g}",
         )
     out.print(table)
     if result.dense:
@@ -118,9 +121,11 @@ def _report(result: CompressResult, output: Path, *, top: int) -> None:
     if result.zero:
         err.print(f"exactly zero (stored with no entries): {len(result.zero)} tensors", soft_wrap=True)
     if result.kept_fraction is not None:
-        err.print(f"kept {100 * result.kept_fraction:.4f}% of entries ({result.settings})", soft_wrap=True)
+        err.print(
+            f"kept {100 * result.kept_fraction:.4f}% of entries ({shown(result.settings)})", soft_wrap=True
+        )
     err.print(
-        f"wrote {shown(output)}: {result.method} {result.setting:g}, relative error {result.relative_error:.4g}, "
+        f"wrote {shown(output)}: {shown(result.method)} {result.setting:g}, relative error {result.relative_error:.4g}, "
         f"{result.bytes_before / 1e6:.2f} MB → {result.bytes_after / 1e6:.2f} MB",
         soft_wrap=True,
     )

@@ -46,7 +46,8 @@ def export_lora_command(
         return
     for item in result.unexported:
         out.print(
-            f"not exported: {shown(item['tensor'])} {tuple(item['shape'])} — {item['reason']}", soft_wrap=True
+            f"not exported: {shown(item['tensor'])} {tuple(item['shape'])} — {shown(item['reason'])}",
+            soft_wrap=True,
         )
     err.print(
         f"wrote {shown(output)}: {len(result.modules)} LoRA modules at rank {result.rank}, relative error "

@@ -93,7 +93,7 @@ def merge_command(
         return
     kept = ", ".join(f"{100 * k:.2f}%" for k in result.kept_fraction)
     err.print(
-        f"wrote {shown(output)}: {method} of {len(vectors)} vectors (kept per vector: {kept}); "
+        f"wrote {shown(output)}: {shown(method)} of {len(vectors)} vectors (kept per vector: {kept}); "
         f"{100 * result.nonzero_fraction:.2f}% of entries non-zero, {len(result.sparse)} tensors sparse",
         soft_wrap=True,
     )

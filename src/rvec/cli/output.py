@@ -5,7 +5,6 @@ progress bars of the library's callbacks (:mod:`rvec.progress`)."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,20 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from rvec.progress import ProgressBar, ProgressCallback
+from rvec.terminal import plain
 
 __all__ = ["byte_progress", "err", "out", "plain", "print_json", "shown"]
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
-
-# C0 and C1 control characters and DEL: a tensor name, path or study name holding them could move
-# the cursor, clear the screen, retitle the window or fake a line of rvec's own output.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def plain(value: object) -> str:
-    """``value`` as text safe to print on a terminal: control characters escaped (``\\x1b``)."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
 
 
 def shown(value: object) -> str:

@@ -137,8 +137,8 @@ def _report(manifest: dict[str, Any], output: Path) -> None:
     made = "sft/, rl/, vector/" if manifest.get("vector") else "sft/ (SFT only: --grpo-steps 0)"
     err.print(f"wrote {shown(output)}: {made}, log.jsonl, curves.png, rvec.json")
     if check:
-        acc = ", ".join(f"{k} {v['accuracy']:.1%}" for k, v in check["models"].items())
-        err.print(f"held-out {check['task']} ({check['items']} items, greedy): {acc}")
+        acc = ", ".join(f"{shown(k)} {v['accuracy']:.1%}" for k, v in check["models"].items())
+        err.print(f"held-out {shown(check['task'])} ({check['items']} items, greedy): {acc}")
         if "rl_vs_sft" in check["comparisons"]:
             c = check["comparisons"]["rl_vs_sft"]
             verdict = (

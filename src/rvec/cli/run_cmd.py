@@ -40,7 +40,8 @@ def run_command(
     The config is validated whole before any work; every cell is cached by content, so --resume after
     Ctrl-C or a crash redoes nothing finished. Models listed under `models:` (a base plus vectors, e.g.
     donors rebuilt from a pair's shipped files) are made once in the run folder first. -o defaults to
-    the study's `output:`, else runs/<name>.
+    the study's `output:`, else runs/<name>; those two stay inside the working folder (only -o may
+    point elsewhere), and nothing is created before every model and vector the study names resolves.
 
     Examples:
       rvec run studies/demo.yaml -o runs/demo/

@@ -206,6 +206,10 @@ def load_study(path: str | Path) -> StudyConfig:
         ) from err
     except yaml.YAMLError as err:
         raise ConfigError([f"invalid YAML: {err}".replace("\n", " ")], source=str(path)) from err
+    except RecursionError:  # PyYAML recurses per nesting level: a file nested thousands deep
+        raise ConfigError(["invalid YAML: nested too deeply"], source=str(path)) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"not UTF-8 text (byte {err.start})"], source=str(path)) from None
     return parse_study(raw, source=str(path), base=path.parent)
 
 

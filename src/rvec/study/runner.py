@@ -28,7 +28,7 @@ from rvec.study.execute import StudyExecutor
 from rvec.study.reporting import render_run
 from rvec.study.types import CellCallback, StudyRun
 
-__all__ = ["prepare_run_dir", "run_study", "run_study_file", "with_overrides"]
+__all__ = ["check_sources", "prepare_run_dir", "run_study", "run_study_file", "with_overrides"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +73,16 @@ def run_study(
     Raises:
         OutputExistsError: ``out_dir`` holds a run and ``resume`` is false.
         CodeExecutionNotAllowedError, SandboxUnavailableError: HumanEval without permission or sandbox.
+        SourceNotFoundError, CorruptCheckpointError, UnsafeNameError, VectorFormatError: a model or
+            vector the study names cannot be used (:func:`check_sources`; nothing is created).
         ConfigError, IncompatibleError, DataNotFoundError: as raised by the stages.
     """
     from rvec.eval.plan import check_code_execution
 
-    # Before any folder is written or model loaded: HumanEval needs permission and a working sandbox.
+    # Before any folder is written or model loaded: HumanEval needs permission and a working sandbox,
+    # and every model and vector the study names must resolve.
     check_code_execution(config.tasks, allowed=config.allow_code_execution)
+    check_sources(config)
     out_dir = Path(out_dir)
     text = config_text if config_text is not None else yaml.safe_dump(config.model_dump(), sort_keys=False)
     prepare_run_dir(out_dir, text, resume=resume)
@@ -93,6 +97,32 @@ def run_study(
         default=str,
     )
     return run
+
+
+def check_sources(config: StudyConfig) -> None:
+    """Resolve every model and vector the study names before anything is created: local folders
+    must be model folders with valid headers and file names (:meth:`Checkpoint.validate`), hub ids
+    must be cached or reachable (config and index only), vector folders must open (their bytes are
+    verified when they are used). A GGUF file is checked when it is converted.
+
+    Raises:
+        SourceNotFoundError, HubUnavailableError, CorruptCheckpointError, UnsafeNameError,
+        VectorFormatError: a source cannot be used (named).
+    """
+    from rvec.checkpoint.source import resolve
+    from rvec.vector.artifact import read_vector
+
+    made = config.models
+    donors = [config.donors.sft, config.donors.rl] if config.donors else []
+    for source in dict.fromkeys([*config.targets, *donors, *(m.base for m in made.values())]):
+        if source in made:
+            continue
+        ckpt = resolve(source, weights=False)
+        if ckpt.gguf_file is None:
+            ckpt.config  # noqa: B018 — config.json: a JSON object
+            ckpt.validate()
+    for folder in [*([config.vector] if config.vector else []), *(a for m in made.values() for a in m.add)]:
+        read_vector(folder, verify=False).close()
 
 
 def run_study_file(
@@ -124,6 +154,8 @@ def run_study_file(
 
     path = Path(study)
     config = with_overrides(load_study(path), data_dir=data_dir, backend=backend, engine=engine)
+    # name and output: were checked to stay inside the working folder (study.validation); only -o,
+    # typed by the user, may place the run elsewhere.
     folder = Path(output or config.output or f"runs/{config.name}")
     return run_study(config, folder, config_text=path.read_text(), resume=resume, progress=progress)
 

@@ -11,7 +11,12 @@ from typing import Any
 
 from rvec.errors import RvecError
 
-__all__ = ["semantic_errors", "study_path"]
+__all__ = ["inside_working_folder", "plain_folder_name", "semantic_errors", "study_path"]
+
+
+# A name that becomes a folder: no separator, not hidden, not "." or ".." (fullmatch: "$" would let a
+# trailing newline through).
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _strings(raw: dict[str, Any], key: str, default: list[str] | None = None) -> list[str]:
@@ -41,6 +46,7 @@ def semantic_errors(raw: dict[str, Any], base: Path) -> list[str]:
     """
     models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
     return [
+        *_placement_errors(raw),
         *_vector_source_errors(raw, base),
         *_made_model_errors(models, base),
         *_model_source_errors(raw, models),
@@ -49,6 +55,49 @@ def semantic_errors(raw: dict[str, Any], base: Path) -> list[str]:
         *_task_errors(raw),
         *_alpha_errors(raw),
     ]
+
+
+def _placement_errors(raw: dict[str, Any]) -> list[str]:
+    """Where the run folder goes: ``runs/<name>`` or ``output:``, both inside the working folder.
+
+    A study file may come from anyone; its ``name`` and ``output:`` must not place the run folder
+    (cells, study.yaml, vectors) elsewhere on the machine. Only ``-o`` on the command line, which
+    the user typed, may; it is not part of the file and not checked here.
+    """
+    errors = []
+    name = raw.get("name")
+    if isinstance(name, str) and not plain_folder_name(name):
+        errors.append(
+            f"name: {name[:60]!r} is not a plain folder name (letters, digits, '.', '_', '-'; it names "
+            "runs/<name>); rename it, or pass -o"
+        )
+    output = raw.get("output")
+    if isinstance(output, str) and not inside_working_folder(output):
+        errors.append(
+            f"output: {output[:80]!r} leaves the working folder (absolute, '~' or '..'); give a relative "
+            "path inside it, or pass -o to place the run elsewhere"
+        )
+    return errors
+
+
+def plain_folder_name(name: str) -> bool:
+    """Whether ``name`` is one folder name rvec may create: letters, digits, ``.``, ``_``, ``-``,
+    starting with a letter or digit (so never ``.``, ``..``, hidden, or a path), at most 100 characters."""
+    return len(name) <= 100 and _MODEL_NAME.fullmatch(name) is not None
+
+
+def inside_working_folder(text: str) -> bool:
+    """Whether the relative path ``text`` stays inside the working folder, read as written: not
+    absolute, not ``~``, no ``..`` part, no control character, and not the working folder itself."""
+    path = Path(text)
+    return (
+        bool(text.strip())
+        and not path.is_absolute()
+        and not text.startswith("~")
+        and ".." not in path.parts
+        and path.parts not in ((), (".",))
+        and not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+    )
 
 
 def _vector_source_errors(raw: dict[str, Any], base: Path) -> list[str]:
@@ -153,9 +202,6 @@ def _alpha_errors(raw: dict[str, Any]) -> list[str]:
     return ["alphas: values repeat"] if len(set(numbers)) != len(numbers) else []
 
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
 def _made_model_errors(models: dict[str, Any], base: Path) -> list[str]:
     """Names usable as a folder and unlike a path; bases that exist or name an earlier model; vector
     folders that exist; one α per vector."""
@@ -165,7 +211,7 @@ def _made_model_errors(models: dict[str, Any], base: Path) -> list[str]:
     earlier: list[str] = []
     for name, made in models.items():
         where = f"models.{name}"
-        if not _MODEL_NAME.match(str(name)) or str(name).endswith(".gguf"):
+        if not _MODEL_NAME.fullmatch(str(name)) or str(name).endswith(".gguf"):
             errors.append(
                 f"{where}: name it with letters, digits, '.', '_' or '-' (it becomes a folder name)"
             )

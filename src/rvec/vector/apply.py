@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -220,7 +221,7 @@ def _stream_outputs(
     the bytes of all outputs, for ``on_progress``.
     """
     plan, target, sources = job.outputs, job.target, job.sources
-    jobs = [(o, start, stop) for o in plan for start, stop in blocks(_numel(o.shape), block_elements)]
+    jobs = [(o, start, stop) for o in plan for start, stop in blocks(math.prod(o.shape), block_elements)]
     window = 2 * workers  # blocks in flight on the workers
     pool = BufferPool(block_elements * max(o.dtype.itemsize for o in plan), window + WRITE_QUEUE_DEPTH + 2)
     workspaces = ThreadWorkspaces(block_elements)
@@ -244,13 +245,6 @@ def _stream_outputs(
             done += block.nbytes
             if on_progress:
                 on_progress(done, total)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _combine_block(
@@ -287,8 +281,10 @@ def _combine_block(
         hi = min(stop, c.limit)
         if hi <= start:
             continue
+        # Not checked for NaN/Inf here: a non-finite v makes acc non-finite, which is checked below
+        # (one scan per block, not two); _refuse_non_finite then names the culprit.
         delta = sources[c.source].read_delta_into(
-            c.delta_name, start, ws.get("delta", np.float32, hi - start), ws
+            c.delta_name, start, ws.get("delta", np.float32, hi - start), ws, check_finite=False
         )
         np.multiply(delta, np.float32(c.factor), out=delta)  # float32 arithmetic, as torch's mul_
         np.add(acc[: hi - start], delta, out=acc[: hi - start])
@@ -300,10 +296,7 @@ def _combine_block(
                 total.fill(0)
             np.add(total[: hi - start], delta, out=total[: hi - start])
     if not all_finite(acc, ws.get("finite", np.bool_, n)):
-        raise NonFiniteError(
-            f"{o.name}: target + α·v is NaN or Inf; check the target and vector with rvec inspect/stats",
-            tensor=o.name,
-        )
+        _refuse_non_finite(o, target, sources, start, stop, ws)
     if o.dtype != F32:
         from_float32(acc, out)
     if total is None:
@@ -325,6 +318,34 @@ def _combine_block(
     # change, no value change), and several deltas can cancel yet move θ by rounding.
     np.logical_and(changed, nonzero, out=changed)
     return out, (nz, nz - int(np.count_nonzero(changed)))
+
+
+def _refuse_non_finite(
+    o: OutputTensor, target: Checkpoint, sources: Sequence[DeltaSource], start: int, stop: int, ws: Workspace
+) -> NoReturn:
+    """Name why ``target + Σ factor·v`` is not finite on ``[start, stop)``: a vector holding NaN or
+    Inf (read again, checked: the source raises naming itself and the tensor), the target, or an
+    overflow of finite values.
+
+    Raises:
+        NonFiniteError: always.
+    """
+    for c in o.contributions:
+        hi = min(stop, c.limit)
+        if hi > start:
+            sources[c.source].read_delta_into(
+                c.delta_name, start, ws.get("delta", np.float32, hi - start), ws
+            )
+    base = target.read_float32(o.target_name, start, stop)
+    if not all_finite(base):
+        raise NonFiniteError(
+            f"{o.target_name}: the target {target.display} holds NaN or Inf; the checkpoint is damaged",
+            tensor=o.target_name,
+        )
+    raise NonFiniteError(
+        f"{o.name}: target + α·v overflows float32; use a smaller α (check the vector with rvec anatomy)",
+        tensor=o.name,
+    )
 
 
 def _cast(raw: np.ndarray, src: DType, dst: DType, out: np.ndarray, ws: Workspace) -> np.ndarray:

@@ -19,12 +19,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from rvec.checkpoint.dtypes import F32, to_float32
+from rvec.checkpoint.confine import allowed_roots, member
+from rvec.checkpoint.dtypes import F32, all_finite, to_float32
 from rvec.checkpoint.hashing import sha256_text
 from rvec.checkpoint.index import TensorIndex, TensorInfo
-from rvec.checkpoint.reader import FileReader, Workspace
+from rvec.checkpoint.reader import FileReader, Workspace, read_small_file
 from rvec.checkpoint.source import Checkpoint
-from rvec.errors import VectorFormatError
+from rvec.errors import NonFiniteError, VectorFormatError
 from rvec.vector.encodings import (
     Encoding,
     check_stored,
@@ -34,13 +35,15 @@ from rvec.vector.encodings import (
     stored_tensors,
 )
 from rvec.vector.integrity import validate_index_files, verify_family, verify_files
+from rvec.vector.manifest import FORMAT_VERSION, validate_manifest
 
-# 2 added per-tensor encodings (factored, sparse) and ``aux_files``; version 1 folders read as dense.
-FORMAT_VERSION = 2
+__all__ = ["FORMAT_VERSION", "LINEAGE_FILE", "DeltaSource", "DonorPair", "ReasoningVector", "read_vector"]
+
 MANIFEST = "rvec.json"
 VECTOR_PREFIX = "vector"
 SHARD_GLOB = f"{VECTOR_PREFIX}*.safetensors"
 LINEAGE_FILE = "lineage.safetensors"  # first elements of a few SFT weights: apply's lineage check
+_MAX_LINEAGE_BYTES = 64 * 1024 * 1024  # a real probe is under 1 MB; a larger one is not read
 
 
 class DeltaSource(Protocol):
@@ -58,8 +61,15 @@ class DeltaSource(Protocol):
         """Flat float32 elements ``[start, stop)`` of ``v[name]`` (a new array)."""
         ...
 
-    def read_delta_into(self, name: str, start: int, out: np.ndarray, workspace: Workspace) -> np.ndarray:
-        """Fill the float32 buffer ``out`` with ``v[name]`` from flat element ``start``."""
+    def read_delta_into(
+        self, name: str, start: int, out: np.ndarray, workspace: Workspace, *, check_finite: bool = True
+    ) -> np.ndarray:
+        """Fill the float32 buffer ``out`` with ``v[name]`` from flat element ``start``.
+
+        ``check_finite``: refuse a block holding NaN or Inf (:class:`~rvec.errors.NonFiniteError`
+        naming the tensor); ``False`` only for a caller that checks what it computes from the block
+        itself (``apply`` checks ``target + α·v``), so the data is not scanned twice.
+        """
         ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -84,7 +94,11 @@ class ReasoningVector:
 
     @cached_property
     def index(self) -> TensorIndex:
-        files = sorted(self.path.glob(SHARD_GLOB))
+        roots = allowed_roots(self.path)
+        files = [
+            member(self.path, f.name, listed_in=str(self.path), roots=roots)
+            for f in self.path.glob(SHARD_GLOB)
+        ]
         if not files:
             raise VectorFormatError(f"{self.path}: no {SHARD_GLOB} files; re-run rvec extract")
         index = TensorIndex.from_files(files)
@@ -158,14 +172,53 @@ class ReasoningVector:
         n = stop - start
         return self.read_delta_into(name, start, np.empty(n, dtype=np.float32), Workspace(max(n, 1)))
 
-    def read_delta_into(self, name: str, start: int, out: np.ndarray, workspace: Workspace) -> np.ndarray:
+    def read_delta_into(
+        self, name: str, start: int, out: np.ndarray, workspace: Workspace, *, check_finite: bool = True
+    ) -> np.ndarray:
         stored = self._stored[name]
         enc = self.encoding(name)
         if enc == "dense":  # stored as float32: read straight into the buffer
-            return self._reader.read_into(stored[0], start, out)
+            self._reader.read_into(stored[0], start, out)
+        elif enc == "factored":
+            fill_factored(self._reader, stored[0], stored[1], start, out, workspace)
+        else:
+            fill_sparse(self._reader, stored[0], stored[1], start, out, workspace)
+        if check_finite:  # the block as it is read: no second pass over the data
+            self._refuse_non_finite(name, out, workspace.get("vector:finite", np.bool_, out.size))
+        return out
+
+    def _refuse_non_finite(self, name: str, values: np.ndarray, scratch: np.ndarray | None = None) -> None:
+        if not all_finite(values, scratch):
+            raise NonFiniteError(
+                f"{self.path}: tensor {name!r} holds NaN or Inf; the vector is damaged or was made to mislead: "
+                "re-run the command that wrote it, or get it again from a source you trust",
+                tensor=name,
+            )
+
+    def ensure_finite(self, name: str) -> None:
+        """Refuse ``v[name]`` if it holds NaN or Inf, reading only what is stored: a factored
+        tensor's factors (and a bound that proves ``B @ A`` cannot overflow float32, else its
+        blocks), a sparse tensor's kept values, a dense tensor's blocks. For readers that expand
+        the tensor many times (in-memory α switches) and check it once, here, instead.
+
+        Raises:
+            NonFiniteError: NaN or Inf in the tensor (named).
+        """
+        enc, stored = self.encoding(name), self._stored[name]
         if enc == "factored":
-            return fill_factored(self._reader, stored[0], stored[1], start, out, workspace)
-        return fill_sparse(self._reader, stored[0], stored[1], start, out, workspace)
+            a, b = self.factors(name)  # checked there
+            rank = a.shape[0]
+            peak = float(np.abs(a).max(initial=0.0)) * float(np.abs(b).max(initial=0.0)) * rank
+            if peak < float(np.finfo(np.float32).max) / 2:  # every partial sum stays finite
+                return
+        elif enc == "sparse":
+            self._refuse_non_finite(name, self._reader.read(stored[1]))
+            return
+        numel, ws = math.prod(self.shapes[name]), Workspace()
+        for start in range(0, numel, ws.block_elements):
+            self.read_delta_into(
+                name, start, ws.get("finite_check", np.float32, min(ws.block_elements, numel - start)), ws
+            )
 
     def is_zero(self, name: str) -> bool:
         """Whether ``v[name]`` is exactly zero: stored with no entries (sparse ``kept: 0``), or recorded
@@ -192,21 +245,36 @@ class ReasoningVector:
 
         Raises:
             VectorFormatError: ``name`` is not stored factored.
+            NonFiniteError: a factor holds NaN or Inf.
         """
         if self.encoding(name) != "factored":
             raise VectorFormatError(f"{self.path}: '{name}' is stored {self.encoding(name)}, not factored")
         a_info, b_info = self._stored[name]
-        return self._reader.read(a_info), self._reader.read(b_info)
+        a, b = self._reader.read(a_info), self._reader.read(b_info)
+        self._refuse_non_finite(name, a)
+        self._refuse_non_finite(name, b)
+        return a, b
 
     def lineage_probe(self) -> dict[str, np.ndarray]:
         """The first elements of a few SFT weights (``lineage.safetensors``), what targets are checked
         against; empty for a vector written without one."""
-        file = self.path / LINEAGE_FILE
-        if not file.is_file():
+        file = self.lineage_file
+        if file is None:
             return {}
-        from safetensors.numpy import load_file
+        probe = read_small_file(file, max_bytes=_MAX_LINEAGE_BYTES, dtype=F32)
+        for name, values in probe.items():
+            if not all_finite(values):
+                raise NonFiniteError(
+                    f"{file}: the lineage probe of {name!r} holds NaN or Inf; re-run the command that wrote it",
+                    tensor=name,
+                )
+        return probe
 
-        return load_file(str(file))
+    @property
+    def lineage_file(self) -> Path | None:
+        """``lineage.safetensors`` if the folder has one (refused if it is a link out of the folder)."""
+        file = member(self.path, LINEAGE_FILE, listed_in=str(self.path))
+        return file if file.is_file() else None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -231,32 +299,28 @@ def read_vector(path: str | Path, *, verify: bool = True) -> ReasoningVector:
             checked once is not read again until a file changes). ``False`` is ``--no-verify``.
 
     Raises:
-        VectorFormatError: no ``rvec.json``, unreadable, from a newer format version, or shards and
-            index inconsistent with it.
+        VectorFormatError: no ``rvec.json``, unreadable or malformed (:mod:`rvec.vector.manifest`),
+            from a newer format version, or shards and index inconsistent with it.
+        UnsafeNameError: ``rvec.json`` names a file outside the folder, or a file of the folder is a
+            link out of it.
+        CorruptCheckpointError: a shard's safetensors header is invalid.
         VectorIntegrityError: ``verify`` and a shard or the manifest was changed after writing.
     """
     path = Path(path)
-    file = path / MANIFEST
+    file = member(path, MANIFEST, listed_in=str(path))
     if not file.is_file():
         raise VectorFormatError(
             f"{path}: not an rvec vector folder (no {MANIFEST}); create one with rvec extract"
         )
     try:
-        manifest = json.loads(file.read_text())
+        raw = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise VectorFormatError(f"{file}: invalid JSON ({err.msg}); re-run rvec extract") from err
-    if (
-        not isinstance(manifest, dict)
-        or manifest.get("kind") != "reasoning-vector"
-        or "tensors" not in manifest
-    ):
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise VectorFormatError(
-            f"{file}: not a reasoning-vector manifest; is this a model folder? (rvec apply takes vectors)"
-        )
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise VectorFormatError(
-            f"{file}: format version {manifest['format_version']} is newer than this rvec supports; upgrade rvec"
-        )
+            f"{file}: invalid JSON ({err.__class__.__name__}); re-run rvec extract"
+        ) from None
+    manifest = validate_manifest(file, raw)
     vector = ReasoningVector(path=path, manifest=manifest)
     if verify:
         vector.verify()  # before the structure: an edited shard is named as such, not as a bad header
@@ -288,7 +352,9 @@ class DonorPair:
             name, start, np.empty(stop - start, dtype=np.float32), Workspace(stop - start)
         )
 
-    def read_delta_into(self, name: str, start: int, out: np.ndarray, workspace: Workspace) -> np.ndarray:
+    def read_delta_into(
+        self, name: str, start: int, out: np.ndarray, workspace: Workspace, *, check_finite: bool = True
+    ) -> np.ndarray:
         # (n,) float32 = RL − SFT, both widened first so bf16 donors subtract without rounding.
         n = out.size
         rl_dtype = self.rl.index[name].dtype
@@ -297,7 +363,14 @@ class DonorPair:
         else:
             to_float32(self.rl.read_into(name, start, workspace.get("rl", rl_dtype.numpy, n)), out)
         sft = self._read_sft_f32(name, start, n, workspace)
-        return np.subtract(out, sft, out=out)
+        np.subtract(out, sft, out=out)
+        if check_finite and not all_finite(out, workspace.get("vector:finite", np.bool_, n)):
+            raise NonFiniteError(
+                f"{name}: RL − SFT is NaN or Inf ({self.label}); a donor is damaged or they are not "
+                "fine-tunes of one model",
+                tensor=name,
+            )
+        return out
 
     def _read_sft_f32(self, name: str, start: int, n: int, workspace: Workspace) -> np.ndarray:
         dtype = self.sft.index[name].dtype

@@ -54,8 +54,13 @@ class _EncodedDelta:
     def __getitem__(self, span: slice) -> torch.Tensor:
         """Flat float32 elements ``[span.start, span.stop)`` on the parameter's device."""
         n = span.stop - span.start
+        # Checked for NaN/Inf once, when attached (ReasoningVector.ensure_finite), not on every α switch.
         block = self.source.read_delta_into(
-            self.name, span.start, self._workspace.get("chunk", np.float32, n), self._workspace
+            self.name,
+            span.start,
+            self._workspace.get("chunk", np.float32, n),
+            self._workspace,
+            check_finite=False,
         )
         return torch.from_numpy(block).to(self.device)
 
@@ -161,9 +166,15 @@ class InMemoryVectors:
             )
         numel = math.prod(shape) if vshape == shape else min(vshape[0], shape[0]) * math.prod(shape[1:])
         encoded = isinstance(source, ReasoningVector) and source.encoding(name) != "dense"
+        if encoded:
+            source.ensure_finite(name)  # from what is stored: factors or kept values
+        if isinstance(source, MergedDelta):  # a merge of finite stored vectors: check each input once
+            for part in source.inputs:
+                if isinstance(part, ReasoningVector):
+                    part.ensure_finite(name)
         if encoded or isinstance(source, MergedDelta):
             return _EncodedDelta(source, name, numel, device, workspace)
-        flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32
+        flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32, refused if NaN or Inf
         return torch.from_numpy(flat).to(device)
 
     def set_alphas(

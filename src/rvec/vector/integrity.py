@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rvec.checkpoint import hashing
+from rvec.checkpoint.confine import allowed_roots, member
 from rvec.checkpoint.index import TensorIndex
 from rvec.errors import VectorFormatError, VectorIntegrityError
 from rvec.vector import family
@@ -32,6 +33,7 @@ def verify_files(folder: Path, manifest: Mapping[str, Any], *, shard_glob: str) 
     Raises:
         VectorIntegrityError: a recorded file is missing or its sha256 differs, a shard on disk is not
             recorded, or the manifest records no hashes at all.
+        UnsafeNameError: a recorded name is not a plain file name, or is a link out of the folder.
     """
     recorded: Mapping[str, str] = manifest.get("files") or {}
     if not recorded:
@@ -46,8 +48,11 @@ def verify_files(folder: Path, manifest: Mapping[str, Any], *, shard_glob: str) 
             path=str(folder / unrecorded[0]),
         )
     aux: Mapping[str, str] = manifest.get("aux_files") or {}
+    roots = allowed_roots(folder)
     for name, expected in [*recorded.items(), *aux.items()]:
-        _verify_one(folder / name, expected)
+        # A plain name inside the folder (rvec.vector.manifest), and not a link out of it: nothing
+        # outside the vector is opened or hashed, whatever rvec.json says.
+        _verify_one(member(folder, name, listed_in=str(folder / "rvec.json"), roots=roots), expected)
     logger.info("verified %d files of %s against rvec.json", len(recorded) + len(aux), folder)
 
 
@@ -121,17 +126,22 @@ def validate_index_files(folder: Path, index: TensorIndex) -> None:
     Raises:
         VectorFormatError: an index names a missing shard, a tensor no shard holds, or the wrong
             shard for a tensor; or a stored tensor is absent from it.
+        UnsafeNameError: it names a shard outside the folder (``..``, absolute, a link out).
     """
+    roots = allowed_roots(folder)
     for file in sorted(folder.glob("*.index.json")):
         try:
-            weight_map = json.loads(file.read_text())["weight_map"]
-            if not isinstance(weight_map, dict):
+            weight_map = json.loads(
+                member(folder, file.name, listed_in=str(folder), roots=roots).read_text()
+            )["weight_map"]
+            if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
                 raise TypeError
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
             raise VectorFormatError(
-                f"{file}: not a safetensors index (no weight_map object); {_REWRITE}"
+                f"{file}: not a safetensors index (no weight_map object of shard names); {_REWRITE}"
             ) from err
-        missing = sorted({str(s) for s in weight_map.values() if not (folder / str(s)).is_file()})
+        shards = {s: member(folder, s, listed_in=str(file), roots=roots) for s in set(weight_map.values())}
+        missing = sorted(s for s, path in shards.items() if not path.is_file())
         if missing:
             raise VectorFormatError(
                 f"{file}: names shard {missing[0]}, which is missing; the vector is incomplete: copy it again, or {_REWRITE}"

@@ -141,15 +141,25 @@ class MergedDelta:
         n = stop - start
         return self.read_delta_into(name, start, np.empty(n, np.float32), Workspace(max(n, 1)))
 
-    def read_delta_into(self, name: str, start: int, out: np.ndarray, workspace: Workspace) -> np.ndarray:
+    def read_delta_into(
+        self, name: str, start: int, out: np.ndarray, workspace: Workspace, *, check_finite: bool = True
+    ) -> np.ndarray:
         """Fill ``out`` (float32) with the merged delta of ``name`` from flat element ``start``.
 
-        The first call for a tensor computes its statistics (other threads asking for it wait).
+        The first call for a tensor computes its statistics (other threads asking for it wait);
+        those passes read every input checked for NaN and Inf. ``check_finite`` is passed to the
+        inputs' reads of the block itself.
         """
         state = self.state(name, workspace)
         n = out.size
         deltas = [
-            source.read_delta_into(name, start, workspace.get(f"merge:in{i}", np.float32, n), workspace)
+            source.read_delta_into(
+                name,
+                start,
+                workspace.get(f"merge:in{i}", np.float32, n),
+                workspace,
+                check_finite=check_finite,
+            )
             for i, source in enumerate(self.inputs)
         ]
         return self.method.combine(state, deltas, start, out, self.spec.params, workspace)

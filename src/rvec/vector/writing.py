@@ -41,6 +41,8 @@ from rvec.vector.artifact import (
 from rvec.vector.cards import vector_card
 from rvec.vector.compat import PROBE_ELEMENTS, PROBE_TENSORS, float_shapes, probe_names, probe_values
 from rvec.vector.encodings import Encoding, factored_norm, factored_zero_count, stored_tensors
+from rvec.vector.integrity import verify_family
+from rvec.vector.manifest import validate_manifest
 
 __all__ = [
     "LINEAGE_FILE_BYTES",
@@ -274,7 +276,11 @@ def write_vector(
             "aux_files": aux,
             "tensors": records,
         }
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, allow_nan=True) + "\n")
+        # Checked as a reader will check it, before the folder appears: what a reader would refuse
+        # must not be left behind looking complete.
+        text = json.dumps(full, indent=2, allow_nan=True) + "\n"
+        verify_family(tmp, validate_manifest(tmp / MANIFEST, json.loads(text)))
+        (tmp / MANIFEST).write_text(text)
         (tmp / "README.md").write_text(vector_card(full))
     remember_hashes(Path(out), {**full["files"], **aux})  # verifying the output reads nothing again
     return read_vector(out)
@@ -351,9 +357,10 @@ def write_lineage_probe(
     """
     file = folder / LINEAGE_FILE
     if isinstance(source, ReasoningVector):
-        probe = source.path / LINEAGE_FILE
-        if not probe.is_file():
+        probe = source.lineage_file  # refused if a link out of the vector: never copy what it points at
+        if probe is None:
             return {}
+        source.lineage_probe()  # a valid header and finite values, or refused before anything is copied
         file.write_bytes(probe.read_bytes())
     elif isinstance(source, Checkpoint):
         names = [n for n in probe_names(float_shapes(source)) if n in shapes]
