@@ -175,3 +175,18 @@ def test_the_demo_is_built_on_the_shipped_pair(name: str) -> None:
     for target in config.targets:  # neither donor
         assert target not in (config.donors.sft, config.donors.rl)
     assert config.limit_for("arith") >= 150 and {"gsm8k", "humaneval", "sciq"} <= set(config.tasks)
+
+
+def test_the_combine_demo_combines_the_two_shipped_rl_vectors_on_the_demos_target() -> None:
+    from rvec.vector.artifact import read_vector
+
+    config = load_study(STUDIES / "combine-demo.yaml")
+    demo = load_study(STUDIES / "demo.yaml")
+    pairs = STUDIES.parent / "pairs"
+    assert config.vector == demo.vector
+    assert config.vectors == {"v1": str((pairs / "smollm2-135m-arith-seed1-rl" / "vector").resolve())}
+    assert config.targets == ["sibling-sft"] and config.models["sibling-sft"] == demo.models["sibling-sft"]
+    assert {c.method for c in config.combine.values()} == {"task_arithmetic", "ties", "dare_linear", "ram"}
+    assert all(c.vectors == ["v", "v1"] for c in config.combine.values())
+    v1 = read_vector(config.vectors["v1"])  # verified against its manifest
+    assert v1.manifest["compression"]["rank"] == 3

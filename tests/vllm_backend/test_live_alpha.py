@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from vllm_helpers import (
+    ENGINE,
     LiveEngine,
+    TinyFamily,
     assert_close_loglikelihoods,
     assert_same_texts,
     greedy_logprobs,
@@ -100,6 +102,48 @@ def test_a_partial_fused_group_is_sent_whole(llama_live: LiveEngine, llama_hf) -
         applier.restore()
         llama_hf.fingerprint = state.base_fingerprint
     assert state.fingerprint not in (state.base_fingerprint,)
+
+
+def test_a_merge_computed_in_memory_answers_as_hf_and_restores_bit_exactly(
+    tiny_llama: TinyFamily, llama_hf, data_dir: Path, tmp_path: Path
+) -> None:
+    """A study's combination on vLLM: the workers rebuild the merge from its recipe (the spec and
+    the input folders), answer as the HF backend with the same merge in memory, and α = 0 gives
+    back the fresh engine's log-probabilities exactly. Its own engine: the session engines keep
+    what they attach, and the other tests expect ``v`` alone."""
+    from rvec.model.vllm.settings import VLLMSettings
+    from rvec.model.vllm.state import VllmModelState
+    from rvec.vector.extract import extract
+    from rvec.vector.merge import merge_spec
+    from rvec.vector.merge_recipe import HashedMerge
+
+    v = tiny_llama.vector
+    v1 = extract(v.parent / "sft", tiny_llama.target, tmp_path / "v1").path
+    ties = HashedMerge.of([v, v1], merge_spec("ties", 2, params={"density": 0.5}))
+    generate, score = task_requests(data_dir, items=2, max_new_tokens=32)
+    state = VllmModelState.load(tiny_llama.target, VLLMSettings(max_model_len=8192, **ENGINE))
+    try:
+        fresh = prompt_logprobs(state.llm, tokens_of(state.tokenizer))
+        state.set_vectors([(ties, 1.0)])
+        lm = state.language_model()
+        assert lm.fingerprint != state.base_fingerprint
+        applier = InMemoryVectors(llama_hf.model, [ties])
+        applier.set_alphas([1.0])
+        llama_hf.fingerprint = lm.fingerprint
+        try:
+            assert_same_texts(lm.generate(generate), llama_hf.generate(generate))
+            assert_close_loglikelihoods(lm.loglikelihood(score), llama_hf.loglikelihood(score))
+        finally:
+            applier.restore()
+            llama_hf.fingerprint = state.base_fingerprint
+        state.set_vectors([(ties, 0.0)])
+        assert state.llm.reset_prefix_cache()
+        assert prompt_logprobs(state.llm, tokens_of(state.tokenizer)) == fresh
+        assert state.fingerprint == state.base_fingerprint
+    finally:
+        state.close()
+        for vector in ties.vectors:  # read here through the HF applier: its shards are open
+            vector.close()
 
 
 def test_workers_report_the_state_they_hold(llama_live: LiveEngine) -> None:

@@ -21,11 +21,10 @@ from rvec.eval.data import DataSource, docs_digest
 from rvec.eval.presets import Preset
 from rvec.eval.tasks.registry import get_task
 from rvec.eval.types import Doc
-from rvec.model.state import BackendSpec
+from rvec.model.state import BackendSpec, HashedDelta
 from rvec.study.config import StudyConfig
 from rvec.study.plan import PlannedCell
 from rvec.study.types import CellResult, Variant
-from rvec.vector.artifact import ReasoningVector
 
 __all__ = ["CellKeys", "cell_from_dict", "cell_key", "cell_to_dict", "load_cell", "save_cell"]
 
@@ -104,7 +103,7 @@ class CellKeys:
             self._all[task] = get_task(task).docs(self.source)
         return self._all[task]
 
-    def key(self, cell: PlannedCell, model_fp: str, vectors: Mapping[str, ReasoningVector]) -> str:
+    def key(self, cell: PlannedCell, model_fp: str, vectors: Mapping[str, HashedDelta]) -> str:
         """The cell's key, for the model whose weights have fingerprint ``model_fp``."""
         v = cell.variant
         return cell_key(

@@ -31,16 +31,27 @@ A reasoning study samples and thinks like ``rvec eval``'s flags (each key change
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    FiniteFloat,
+    PositiveInt,
+    Tag,
+    ValidationError,
+)
 
 from rvec.defaults import DEFAULT_SEED
 from rvec.errors import ConfigError
 from rvec.eval.overrides import RunOverrides
 from rvec.model.hf.settings import HFSettings
 from rvec.model.registry import BACKENDS, BackendSettingsField, get_backend, setting_error_message
+from rvec.study.combine_config import Combination, ExtraRow, combine_errors
+from rvec.study.mergekit_models import MergekitModel, mergekit_errors
 from rvec.study.specs import AtlasSpec, SearchSpec, SliceSpec
 from rvec.study.validation import semantic_errors, study_path
 
@@ -76,6 +87,21 @@ class MadeModel(BaseModel):
         return list(self.alphas) if self.alphas else [1.0] * len(self.add)
 
 
+def _recipe_kind(value: Any) -> str:
+    """Which model recipe an entry of ``models:`` is: a mergekit YAML, or ``base`` + ``add``."""
+    if isinstance(value, dict):
+        return "mergekit" if "mergekit" in value else "made"
+    return "mergekit" if isinstance(value, MergekitModel) else "made"
+
+
+ModelRecipe = Annotated[
+    Annotated[MadeModel, Tag("made")] | Annotated[MergekitModel, Tag("mergekit")],
+    Discriminator(_recipe_kind),
+]
+"""An entry of ``models:``: ``{base, add, alphas}`` or ``{mergekit: FILE.yml, seed}``."""
+_RECIPE_TAGS = ("made", "mergekit")
+
+
 class Controls(BaseModel):
     """Controls evaluated beside ``target + α·v``."""
 
@@ -100,15 +126,22 @@ class StudyConfig(BaseModel):
     name: str
     title: str | None = None
     description: str | None = None
-    models: dict[str, MadeModel] = Field(default_factory=dict)
-    """Models made in the run folder before anything is evaluated; their names can be used as
-    ``targets``, ``donors`` and as another model's ``base``."""
+    models: dict[str, ModelRecipe] = Field(default_factory=dict)
+    """Models made in the run folder before anything is evaluated (``base`` + ``add``, or a mergekit
+    YAML); their names can be used as ``targets``, ``donors``, ``rows`` and as another model's ``base``."""
     donors: Donors | None = None
     vector: str | None = None
     """An existing vector folder: v itself. With ``donors`` too, v is read from here (not extracted)
     and the donors are evaluated as rows only."""
     random_in_place_of_v: FiniteFloat | None = Field(None, gt=0)
     """No real donor pair: use a random control with this per-tensor relative norm as "v" (labelled)."""
+    vectors: dict[str, str] = Field(default_factory=dict)
+    """Named vector folders besides v (:mod:`rvec.study.combine_config`): each is evaluated as
+    ``target + 1·name`` and can be combined."""
+    combine: dict[str, Combination] = Field(default_factory=dict)
+    """Merges of named vectors computed in memory, each evaluated as ``target + METHOD(v, v1)``."""
+    rows: dict[str, ExtraRow] = Field(default_factory=dict)
+    """Other models evaluated as rows (e.g. the SFT donor + v1), each compared with its ``vs`` row."""
     targets: list[str] = Field(min_length=1)
     alphas: list[FiniteFloat] = Field(default_factory=lambda: [1.0], min_length=1)
     controls: Controls = Field(default_factory=Controls)
@@ -179,6 +212,8 @@ def _pydantic_errors(err: ValidationError) -> list[str]:
     out = []
     for e in err.errors():
         loc = [str(p) for p in e["loc"]]
+        if loc[:1] == ["models"] and len(loc) > 2 and loc[2] in _RECIPE_TAGS:
+            del loc[2]  # pydantic names the recipe kind it tried; the user wrote models.<name>.<key>
         if loc[:1] == ["backend"] and e["type"] == "unknown_backend":
             name = e["input"].get("name") if isinstance(e["input"], dict) else e["input"]
             out.append(f"backend.name: unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
@@ -237,15 +272,23 @@ def parse_study(raw: Any, *, source: str = "study", base: Path = Path(".")) -> S
     except ValidationError as err:
         errors += _pydantic_errors(err)
     errors += [e for e in semantic_errors(raw, base) if e not in errors]
+    models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
+    errors += [e for e in [*combine_errors(raw, base), *mergekit_errors(models, base)] if e not in errors]
     if errors or config is None:
         raise ConfigError(errors, source=source)
     # Opened where they were validated, whatever the working folder.
     if config.vector is not None:
         config = config.model_copy(update={"vector": str(study_path(config.vector, base).resolve())})
     if config.models:
-        made = {
-            name: m.model_copy(update={"add": [str(study_path(a, base).resolve()) for a in m.add]})
-            for name, m in config.models.items()
-        }
+        made = {name: _with_paths_resolved(m, base) for name, m in config.models.items()}
         config = config.model_copy(update={"models": made})
+    if config.vectors:
+        named = {name: str(study_path(p, base).resolve()) for name, p in config.vectors.items()}
+        config = config.model_copy(update={"vectors": named})
     return config
+
+
+def _with_paths_resolved(model: MadeModel | MergekitModel, base: Path) -> MadeModel | MergekitModel:
+    if isinstance(model, MergekitModel):
+        return model.model_copy(update={"mergekit": str(study_path(model.mergekit, base).resolve())})
+    return model.model_copy(update={"add": [str(study_path(a, base).resolve()) for a in model.add]})

@@ -22,16 +22,18 @@ from rvec.errors import RvecError
 from rvec.eval.data import DataSource
 from rvec.eval.types import LanguageModel
 from rvec.model.registry import get_backend
-from rvec.model.state import ModelState
+from rvec.model.state import HashedDelta, ModelState
 from rvec.progress import ProgressBar, timed
 from rvec.study.atlas import atlas_record, check_parts_select, num_layers_of
 from rvec.study.cells import CellKeys, load_cell, save_cell
+from rvec.study.combine import combination_vectors, combine_record
 from rvec.study.config import StudyConfig
 from rvec.study.kl import KLMeter
 from rvec.study.plan import (
     PlannedCell,
     StateGroup,
     by_model_state,
+    evaluation_parts,
     plan_cells,
     plan_row,
     resolved_preset,
@@ -41,7 +43,6 @@ from rvec.study.plan import (
 from rvec.study.records import cell_samples, make_cell
 from rvec.study.types import CellCallback, CellResult, StudyRun
 from rvec.study.vectors import prepare_vectors
-from rvec.vector.artifact import ReasoningVector
 from rvec.vector.masks import selection_from_record
 
 __all__ = ["StudyExecutor"]
@@ -71,7 +72,7 @@ class StudyExecutor:
         """Per loaded model, the target fingerprint its cells' KL is measured against (donors' too)."""
         self._local: dict[str, str] = {}
         self._plan_rows: list[dict[str, Any]] = []
-        self._vectors: dict[str, ReasoningVector] | None = None
+        self._vectors: dict[str, HashedDelta] | None = None
         self._atlas: dict[str, Any] = {}
 
     def local(self, source: str) -> str:
@@ -83,7 +84,11 @@ class StudyExecutor:
 
             with timed(self.run_state.timings, "make models"):
                 folder = made_model_folder(
-                    source, self.config.models[source], self.out_dir / "models", local=self.local
+                    source,
+                    self.config.models[source],
+                    self.out_dir / "models",
+                    local=self.local,
+                    study_models=self.config.models,
                 )
             self._local[source] = str(folder)
         if source not in self._local:
@@ -93,13 +98,16 @@ class StudyExecutor:
         return self._local[source]
 
     # ---- run ---------------------------------------------------------------------------------
-    def vectors(self) -> dict[str, ReasoningVector]:
-        """The study's vectors (:func:`rvec.study.vectors.prepare_vectors`), prepared once."""
+    def vectors(self) -> dict[str, HashedDelta]:
+        """The study's vectors (:func:`rvec.study.vectors.prepare_vectors`) and its named vectors and
+        combinations, merged in memory (:func:`rvec.study.combine.combination_vectors`), prepared once."""
         if self._vectors is None:
             with timed(self.run_state.timings, "extract"):
-                self._vectors = prepare_vectors(
+                vectors: dict[str, HashedDelta] = prepare_vectors(
                     self.config, self.out_dir / "vectors", local=self.local, notes=self.run_state.notes
                 )
+                vectors.update(combination_vectors(self.config, vectors))
+                self._vectors = vectors
         return self._vectors
 
     def run(self) -> StudyRun:
@@ -123,7 +131,7 @@ class StudyExecutor:
             self.write_plan(self._plan_rows)
 
     def _plan(
-        self, vectors: dict[str, ReasoningVector]
+        self, vectors: dict[str, HashedDelta]
     ) -> tuple[list[dict[str, Any]], list[tuple[str, list[tuple[PlannedCell, str]], bool]]]:
         """``study.json``'s cell rows, and the keyed cells grouped by the model they load (a target
         first, with the vectors; then each donor, without)."""
@@ -168,6 +176,7 @@ class StudyExecutor:
                 "preset": self.preset.to_dict(),
                 "backend": c.backend.model_dump(),
                 "vector": c.vector,
+                **({"combine": combine_record(c)} if c.vectors or c.combine or c.rows else {}),
                 "notes": self.run_state.notes,
                 "cells": plan,
                 **({"atlas": self._atlas} if any(self._atlas.values()) else {}),
@@ -177,7 +186,7 @@ class StudyExecutor:
         )
 
     def _run_model(
-        self, model_source: str, keyed: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+        self, model_source: str, keyed: list[tuple[PlannedCell, str]], vectors: dict[str, HashedDelta]
     ) -> None:
         # One model can be two variants (a target that is also the SFT donor): one key, computed
         # once; the other variants take that cell under their own names.
@@ -204,13 +213,13 @@ class StudyExecutor:
             self._finish(replace(done, variant=cell.variant), cached=True)
 
     def _evaluate_model(
-        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, HashedDelta]
     ) -> None:
         with self.loaded(model_source, vectors) as state:
             self.evaluate_groups(state, by_model_state(todo), vectors, reference=self.reference[model_source])
 
     @contextmanager
-    def loaded(self, model_source: str, vectors: dict[str, ReasoningVector]) -> Iterator[ModelState]:
+    def loaded(self, model_source: str, vectors: dict[str, HashedDelta]) -> Iterator[ModelState]:
         """The model loaded once on the study's backend, every vector attached; closed (θ₀ restored,
         weights freed) on the way out."""
         with timed(self.run_state.timings, "load"):
@@ -227,7 +236,7 @@ class StudyExecutor:
         self,
         state: ModelState,
         groups: list[StateGroup],
-        vectors: dict[str, ReasoningVector],
+        vectors: dict[str, HashedDelta],
         *,
         reference: str,
     ) -> None:
@@ -240,7 +249,7 @@ class StudyExecutor:
             every = [
                 self.evaluate_args(g.condition, p, perts)
                 for g in groups
-                for p, perts in self.parts_of(g.cells)
+                for p, perts in evaluation_parts(self.config, g.cells)
             ]
             needed = [args for args in every if self.kl.missing(lm, args, reference)]
             if needed and vectors:
@@ -259,12 +268,13 @@ class StudyExecutor:
             self._evaluate_group(state.language_model(), group, (reference, state.fingerprint))
 
     def _evaluate_replicated(
-        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, ReasoningVector]
+        self, model_source: str, todo: list[tuple[PlannedCell, str]], vectors: dict[str, HashedDelta]
     ) -> None:
         """``todo`` on persistent vLLM replicas (``backend: {name: vllm, replicas: N}``): every
         (variant, condition) part becomes one job of :func:`rvec.model.vllm.replicas.run_cells`; each
         replica is one engine for the whole run, every vector attached, α changed between its jobs."""
         from rvec.model.vllm.replicas import CellJob, ReplicaSpec, run_cells
+        from rvec.vector.merge_recipe import delta_ref
 
         names = list(vectors)
         jobs, parts = [], {}
@@ -272,14 +282,14 @@ class StudyExecutor:
             alphas = tuple(float(group.alpha) if n == group.vector and group.alpha else 0.0 for n in names)
             part_of_v = selection_from_record(group.selection) if group.selection is not None else None
             selections = tuple(part_of_v if n == group.vector and group.alpha else None for n in names)
-            for part, perturbations in self.parts_of(group.cells):
+            for part, perturbations in evaluation_parts(self.config, group.cells):
                 key = str(len(jobs))
                 args = self.evaluate_args(group.condition, part, perturbations)
                 jobs.append(CellJob(key, alphas, args, selections))
                 parts[key] = part
         settings = self.config.backend
-        paths = tuple(str(v.path) for v in vectors.values())
-        spec = ReplicaSpec(source=self.local(model_source), vectors=paths, settings=settings)  # type: ignore[arg-type]
+        refs = tuple(delta_ref(v) for v in vectors.values())  # folders; a merge as its recipe
+        spec = ReplicaSpec(source=self.local(model_source), vectors=refs, settings=settings)  # type: ignore[arg-type]
         self.progress.describe(note=f"{len(jobs)} jobs on {settings.replicas} replicas")  # type: ignore[attr-defined]
         with timed(self.run_state.timings, "evaluate"):
             outcomes = run_cells(spec, jobs)
@@ -294,29 +304,8 @@ class StudyExecutor:
         self.progress.describe(note=f"{variant.name} · {group.condition} · {len(group.cells)} cells")
         # Perturbations apply to the study's clean tasks only: tasks without one are evaluated in a
         # call of their own, so no perturbed copy is generated that no cell asked for.
-        for part, perturbations in self.parts_of(group.cells):
+        for part, perturbations in evaluation_parts(self.config, group.cells):
             self._evaluate_part(lm, group.condition, part, perturbations, kl)
-
-    def parts_of(
-        self, group: list[tuple[PlannedCell, str]]
-    ) -> list[tuple[list[tuple[PlannedCell, str]], list[str]]]:
-        """The cells of one (variant, condition) group split into evaluate() calls: one per
-        (perturbed or not, task limit), since evaluate() takes one perturbation list and one limit."""
-        by_kind: dict[tuple[bool, int | None, tuple[str, ...] | None], list[tuple[PlannedCell, str]]] = {}
-        for cell, key in group:
-            kind = (self._perturbed_tasks(cell.base_task), self.config.limit_for(cell.base_task), cell.items)
-            by_kind.setdefault(kind, []).append((cell, key))
-        return [(p, self._perturbations() if perturbed else []) for (perturbed, _, _), p in by_kind.items()]
-
-    def _perturbations(self) -> list[str]:
-        from rvec.eval.perturb import parse_perturbations
-
-        return [p.name for spec in self.config.perturbations for p in parse_perturbations(spec)]
-
-    def _perturbed_tasks(self, base_task: str) -> bool:
-        from rvec.eval.tasks.registry import expand_task_names
-
-        return bool(self.config.perturbations) and base_task in expand_task_names(self.config.tasks)
 
     def _evaluate_part(
         self,

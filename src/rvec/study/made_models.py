@@ -9,12 +9,13 @@ This is how a study starts from shipped vectors instead of full checkpoints: a p
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from rvec.checkpoint.hashing import sha256_text
 from rvec.checkpoint.source import resolve
 from rvec.study.config import MadeModel
+from rvec.study.mergekit_models import MergekitModel, mergekit_model_folder
 from rvec.vector.artifact import read_vector
 
 __all__ = ["made_model_folder", "made_model_key"]
@@ -35,19 +36,30 @@ def made_model_key(made: MadeModel, base_folder: str) -> str:
     return sha256_text(json.dumps(parts, sort_keys=True))[:12]
 
 
-def made_model_folder(name: str, made: MadeModel, models_dir: Path, *, local: Callable[[str], str]) -> Path:
+def made_model_folder(
+    name: str,
+    made: MadeModel | MergekitModel,
+    models_dir: Path,
+    *,
+    local: Callable[[str], str],
+    study_models: Collection[str] = (),
+) -> Path:
     """The folder of model ``name``, made now unless a complete one of the same recipe exists.
 
     Args:
         name: the model's name under ``models:``.
-        made: its recipe.
+        made: its recipe (a mergekit YAML is run by :mod:`rvec.study.mergekit_models`).
         models_dir: ``RUN/models``.
         local: maps a source (or an earlier model's name) to a local folder the engine can read.
+        study_models: the names under ``models:`` (a mergekit YAML may name them).
 
     Raises:
         IncompatibleError, NonFiniteError, IntegrityError: as :func:`rvec.vector.apply.apply`.
     """
     from rvec.vector.apply import apply
+
+    if isinstance(made, MergekitModel):
+        return mergekit_model_folder(name, made, models_dir, local=local, study_models=study_models)
 
     base = local(made.base)
     folder = models_dir / f"{name}-{made_model_key(made, base)}"

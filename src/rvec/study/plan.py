@@ -1,9 +1,10 @@
 """The study matrix: which model variants are evaluated on which task, under which condition.
 
 Variants per target: the target itself (baseline), ``target + α·v`` for every α (``alphas`` and the
-α sweep), ``target − α₀·v`` (subtraction), ``target + α₀·r`` for each random control seed; and the
-RL donor under ``think`` (the paper's "G+T"), or both donors under every condition with
-``controls.donor_rows``. Tasks: every clean task, its perturbed copies
+α sweep), ``target − α₀·v`` (subtraction), ``target + α₀·r`` for each random control seed,
+``target + 1·name`` for each named vector and ``target + METHOD(…)`` for each combination
+(:mod:`rvec.study.combine`); and the RL donor under ``think`` (the paper's "G+T"), or both donors
+under every condition with ``controls.donor_rows``, and the models of ``rows:``. Tasks: every clean task, its perturbed copies
 (``task+perturbation``), every adversarial task and the clean task its items pair with.
 """
 
@@ -19,6 +20,7 @@ from rvec.eval.perturb import parse_perturbations
 from rvec.eval.presets import Preset, get_preset
 from rvec.eval.tasks.registry import expand_task_names, get_task
 from rvec.study.atlas import part_variants
+from rvec.study.combine import extra_variants, row_variants
 from rvec.study.config import StudyConfig
 from rvec.study.types import Variant
 from rvec.vector.masks import selection_from_record
@@ -74,6 +76,7 @@ def variants_for(config: StudyConfig, target: str, *, num_layers: int | None = N
         out.append(
             Variant(f"{label} + {first:g}·random({seed})", "random-control", target, f"random:{seed}", first)
         )
+    out += extra_variants(config, target, label)  # named vectors, combinations (study.combine)
     return out + part_variants(config, label, target, num_layers)
 
 
@@ -114,6 +117,9 @@ def plan_cells(
         donor = Variant("RL donor", "donor", rl_donor)
         for key, base, pert, clean in tasks:
             cells.append(PlannedCell(donor, "think", key, base, pert, clean))
+    for row in row_variants(config):  # the study's rows: other models, evaluated as they are
+        for condition in config.conditions:
+            cells += [PlannedCell(row, condition, key, base, pert, clean) for key, base, pert, clean in tasks]
     return cells
 
 
@@ -192,3 +198,22 @@ def skip_note(cell: PlannedCell, source: DataSource, preset: Preset, *, seed: in
     except PerturbationNotApplicableError as err:
         return f"{cell.task} skipped: {err}"
     return None
+
+
+def evaluation_parts(
+    config: StudyConfig, group: list[tuple[PlannedCell, str]]
+) -> list[tuple[list[tuple[PlannedCell, str]], list[str]]]:
+    """The cells of one (variant, condition) group split into evaluate() calls: one per (perturbed or
+    not, task limit, item split), since evaluate() takes one perturbation list and one limit.
+
+    Returns:
+        list: ``(cells, perturbation names)`` per call.
+    """
+    perturbed = bool(config.perturbations)
+    tasks = set(expand_task_names(config.tasks)) if perturbed else set()
+    names = [p.name for spec in config.perturbations for p in parse_perturbations(spec)]
+    by_kind: dict[tuple[bool, int | None, tuple[str, ...] | None], list[tuple[PlannedCell, str]]] = {}
+    for cell, key in group:
+        kind = (perturbed and cell.base_task in tasks, config.limit_for(cell.base_task), cell.items)
+        by_kind.setdefault(kind, []).append((cell, key))
+    return [(part, names if is_perturbed else []) for (is_perturbed, _, _), part in by_kind.items()]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from pathlib import Path
 
 from rvec.checkpoint.source import resolve
 from rvec.eval.data import DataSource
 from rvec.eval.tasks.registry import expand_task_names, get_task
-from rvec.study.config import StudyConfig
+from rvec.study.config import MadeModel, StudyConfig
+from rvec.study.mergekit_models import MergekitModel, mergekit_references, resolve_reference
 from rvec.study.plan import clean_task_of
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,8 @@ def prefetch(config: StudyConfig, *, on_item: Callable[[str], None] | None = Non
     models = list(config.targets)
     if config.donors is not None:
         models += [config.donors.sft, config.donors.rl]
-    models += [made.base for made in config.models.values()]
+    models += [ref for made in config.models.values() for ref in _inputs_of(made, config.models)]
+    models += [row.model for row in config.rows.values()]
     for model in dict.fromkeys(models):
         if model in config.models:
             continue  # made in the run folder from a base listed here and local vectors
@@ -42,3 +45,11 @@ def prefetch(config: StudyConfig, *, on_item: Callable[[str], None] | None = Non
         if on_item:
             on_item(fetched[-1])
     return fetched
+
+
+def _inputs_of(made: MadeModel | MergekitModel, models: Collection[str]) -> list[str]:
+    """The models a study model is made from: its base, or every model its mergekit YAML names."""
+    if isinstance(made, MadeModel):
+        return [made.base]
+    file = Path(made.mergekit)
+    return [resolve_reference(ref, file, models) for ref in mergekit_references(made)]

@@ -13,14 +13,18 @@ Layout of ``report.md``:
 3. controls table: subtraction, random-control and α-sweep variants vs the baseline, with flips
    and mean generated tokens; with donor rows (``controls.donor_rows``), RL donor vs SFT donor per
    condition and task;
-4. scorers compared: where two verdicts on the same responses disagree (GSM8K's regex and
-   math-verify under ``reasoning``, :mod:`rvec.study.report_verdicts`); generation length: tokens per response of every cell, accuracy against length per task
-   (:mod:`rvec.study.report_lengths`);
-5. plots, the statistics footnote and the study configuration.
+4. named vectors, combinations and extra rows vs the baseline and their reference row, with a
+   forest plot (:mod:`rvec.study.report_combine`);
+5. scorers compared: where two verdicts on the same responses disagree (GSM8K's regex and
+   math-verify under ``reasoning``, :mod:`rvec.study.report_verdicts`); generation length: tokens
+   per response of every cell, accuracy against length per task (:mod:`rvec.study.report_lengths`);
+6. the atlas of v, KL to the target and response length, the α search (:mod:`rvec.study.report_atlas`,
+   :mod:`rvec.study.report_search`);
+7. plots, the statistics footnote and the study configuration.
 
 In a sampled study a cell's accuracy is the mean over items of each item's share of correct
 samples (avg@n), and its comparisons pair those means: the McNemar p gives way to the paired
-sign-flip test (:mod:`rvec.eval.stats`), and the text says so.
+sign-flip test (:mod:`rvec.eval.pvalues`), and the text says so.
 
 Modules: :mod:`rvec.study.report_index` (rows, columns, comparisons), :mod:`rvec.study.report_tables`
 (Markdown tables), :mod:`rvec.study.report_plots` (plots), :mod:`rvec.study.report_files` (JSON, CSV).
@@ -30,12 +34,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rvec.atomic import write_text
 from rvec.eval.stats import StatisticsError
 from rvec.study.report_atlas import atlas_section, kl_section
+from rvec.study.report_combine import combinations_section
 from rvec.study.report_files import results_csv_text, results_json_text
 from rvec.study.report_index import BBH_MEAN, CONFIDENCE, Comparer, ReportError, ReportIndex, build_index
 from rvec.study.report_lengths import length_section
@@ -70,6 +76,7 @@ def render_report(
     seed: int,
     atlas: dict[str, Any] | None = None,
     search: SearchView | None = None,
+    combine: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``results.json``, ``results.csv`` and ``plots/*.png`` into ``out_dir``.
 
@@ -89,6 +96,8 @@ def render_report(
         atlas (dict | None): the target's atlas record from ``study.json``
             (:func:`rvec.study.atlas.atlas_record`): adds the atlas section and its heat maps.
         search (SearchView | None): the run's α search (:func:`rvec.study.report_search.load_search`).
+        combine (Mapping | None): ``study.json``'s record of named vectors, combinations and extra
+            rows (:func:`rvec.study.combine.combine_record`); their section is left out without it.
 
     Returns:
         dict[str, Any]: ``{"report": Path, "results_json": Path, "results_csv": Path,
@@ -120,20 +129,18 @@ def render_report(
         "McNemar p.",
         "",
     ]
-    lines += main_section(index, comparer)
-    lines += bbh_section(index, comparer)
-    lines += adversarial_section(index, comparer)
-    lines += controls_section(index, comparer)
-    lines += donors_section(index, comparer)
-    lines += verdicts_section(cells)
+    for section in (main_section, bbh_section, adversarial_section, controls_section, donors_section):
+        lines += section(index, comparer)
+    combine_lines, combine_plots = combinations_section(index, comparer, combine, out_dir / "plots")
     length_lines, length_plots = length_section(index, out_dir / "plots")
-    lines += length_lines
+    lines += [*combine_lines, *verdicts_section(cells), *length_lines]
     research_lines, research_plots, sections = _research_sections(index, comparer, atlas, search, out_dir)
     lines += research_lines
+    kept = [*combine_plots, *research_plots]
     plot_lines, written_plots = plots_section(
-        index, comparer, out_dir / "plots", vector_norms, keep=[*research_plots, *length_plots]
+        index, comparer, out_dir / "plots", vector_norms, keep=[*kept, *length_plots]
     )
-    written_plots = [*research_plots, *written_plots]
+    written_plots = [*kept, *written_plots]
     lines += plot_lines
     lines += [
         "## Statistics",

@@ -64,6 +64,7 @@ def render_run(run_dir: str | Path) -> list[Path]:
             seed=int(plan.get("seed", 0)),
             atlas=plan.get("atlas", {}).get(target),
             search=search if i == 0 else None,  # the search has one report: the first target's
+            combine=plan.get("combine"),
         )
         written += [result["report"], result["results_json"], result["results_csv"], *result["plots"]]
     return written

@@ -25,7 +25,7 @@ from rvec.atomic import make_folder, write_json, write_text
 from rvec.errors import OutputExistsError
 from rvec.outputs import check_results_folder
 from rvec.progress import timed
-from rvec.study.config import StudyConfig
+from rvec.study.config import MadeModel, StudyConfig
 from rvec.study.execute import StudyExecutor
 from rvec.study.reporting import render_run
 from rvec.study.search import TrialEvent, check_search, run_search
@@ -184,15 +184,19 @@ def check_sources(config: StudyConfig) -> None:
     from rvec.vector.artifact import read_vector
 
     made = config.models
+    # A mergekit YAML's models were checked when the study was loaded (rvec.study.mergekit_models).
+    recipes = [m for m in made.values() if isinstance(m, MadeModel)]
     donors = [config.donors.sft, config.donors.rl] if config.donors else []
-    for source in dict.fromkeys([*config.targets, *donors, *(m.base for m in made.values())]):
+    rows = [row.model for row in config.rows.values()]
+    for source in dict.fromkeys([*config.targets, *donors, *rows, *(m.base for m in recipes)]):
         if source in made:
             continue
         ckpt = resolve(source, weights=False)
         if ckpt.gguf_file is None:
             ckpt.config  # noqa: B018 — config.json: a JSON object
             ckpt.validate()
-    for folder in [*([config.vector] if config.vector else []), *(a for m in made.values() for a in m.add)]:
+    named = [*([config.vector] if config.vector else []), *config.vectors.values()]
+    for folder in [*named, *(a for m in recipes for a in m.add)]:
         read_vector(folder, verify=False).close()
 
 

@@ -25,6 +25,7 @@ from rvec.vector.artifact import DeltaSource, ReasoningVector, read_vector
 from rvec.vector.compat import is_tied
 from rvec.vector.embeddings import EmbeddingPolicy
 from rvec.vector.masks import Selection
+from rvec.vector.merge import MergedDelta
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,14 @@ _CHUNK = 1 << 18
 
 
 class _EncodedDelta:
-    """A factored or sparse ``v[name]`` kept in its encoding and expanded chunk by chunk on each α
-    switch, through the same numpy reader ``apply`` uses: memory stays at the stored factors (the
-    page cache) and one chunk, and the values are bit-identical to the written model's."""
+    """A factored or sparse ``v[name]`` kept in its encoding — or a merge of vectors, kept as its
+    inputs — and expanded chunk by chunk on each α switch, through the same numpy reader ``apply``
+    uses: memory stays at the stored factors (the page cache) and one chunk, and the values are
+    bit-identical to the written model's. A merge costs its arithmetic on every switch that sets it,
+    instead of a float32 copy of the model per merge."""
 
     def __init__(
-        self, source: ReasoningVector, name: str, numel: int, device: torch.device, workspace: Workspace
+        self, source: DeltaSource, name: str, numel: int, device: torch.device, workspace: Workspace
     ) -> None:
         self.source, self.name, self._numel, self.device = source, name, numel, device
         self._workspace = workspace  # shared by every encoded delta: α switches run one chunk at a time
@@ -162,8 +165,14 @@ class InMemoryVectors:
                 else f"{name}: shape {vshape} in {source.label} ≠ {shape} in the model"
             )
         numel = math.prod(shape) if vshape == shape else min(vshape[0], shape[0]) * math.prod(shape[1:])
-        if isinstance(source, ReasoningVector) and source.encoding(name) != "dense":
+        encoded = isinstance(source, ReasoningVector) and source.encoding(name) != "dense"
+        if encoded:
             source.ensure_finite(name)  # from what is stored: factors or kept values
+        if isinstance(source, MergedDelta):  # a merge of finite stored vectors: check each input once
+            for part in source.inputs:
+                if isinstance(part, ReasoningVector):
+                    part.ensure_finite(name)
+        if encoded or isinstance(source, MergedDelta):
             return _EncodedDelta(source, name, numel, device, workspace)
         flat = source.read_delta(name, 0, numel)  # (rows·cols,) float32, refused if NaN or Inf
         return torch.from_numpy(flat).to(device)

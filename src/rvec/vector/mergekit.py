@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rvec.checkpoint.dtypes import parse_output_dtype
 from rvec.checkpoint.source import Checkpoint, resolve
@@ -74,7 +74,7 @@ class MergekitConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     merge_method: str
-    models: tuple[ModelEntry, ...]
+    models: tuple[ModelEntry, ...] = Field(min_length=1)
     base_model: str | None = None
     parameters: dict[str, float | bool] | None = None
     dtype: str | None = None

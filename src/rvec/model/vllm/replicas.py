@@ -41,7 +41,8 @@ class ReplicaSpec:
 
     Attributes:
         source: Model folder, hub id or ``.gguf`` (resolved on each replica's node).
-        vectors: Vector folders whose α the jobs set (may be empty).
+        vectors: Vector folders whose α the jobs set (may be empty), or
+            :class:`~rvec.vector.merge_recipe.MergeRecipe` records of merges computed in memory.
         settings: Engine settings, the same on every replica (``replicas`` and ``ray_address`` are
             the pool's business, not a replica's).
         embeddings: Embedding policy for the vectors (``overlap``/``skip``), as in-memory α takes.
@@ -49,7 +50,7 @@ class ReplicaSpec:
     """
 
     source: str
-    vectors: tuple[str, ...] = ()
+    vectors: tuple[Any, ...] = ()
     settings: VLLMSettings = field(default_factory=VLLMSettings)
     embeddings: str | None = None
     selection: Any = None
@@ -147,7 +148,9 @@ class _Replica:
         if spec.selection is not None or spec.embeddings is not None:
             self.state.select(spec.selection, spec.embeddings)
         if spec.vectors:
-            self.state.attach(list(spec.vectors))
+            from rvec.vector.merge_recipe import open_delta_ref
+
+            self.state.attach([open_delta_ref(v) for v in spec.vectors])
 
     def ready(self) -> dict[str, Any]:
         return dict(self.state.engine)

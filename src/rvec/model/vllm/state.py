@@ -155,7 +155,8 @@ class VllmModelState:
     def attach(self, vectors: Sequence[HashedDelta | str | Path]) -> None:
         """See :meth:`rvec.model.state.ModelState.attach`: every worker reads the vectors and the θ₀
         of the fused groups they touch; the engine's weights do not change. Vectors are read from
-        their folders on the workers, so paths must be visible where the engine runs.
+        their folders on the workers, so paths must be visible where the engine runs; a merge
+        (:class:`~rvec.vector.merge_recipe.HashedMerge`) is rebuilt there from its input folders.
 
         Raises:
             IncompatibleError: a vector does not fit the model.
@@ -265,13 +266,11 @@ class VllmModelState:
 
     # ------------------------------------------------------------------------------- internals
     def _reattach(self, sources: list[HashedDelta]) -> dict[str, Any]:
-        folders = [getattr(v, "path", None) for v in sources]
-        unread = [v.label for v, f in zip(sources, folders, strict=True) if f is None]
-        if unread:
-            raise InvalidArgumentError(
-                f"{', '.join(unread)}: the vLLM workers read vectors from their folders; "
-                "write it with rvec extract (or rvec.vector.control) and pass the folder"
-            )
+        from rvec.vector.merge_recipe import delta_ref
+
+        # The workers read vectors from their folders; a merge travels as its recipe (spec + input
+        # folders) and every worker rebuilds the same merge (InvalidArgumentError for anything else).
+        refs = [delta_ref(v) for v in sources]
         alphas = [*self._alphas, *[0.0] * (len(sources) - len(self._alphas))]
         self.restore()  # the workers take θ₀ as their originals
         selections = [*self._selections, *[None] * (len(sources) - len(self._selections))]
@@ -280,9 +279,7 @@ class VllmModelState:
             self._sources, self._alphas, self._selections = [], [], []
             self.streaming = {"touched": [], "sent": [], "sent_bytes": 0}
             return self.streaming
-        summaries = self.llm.collective_rpc(
-            "rvec_attach", args=([str(f) for f in folders], self.embeddings, self.selection)
-        )
+        summaries = self.llm.collective_rpc("rvec_attach", args=(refs, self.embeddings, self.selection))
         self._sources = list(sources)
         self._alphas = [0.0] * len(sources)
         self._selections = [None] * len(sources)

@@ -55,9 +55,10 @@ class RvecWorkerExtension:
     """
 
     def rvec_attach(
-        self, vectors: Sequence[str], embeddings: str | None = None, selection: Any = None
+        self, vectors: Sequence[Any], embeddings: str | None = None, selection: Any = None
     ) -> dict[str, Any]:
-        """Read the vectors (folders) and the θ₀ of every fused group they touch; nothing changes yet.
+        """Read the vectors (folders, or :class:`~rvec.vector.merge_recipe.MergeRecipe` records of
+        merges computed in memory) and the θ₀ of every fused group they touch; nothing changes yet.
 
         ``embeddings`` and ``selection`` (a :class:`~rvec.vector.masks.Selection`) mean what they
         mean for in-memory application: ``--embeddings``, ``--include``/``--exclude``/``--layers``.
@@ -66,7 +67,7 @@ class RvecWorkerExtension:
             dict: ``touched`` (checkpoint names the vectors change), ``sent`` (names each switch
             streams: the touched tensors' whole fused groups), ``bytes`` held for switching.
         """
-        from rvec.vector.artifact import read_vector
+        from rvec.vector.merge_recipe import open_delta_ref
 
         self.rvec_detach()
         config = self.vllm_config.model_config  # type: ignore[attr-defined]
@@ -74,7 +75,7 @@ class RvecWorkerExtension:
             self.model_runner.get_model(),  # type: ignore[attr-defined]
             checkpoint=str(config.model),
             dtype=config.dtype,
-            vectors=[read_vector(v) for v in vectors],
+            vectors=[open_delta_ref(v) for v in vectors],
             embeddings=embeddings,
             selection=selection,
         )
