@@ -254,6 +254,9 @@ class VllmModelState:
             return
         try:
             self.restore()
+            # The workers drop their vectors (and the readers holding the vector files open): an
+            # in-process engine's worker can outlive its shutdown in vLLM's own references.
+            self.llm.collective_rpc("rvec_detach")
         finally:
             stop_engine(self.llm)
             self.llm = self._lm = None
