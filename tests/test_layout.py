@@ -17,6 +17,13 @@ def test_no_test_folder_shadows_a_package_that_dependencies_probe_for() -> None:
     assert not folders & PROBED, f"rename tests/{sorted(folders & PROBED)}: it shadows an optional package"
 
 
+def test_every_test_module_has_a_unique_basename() -> None:
+    # Test folders are not packages (rootdir import mode): two test files of one name collide at
+    # collection ("import file mismatch") on a clean clone, whatever order a warm cache hid it in.
+    names = [f.name for f in Path(__file__).parent.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
 def test_tests_mirror_the_package_layout() -> None:
     """Every test folder names a package of rvec (or the vLLM group): a newcomer finds the tests of
     rvec/<package>/ in tests/<package>/."""
