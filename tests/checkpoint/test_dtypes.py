@@ -80,6 +80,16 @@ def test_widening_to_float32_matches_torch(dtype) -> None:
     assert np.array_equal(ours.view(np.uint32), source.float().numpy().view(np.uint32))
 
 
+def test_bfloat16_widening_is_exact_for_every_bit_pattern() -> None:
+    """All 65,536 bf16 patterns (subnormals, ±0, ±Inf, NaN payloads) widen like torch, bit for bit."""
+    raw = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(BF16.numpy)
+    ours = to_float32(raw, np.empty(raw.size, np.float32))
+    theirs = torch.from_numpy(raw.view(np.int16).copy()).view(torch.bfloat16).float().numpy()
+    assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+    strided = to_float32(raw[::3], np.empty(raw[::3].size, np.float32))
+    assert np.array_equal(strided.view(np.uint32), theirs[::3].view(np.uint32))
+
+
 def test_coerce_and_names() -> None:
     assert coerce(torch.bfloat16) is BF16 and coerce("BF16") is BF16 and coerce("float32") is F32
     assert BF16.torch == torch.bfloat16 and BF16.itemsize == 2 and str(BF16) == "bfloat16"

@@ -16,7 +16,7 @@ from rvec.vector.merge import MergedDelta, merge_spec
 from rvec.vector.methods import METHODS, get_method
 from rvec.vector.methods.registry import build_registry
 from rvec.vector.methods.select import descending_keys, magnitude_keys, prefix_cuts
-from rvec.vector.methods.sparsify import DARE_CHUNK, dare_key, prepare_pruning
+from rvec.vector.methods.sparsify import DARE_CHUNK, TensorBlocks, dare_key, prepare_pruning
 
 
 class ArraySource:
@@ -196,6 +196,31 @@ def test_dare_keeps_exactly_floor_density_n_on_any_block_size(density) -> None:
     assert not np.array_equal(_dare_mask(x, density, seed=6, block=1000), masks[0])
     assert not np.array_equal(_dare_mask(x, density, seed=5, block=1000, vector=1), masks[0])
     assert not np.array_equal(_dare_mask(x, density, seed=5, block=1000, name="u"), masks[0])
+
+
+def test_dare_rescale_factor_is_the_same_on_worker_threads_as_in_one_pass() -> None:
+    """The L1 sums of ``rescale`` run block by block on threads for a TensorBlocks: same factor, bit for bit."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_t(3, size=5 * DARE_CHUNK + 321).astype(np.float32)  # heavy tails: order matters
+    block, key = 40_000, dare_key(9, 0, "t")
+
+    def passes():
+        for s in range(0, x.size, block):
+            yield s, x[s : s + block]
+
+    threaded = TensorBlocks(x.size, block, lambda a, b, ws: x[a:b], Workspace(block))
+    serial = prepare_pruning(
+        "random", passes, x.size, density=0.3, rescale=True, key=key, ws=Workspace(block)
+    )
+    parallel = prepare_pruning(
+        "random", threaded, x.size, density=0.3, rescale=True, key=key, ws=Workspace(block)
+    )
+    kept = np.concatenate(
+        [serial.keep_mask(x[s : s + block], s, Workspace(block)).copy() for s in range(0, x.size, block)]
+    )
+    expected = float(np.abs(x).astype(np.float64).sum()) / float(np.abs(x[kept]).astype(np.float64).sum())
+    assert serial.scale == parallel.scale
+    assert serial.scale == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("rescale", [True, False])

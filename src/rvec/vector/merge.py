@@ -35,7 +35,7 @@ from rvec.vector.artifact import DeltaSource, DonorPair, ReasoningVector, read_v
 from rvec.vector.methods.base import MergeMethod, Params, TensorInput, Value
 from rvec.vector.methods.params import resolve_params
 from rvec.vector.methods.registry import get_method
-from rvec.vector.methods.sparsify import FloatBlocks
+from rvec.vector.methods.sparsify import TensorBlocks
 from rvec.vector.writing import Blocks, Encoded, Sparse, TensorPlan, write_vector
 
 logger = logging.getLogger(__name__)
@@ -185,17 +185,14 @@ class MergedDelta:
 
 def _block_reader(
     source: DeltaSource, name: str, numel: int, ws: Workspace, index: int, block_elements: int
-) -> FloatBlocks:
-    """A pass over ``source``'s tensor ``name``: ``(start, float32 block)`` pairs, one buffer reused."""
+) -> TensorBlocks:
+    """``source``'s tensor ``name`` as float32 blocks for the statistics passes (one buffer per workspace)."""
 
-    def passes() -> Iterator[tuple[int, np.ndarray]]:
-        for start, stop in blocks(numel, block_elements):
-            if stop == start:
-                continue
-            buf = ws.get(f"merge:stat{index}", np.float32, stop - start)
-            yield start, source.read_delta_into(name, start, buf, ws)
+    def read(start: int, stop: int, workspace: Workspace) -> np.ndarray:
+        buf = workspace.get(f"merge:stat{index}", np.float32, stop - start)
+        return source.read_delta_into(name, start, buf, workspace)
 
-    return passes
+    return TensorBlocks(numel, block_elements, read, ws)
 
 
 def _check_alike(inputs: Sequence[DeltaSource]) -> None:

@@ -24,7 +24,7 @@ from rvec.errors import InvalidArgumentError
 from rvec.progress import ProgressCallback
 from rvec.vector.artifact import ReasoningVector, read_vector
 from rvec.vector.compress import CompressResult, compress
-from rvec.vector.methods.sparsify import Pruning, Sparsification, dare_key, prepare_pruning
+from rvec.vector.methods.sparsify import Pruning, Sparsification, TensorBlocks, dare_key, prepare_pruning
 from rvec.vector.writing import Encoded, Sparse, TensorPlan, write_vector
 
 # --method name -> (mergekit's sparsification, mergekit's default rescale for the methods using it)
@@ -235,16 +235,13 @@ def _write_pruned(
     )
 
 
-def _passes(v: ReasoningVector, name: str, numel: int, ws: Workspace):
-    def passes() -> Iterator[tuple[int, np.ndarray]]:
-        for start, stop in blocks(numel, _BLOCK):
-            if stop > start:
-                yield (
-                    start,
-                    v.read_delta_into(name, start, ws.get("prune:stat", np.float32, stop - start), ws),
-                )
+def _passes(v: ReasoningVector, name: str, numel: int, ws: Workspace) -> TensorBlocks:
+    def read(start: int, stop: int, workspace: Workspace) -> np.ndarray:
+        return v.read_delta_into(
+            name, start, workspace.get("prune:stat", np.float32, stop - start), workspace
+        )
 
-    return passes
+    return TensorBlocks(numel, _BLOCK, read, ws)
 
 
 def _sparsify(

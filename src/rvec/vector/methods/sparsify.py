@@ -19,17 +19,24 @@ float64 here (float32 in mergekit), so the factor can differ from mergekit's in 
 
 **DARE's mask.** The tensor's flat positions are cut into chunks of ``DARE_CHUNK`` (2¹⁶) elements;
 chunk ``c`` covering ``[s, e)`` keeps exactly ``⌊d·e⌋ − ⌊d·s⌋`` entries (the sums telescope to
-``⌊d·n⌋`` per tensor, the kept fraction's rounding rule), chosen as the ``kept`` smallest of 32-bit
-words drawn from numpy's SFC64 generator seeded by ``SeedSequence([k₀, k₁, k₂, k₃, c])``, the ``kᵢ``
-words of a hash of (seed, vector index, tensor name); equal words at the cut are taken earliest
-position first. A chunk's mask depends on nothing else, so it is the same whatever block size reads
-it, in any order, on any thread; SeedSequence and the raw SFC64 stream are fixed by numpy's
-stability policy for bit generators. Each entry is kept with
-probability ``(⌊d·e⌋ − ⌊d·s⌋)/(e − s)``, within ``1/(e − s)`` of ``d``; mergekit draws an independent
-Bernoulli(d) per entry instead, so its kept count varies around ``d·n``.
+``⌊d·n⌋`` per tensor, the kept fraction's rounding rule), chosen as the ``kept`` smallest of 16-bit
+words drawn from numpy's SFC64 generator seeded by ``SeedSequence([k₀, k₁, k₂, k₃, c])`` (each raw
+64-bit output is four words, least significant first), the ``kᵢ`` words of a hash of (seed, vector
+index, tensor name); equal words at the cut are taken earliest position first. A chunk's mask
+depends on nothing else, so it is the same whatever block size reads it, in any order, on any
+thread; SeedSequence and the raw SFC64 stream are fixed by numpy's stability policy for bit
+generators. Each entry is kept with probability ``(⌊d·e⌋ − ⌊d·s⌋)/(e − s)``, within ``1/(e − s)``
+of ``d``, except for the tie-break at the cut: about one entry per chunk shares the cut word (2¹⁶
+words, 2¹⁶ values), which moves an entry's probability by at most ~2⁻¹⁶ with its position.
+16-bit words halve the random draws against 32-bit ones (the draw is most of a mask's cost).
+mergekit draws an independent Bernoulli(d) per entry instead, so its kept count varies around ``d·n``.
 
-Memory: one block of the tensor and its keys at a time (statistics: :mod:`.select`); a DARE chunk's
-words (256 KiB) while its mask is drawn.
+``rescale``'s L1 sums are taken block by block on the pipeline's worker threads when the tensor is a
+:class:`TensorBlocks` (per-block float64 sums, added in block order: the same factor on any number
+of threads).
+
+Memory: one block of the tensor and its keys at a time (statistics: :mod:`.select`); per thread, a
+block and its mask for the L1 sums; a DARE chunk's words (128 KiB) while its mask is drawn.
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ from typing import Literal
 
 import numpy as np
 
-from rvec.checkpoint.reader import Workspace
+from rvec.checkpoint.pipeline import ThreadWorkspaces, default_workers, ordered_map
+from rvec.checkpoint.reader import Workspace, blocks
 from rvec.vector.methods.select import Cut, descending_keys, magnitude_keys, prefix_cuts
 
 Sparsification = Literal["magnitude", "random", "magnitude_outliers"]
@@ -53,6 +61,27 @@ RESCALE_EPS = 1e-7  # mergekit's rescaled_masked_tensor: below it, no rescale
 
 FloatBlocks = Callable[[], Iterator[tuple[int, np.ndarray]]]
 """Called once per pass: yields ``(flat start, float32 block)`` covering the tensor in order."""
+
+
+@dataclass(frozen=True)
+class TensorBlocks:
+    """One vector's tensor as float32 blocks: a :data:`FloatBlocks` pass per call, or any block alone.
+
+    ``read(start, stop, ws)`` returns the block ``[start, stop)`` in ``ws``'s buffers; calls with
+    distinct workspaces may run at once on several threads (the L1 sums of ``rescale`` do).
+    """
+
+    numel: int
+    block_elements: int
+    read: Callable[[int, int, Workspace], np.ndarray]
+    ws: Workspace  # the serial passes' buffers
+
+    def ranges(self) -> list[tuple[int, int]]:
+        return [(a, b) for a, b in blocks(self.numel, self.block_elements) if b > a]
+
+    def __call__(self) -> Iterator[tuple[int, np.ndarray]]:
+        for start, stop in self.ranges():
+            yield start, self.read(start, stop, self.ws)
 
 
 def magnitude_kept(density: float, numel: int) -> int:
@@ -88,18 +117,18 @@ def dare_key(seed: int, vector: int, tensor: str) -> tuple[int, ...]:
     return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
 
 
-def dare_chunk_mask(key: tuple[int, ...], chunk: int, length: int, kept: int) -> np.ndarray:
-    """Which of a chunk's ``length`` entries DARE keeps: exactly ``kept`` of them (bool array)."""
-    mask = np.zeros(length, dtype=np.bool_)
-    if kept <= 0:
-        return mask
-    if kept >= length:
-        mask.fill(True)
+def dare_chunk_mask(
+    key: tuple[int, ...], chunk: int, length: int, kept: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Which of a chunk's ``length`` entries DARE keeps: exactly ``kept`` of them (bool, into ``out``)."""
+    mask = np.empty(length, dtype=np.bool_) if out is None else out
+    if kept <= 0 or kept >= length:
+        mask.fill(kept > 0)
         return mask
     # SFC64 seeded by SeedSequence(key, chunk): 4× faster here than Philox-4x64 (3.5 against 14.6 ns
     # an element, measured); SeedSequence and both raw streams are fixed by numpy's stability policy.
     bits = np.random.SFC64(np.random.SeedSequence([*key, chunk]))
-    words = bits.random_raw((length + 1) // 2).view(np.uint32)[:length]  # (length,) uint32
+    words = bits.random_raw((length + 3) // 4).view("<u2")[:length]  # (length,) uint16
     kth = np.partition(words, kept - 1)[kept - 1]
     np.less(words, kth, out=mask)
     short = kept - int(np.count_nonzero(mask))
@@ -141,9 +170,12 @@ class Pruning:
         stop = start + out.size
         for chunk in range(start // DARE_CHUNK, (stop - 1) // DARE_CHUNK + 1 if out.size else 0):
             lo, hi = chunk * DARE_CHUNK, min(self.numel, (chunk + 1) * DARE_CHUNK)
-            mask = dare_chunk_mask(self.key, chunk, hi - lo, random_kept(self.density, lo, hi))
+            kept = random_kept(self.density, lo, hi)
             a, b = max(lo, start), min(hi, stop)
-            out[a - start : b - start] = mask[a - lo : b - lo]
+            if (a, b) == (lo, hi):  # the whole chunk in this block: drawn in place
+                dare_chunk_mask(self.key, chunk, hi - lo, kept, out[a - start : b - start])
+            else:
+                out[a - start : b - start] = dare_chunk_mask(self.key, chunk, hi - lo, kept)[a - lo : b - lo]
         return out
 
     def apply(
@@ -203,13 +235,33 @@ def _keys(
 
 
 def _l1_scale(pruning: Pruning, blocks: FloatBlocks, ws: Workspace) -> float:
-    """mergekit's L1 rescale factor ``‖v‖₁ / ‖kept‖₁`` (1 when either is below 1e-7), in float64."""
+    """mergekit's L1 rescale factor ``‖v‖₁ / ‖kept‖₁`` (1 when either is below 1e-7), in float64.
+
+    Per-block sums are added in block order, so the factor is the same on any number of threads.
+    """
+    if isinstance(blocks, TensorBlocks):
+        workspaces = ThreadWorkspaces(blocks.block_elements)
+
+        def block_sums(bounds: tuple[int, int]) -> tuple[float, float]:
+            local = workspaces.get()
+            return _l1_sums(pruning, bounds[0], blocks.read(*bounds, local), local)
+
+        workers = default_workers()
+        sums = ordered_map(block_sums, blocks.ranges(), workers=workers, window=2 * workers)
+    else:
+        sums = (_l1_sums(pruning, start, block, ws) for start, block in blocks())
     before = after = 0.0
-    for start, block in blocks():
-        magnitude = np.abs(block, out=ws.get("prune:abs", np.float32, block.size))
-        before += float(magnitude.sum(dtype=np.float64))
-        np.multiply(magnitude, pruning.keep_mask(block, start, ws), out=magnitude)  # not where=: 10× slower
-        after += float(magnitude.sum(dtype=np.float64))
+    for whole, kept in sums:
+        before += whole
+        after += kept
     if before < RESCALE_EPS or after < RESCALE_EPS:
         return 1.0
     return before / after
+
+
+def _l1_sums(pruning: Pruning, start: int, block: np.ndarray, ws: Workspace) -> tuple[float, float]:
+    """``(Σ|v|, Σ|kept v|)`` of one block, in float64."""
+    magnitude = np.abs(block, out=ws.get("prune:abs", np.float32, block.size))
+    whole = float(magnitude.sum(dtype=np.float64))
+    np.multiply(magnitude, pruning.keep_mask(block, start, ws), out=magnitude)  # not where=: 10× slower
+    return whole, float(magnitude.sum(dtype=np.float64))
