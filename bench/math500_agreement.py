@@ -158,7 +158,7 @@ def _run_rvec(args: argparse.Namespace, model_dir: Path, out: Path) -> float:
     if args.skip_rvec and timing.exists():
         return float(timing.read_text())
     from rvec.model.evaluate import evaluate_model
-    from rvec.model.settings import HFSettings
+    from rvec.model.hf.settings import HFSettings
 
     start = time.perf_counter()
     evaluate_model(

@@ -62,3 +62,24 @@ def test_no_private_name_is_imported_from_another_package() -> None:
                 if private and not importer.startswith(owner + "."):
                     offenders.append(f"{importer} imports {', '.join(private)} from {node.module}")
     assert not offenders, offenders[0]
+
+
+def test_every_rvec_import_in_bench_scripts_resolves() -> None:
+    """bench/ is not imported by the suite, so a moved module broke a benchmark silently once
+    (math500_agreement.py kept ``rvec.model.settings.HFSettings`` after the engines moved)."""
+    import ast
+    import importlib
+
+    bench = Path(__file__).parents[1] / "bench"
+    broken = []
+    for path in sorted(bench.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rvec"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(module, alias.name):
+                        try:
+                            importlib.import_module(f"{node.module}.{alias.name}")
+                        except ImportError:
+                            broken.append(f"{path.name}: from {node.module} import {alias.name}")
+    assert broken == [], f"{broken[0]}: update the benchmark to the module's new place"
