@@ -78,3 +78,29 @@ def test_untied_vector_on_tied_live_model_is_refused(vec: Path, llama_tied: Fami
     model = AutoModelForCausalLM.from_pretrained(llama_tied.target)
     with pytest.raises(IncompatibleError):
         InMemoryVectors(model, [vec])
+
+
+def test_a_switch_between_slices_rewrites_only_what_either_touches(vec: Path, qwen_untied: Family) -> None:
+    """Parameters whose terms (i, αᵢ·fᵢ) stay the same are left alone, and the weights are still those
+    a fresh holder sets: what the vLLM engine's partial reload relies on."""
+    model = AutoModelForCausalLM.from_pretrained(qwen_untied.target)
+    before = snapshot(model)
+    iv = InMemoryVectors(model, [vec])
+    attention, mlp = Selection(include=(r"self_attn\.",)), Selection(include=(r"\.mlp\.",))
+    iv.set_alphas([1.0], [attention])
+    first = set(iv.changed)
+    assert first and all("self_attn." in n for n in first)
+    iv.set_alphas([1.0], [attention])  # the same state again: nothing rewritten
+    assert iv.changed == []
+    iv.set_alphas([1.0], [mlp])
+    assert first < set(iv.changed) and all("self_attn." in n or ".mlp." in n for n in iv.changed)
+    incremental = snapshot(model)
+    iv.set_alphas([0.7], [mlp])  # a new α rewrites the slice's parameters only
+    assert iv.changed and all(".mlp." in n for n in iv.changed)
+    iv.restore()
+    assert iv.changed and all(".mlp." in n for n in iv.changed)  # the attention is θ₀ already
+    assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
+
+    fresh_model = AutoModelForCausalLM.from_pretrained(qwen_untied.target)
+    InMemoryVectors(fresh_model, [vec]).set_alphas([1.0], [mlp])
+    assert all(torch.equal(incremental[k], t) for k, t in fresh_model.state_dict().items())

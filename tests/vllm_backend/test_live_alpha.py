@@ -146,6 +146,35 @@ def test_a_merge_computed_in_memory_answers_as_hf_and_restores_bit_exactly(
             vector.close()
 
 
+def test_a_switch_between_slices_reloads_only_what_either_touches(llama_live: LiveEngine, llama_hf) -> None:
+    """Attention only, then MLP only: the second switch sends the attention and MLP groups, not the
+    others; the same state again sends nothing; the engine answers as the HF backend's fresh holder
+    of the MLP slice, and α = 0 is bit-identical to a fresh engine."""
+    state, v = llama_live.state, llama_live.family.vector
+    attention, mlp = Selection(include=(r"self_attn\.",)), Selection(include=(r"\.mlp\.",))
+    state.attach([v])
+    full = state.streaming["sent_bytes"]
+    first = state.set_alphas([1.0], [attention])
+    second = state.set_alphas([1.0], [mlp])
+    assert 0 < first["sent_bytes"] < second["sent_bytes"] <= full
+    again = state.set_alphas([0.7], [mlp])
+    assert 0 < again["sent_bytes"] < second["sent_bytes"]  # the MLP groups alone
+    state.set_alphas([1.0], [mlp])
+    requests = _sciq()
+    got = state.language_model().loglikelihood(requests)
+    applier = InMemoryVectors(llama_hf.model, [v], selection=mlp)
+    applier.set_alphas([1.0])
+    llama_hf.fingerprint = "mlp-only"
+    try:
+        assert_close_loglikelihoods(got, llama_hf.loglikelihood(requests))
+    finally:
+        applier.restore()
+        llama_hf.fingerprint = state.base_fingerprint
+    state.set_vectors([(v, 0.0)])
+    assert state.llm.reset_prefix_cache()
+    assert prompt_logprobs(state.llm, tokens_of(state.tokenizer)) == llama_live.fresh
+
+
 def test_workers_report_the_state_they_hold(llama_live: LiveEngine) -> None:
     state = llama_live.state
     v = llama_live.family.vector

@@ -74,6 +74,9 @@ class _Slot:
     original: torch.Tensor
     # (vector index, float32 delta rows — or their encoding, expanded per chunk —, mask factor)
     deltas: list[tuple[int, torch.Tensor | _EncodedDelta, float]]
+    # What the parameter holds now: ((vector index, αᵢ·fᵢ), …) of its non-zero terms; () is θ₀
+    # itself; None while it is being written (unknown after an error, so it is written again).
+    live: tuple[tuple[int, float], ...] | None = ()
 
 
 class InMemoryVectors:
@@ -98,6 +101,7 @@ class InMemoryVectors:
         self._slots: list[_Slot] = []
         self.alphas: list[float] = [0.0] * len(self.sources)
         self.selections: list[Selection | None] = [None] * len(self.sources)
+        self.changed: list[str] = []  # parameters whose values the last switch or restore rewrote
         self.num_layers = 0
         self._build(embeddings)
 
@@ -188,37 +192,56 @@ class InMemoryVectors:
                 ``fᵢ`` is then that selection's factor for each tensor (``rvec apply``'s rule), so one
                 holder switches between parts of a vector (slices, depth profiles) in memory.
 
+        A parameter whose terms ``(i, αᵢ·fᵢ)`` are those it already holds is left as it is (the same
+        arithmetic would give the same bits), so a switch between two slices of v rewrites only the
+        parameters either slice touches; :attr:`changed` names the ones rewritten.
+
         Raises:
             InvalidArgumentError: not one α (or selection) per vector.
         """
         chosen = list(selections) if selections is not None else [None] * len(self.sources)
         if len(alphas) != len(self.sources) or len(chosen) != len(self.sources):
             raise InvalidArgumentError(f"{len(self.sources)} vectors but {len(alphas)} α values")
+        changed = []
         with torch.no_grad(), single_threaded_torch():
             for slot in self._slots:
-                _combine_into(slot, self._scales(slot, alphas, chosen))
+                terms = self._scales(slot, alphas, chosen)
+                signature = tuple((i, scale) for i, scale, _ in terms)
+                if signature == slot.live:  # same terms, same bits: a masked switch skips the rest
+                    continue
+                slot.live = None
+                _combine_into(slot, [(scale, delta) for _, scale, delta in terms])
+                slot.live = signature
+                changed.append(slot.name)
         self.alphas = list(alphas)
         self.selections = chosen
+        self.changed = changed
 
     def _scales(
         self, slot: _Slot, alphas: Sequence[float], selections: Sequence[Selection | None]
-    ) -> list[tuple[float, torch.Tensor | _EncodedDelta]]:
-        """``(αᵢ·fᵢ, vᵢ)`` of the slot's deltas whose scale is not zero."""
+    ) -> list[tuple[int, float, torch.Tensor | _EncodedDelta]]:
+        """``(i, αᵢ·fᵢ, vᵢ)`` of the slot's deltas whose scale is not zero."""
         out = []
         for i, delta, built in slot.deltas:
             chosen = selections[i]
             factor = built if chosen is None else chosen.factor(slot.name, self.num_layers)
             if alphas[i] * factor != 0.0:
-                out.append((alphas[i] * factor, delta))
+                out.append((i, alphas[i] * factor, delta))
         return out
 
     def restore(self) -> None:
-        """Put back the original parameters, bit for bit."""
+        """Put back the original parameters, bit for bit (those not already θ₀)."""
+        changed = []
         with torch.no_grad(), single_threaded_torch():
             for slot in self._slots:
-                slot.param.copy_(slot.original)
+                if slot.live != ():
+                    slot.live = None
+                    slot.param.copy_(slot.original)
+                    slot.live = ()
+                    changed.append(slot.name)
         self.alphas = [0.0] * len(self.sources)
         self.selections = [None] * len(self.sources)
+        self.changed = changed
 
     @property
     def touched(self) -> list[str]:

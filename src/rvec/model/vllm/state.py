@@ -202,7 +202,8 @@ class VllmModelState:
         vector) per attached vector, in attach order (all α zero: θ₀ exactly).
 
         Returns:
-            dict: seconds spent computing θ, reloading it into the engine (slowest rank), and in total.
+            dict: seconds spent computing θ, reloading it into the engine (slowest rank), and in total;
+            ``sent_bytes``, what the switch reloaded (only the fused groups whose values changed).
 
         Raises:
             InvalidArgumentError: not one α per attached vector.
@@ -215,7 +216,7 @@ class VllmModelState:
                 f"{len(self._sources)} vector(s) attached but {len(alphas)} α value(s); attach them first"
             )
         if alphas == self._alphas and chosen == self._selections:
-            return {"compute_seconds": 0.0, "reload_seconds": 0.0, "seconds": 0.0}
+            return {"compute_seconds": 0.0, "reload_seconds": 0.0, "sent_bytes": 0, "seconds": 0.0}
         self._selections = chosen if any(alphas) else [None] * len(alphas)
         if not any(alphas):
             return self._switch("rvec_restore", ())
@@ -308,6 +309,7 @@ class VllmModelState:
         return {
             "compute_seconds": max(r["compute_seconds"] for r in reports),
             "reload_seconds": max(r["reload_seconds"] for r in reports),
+            "sent_bytes": max(r["sent_bytes"] for r in reports),
             "seconds": seconds,
         }
 
