@@ -100,6 +100,12 @@ def test_only_part_and_all_but_part_make_up_v(atlas_run: Path) -> None:
         assert all(a.factor(n, LAYERS) + b.factor(n, LAYERS) == 1.0 for n in names)
         chosen = [n for n in names if a.selects(n)]
         assert chosen and all(layer_of(n) in part["layers"] for n in chosen)
+    # Every "only P" runs before every "all but P": consecutive cells differ in two parts of v, so
+    # each α switch rewrites only those (the cells run in plan order).
+    order = [e["variant"] for e in plan["cells"]]
+    onlys = [order.index(p["only"]) for p in record["parts"]]
+    all_buts = [order.index(p["all_but"]) for p in record["parts"]]
+    assert onlys == sorted(onlys) and all_buts == sorted(all_buts) and max(onlys) < min(all_buts)
 
 
 def test_parts_outside_the_block_change_nothing(atlas_run: Path) -> None:

@@ -113,15 +113,25 @@ def part_variants(config: StudyConfig, label: str, target: str, num_layers: int 
     alpha = atlas_alpha(config.atlas, config.alphas)
     if alpha not in config.alphas:
         out.append(Variant(full_name(label, alpha), "vector", target, "v", alpha))
-    for part in atlas_parts(config.atlas, num_layers):
-        out.append(
-            Variant(_plus(label, alpha, part.label), "slice", target, "v", alpha, part.selection().describe())
-        )
-        if config.atlas.complement:
-            selection = part.selection(invert=True).describe()
-            out.append(
-                Variant(_plus(label, alpha, f"all but {part.label}"), "slice", target, "v", alpha, selection)
+    parts = atlas_parts(config.atlas, num_layers)
+    # Every "only P" before every "all but P": consecutive cells then differ in two parts of v, and
+    # a switch rewrites (on vLLM: reloads) only the parameters whose terms change.
+    out += [
+        Variant(_plus(label, alpha, part.label), "slice", target, "v", alpha, part.selection().describe())
+        for part in parts
+    ]
+    if config.atlas.complement:
+        out += [
+            Variant(
+                _plus(label, alpha, f"all but {part.label}"),
+                "slice",
+                target,
+                "v",
+                alpha,
+                part.selection(invert=True).describe(),
             )
+            for part in parts
+        ]
     return out
 
 
