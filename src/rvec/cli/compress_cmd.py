@@ -12,11 +12,11 @@ from rich.table import Table
 from rvec.cli.options import (
     DEFAULT_SEED,
     AsJson,
+    DareSeed,
     NoVerify,
     Output,
     Overwrite,
     OverwriteForeign,
-    Seed,
     ShowProgress,
 )
 from rvec.cli.output import byte_progress, err, out, print_json, shown
@@ -52,7 +52,7 @@ def compress_command(
     gamma: Annotated[
         float | None, Opt("--gamma", help="--method breadcrumbs: fraction of largest |v| dropped (0.01).")
     ] = None,
-    seed: Seed = DEFAULT_SEED,
+    seed: DareSeed = DEFAULT_SEED,
     rescale: Annotated[
         bool | None,
         Opt(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rvec.cli.options import DEFAULT_SEED, AsJson, Output, Overwrite, OverwriteForeign, Seed
+from rvec.cli.options import DEFAULT_SEED, AsJson, ControlSeed, Output, Overwrite, OverwriteForeign
 from rvec.cli.output import err, print_json, shown
 from rvec.vector.control import random_control
 
@@ -17,7 +17,7 @@ def control_command(
         Path | None, typer.Argument(help="Vector to match norms with, tensor by tensor.")
     ] = None,
     output: Output = ...,  # type: ignore[assignment]
-    seed: Seed = DEFAULT_SEED,
+    seed: ControlSeed = DEFAULT_SEED,
     like: Annotated[
         str | None, typer.Option("--like", help="Instead of a vector: a model whose tensors set the shapes.")
     ] = None,

@@ -14,9 +14,9 @@ from rvec.cli.options import (
     DataDir,
     Device,
     Dtype,
+    EvalSeed,
     NoVerify,
     OptionalOutput,
-    Seed,
     ShowProgress,
 )
 from rvec.cli.output import err, out, print_json, shown
@@ -121,7 +121,7 @@ def eval_command(
             help="NAME=VALUE for the chat template, e.g. enable_thinking=true (repeatable).",
         ),
     ] = None,
-    seed: Seed = DEFAULT_SEED,
+    seed: EvalSeed = DEFAULT_SEED,
     progress: ShowProgress = True,
     as_json: AsJson = False,
 ) -> None:

@@ -10,11 +10,11 @@ import typer
 from rvec.cli.options import (
     DEFAULT_SEED,
     AsJson,
+    DareSeed,
     NoVerify,
     Output,
     Overwrite,
     OverwriteForeign,
-    Seed,
     ShowProgress,
 )
 from rvec.cli.output import byte_progress, err, print_json, shown
@@ -47,7 +47,7 @@ def merge_command(
     rescale: Annotated[
         bool | None, Opt("--rescale/--no-rescale", help="Keep each vector's L1 norm after sparsifying.")
     ] = None,
-    seed: Seed = DEFAULT_SEED,
+    seed: DareSeed = DEFAULT_SEED,
     overwrite: Overwrite = False,
     overwrite_foreign: OverwriteForeign = False,
     no_verify: NoVerify = False,

@@ -11,13 +11,13 @@ Conventions every verb follows:
   ``--overwrite-foreign`` anything else (never an input or a protected place).
 * ``--json`` prints one JSON document on stdout for machines; everything for people goes to stderr.
 * ``--progress/--no-progress`` shows a bar on stderr for anything long.
-* ``--seed`` defaults to :data:`DEFAULT_SEED` everywhere.
+* ``--seed`` defaults to :data:`DEFAULT_SEED` everywhere; its help says what it seeds in that verb.
 * ``--lineage/--no-lineage``: require (default) or skip the common-ancestry check.
 * ``--device``, ``--dtype`` take the same values everywhere (``auto``; ``float32``/``fp32``,
   ``bfloat16``/``bf16``, ``float16``/``fp16``).
 
 Example:
-    >>> def command(output: Output, seed: Seed = DEFAULT_SEED, as_json: AsJson = False) -> None: ...
+    >>> def command(output: Output, seed: EvalSeed = DEFAULT_SEED, as_json: AsJson = False) -> None: ...
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ __all__ = [
     "DEFAULT_SEED",
     "AllowPickle",
     "AsJson",
+    "ControlSeed",
+    "DareSeed",
     "DataDir",
     "Device",
     "Dtype",
+    "EvalSeed",
     "Lineage",
     "MaxShardSize",
     "NoVerify",
@@ -43,8 +46,8 @@ __all__ = [
     "Output",
     "Overwrite",
     "OverwriteForeign",
-    "Seed",
     "ShowProgress",
+    "TrainingSeed",
 ]
 
 
@@ -69,7 +72,33 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on
 ShowProgress = Annotated[
     bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
 ]
-Seed = Annotated[int, typer.Option("--seed", help=f"Random seed (default {DEFAULT_SEED}).")]
+# --seed with what it seeds in each command (a bare "Random seed" left users guessing).
+EvalSeed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help=f"Seeds sampling (--samples with --temperature/--top-p; one seed per request, so a rerun draws "
+        f"the same responses) and the perturbations of --perturb (default {DEFAULT_SEED}).",
+    ),
+]
+DareSeed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help=f"Seeds DARE's random masks: the same seed gives the same mask (default {DEFAULT_SEED}); "
+        "recorded, unused, by the other methods.",
+    ),
+]
+ControlSeed = Annotated[
+    int, typer.Option("--seed", help=f"Seeds the control vector's random direction (default {DEFAULT_SEED}).")
+]
+TrainingSeed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help=f"Seeds training: data order, LoRA initialisation and GRPO sampling (default {DEFAULT_SEED}).",
+    ),
+]
 Lineage = Annotated[
     bool,
     typer.Option(

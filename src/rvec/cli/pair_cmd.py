@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 import typer
 
-from rvec.cli.options import DEFAULT_SEED, AsJson, DataDir, Device, Output, Seed, ShowProgress
+from rvec.cli.options import DEFAULT_SEED, AsJson, DataDir, Device, Output, ShowProgress, TrainingSeed
 from rvec.cli.output import err, print_json, shown
 from rvec.progress import ProgressBar
 
@@ -70,7 +70,7 @@ def pair_command(
     save_steps: Annotated[
         int | None, Opt("--save-steps", help="Checkpoint every N steps, for --resume (25).")
     ] = None,
-    seed: Seed = DEFAULT_SEED,
+    seed: TrainingSeed = DEFAULT_SEED,
     device: Device = "auto",
     resume: Annotated[
         bool, Opt("--resume", help="Continue a folder made by the same options from its last checkpoint.")
