@@ -402,3 +402,31 @@ def test_unpaired_missing_and_partial_cells_are_marked_not_hidden(tmp_path: Path
     records = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["comparisons"]
     (unpaired,) = [r for r in records if r["b"]["task"] == "gsm-symbolic"]
     assert unpaired["comparison"] is None and "no doc_id is shared" in unpaired["problem"]
+
+
+def test_a_thinking_study_reports_its_think_blocks(tmp_path: Path) -> None:
+    """Cells with a think summary get a row each in the length section's think table."""
+    import dataclasses
+
+    from rvec.eval.thinking import ThinkSettings, think_summary
+
+    records = [  # closed, closed, never closed at the budget, never closed before it
+        {"closed": True, "tokens_inside": 40, "tokens_outside": 10},
+        {"closed": True, "tokens_inside": 60, "tokens_outside": 6},
+        {"closed": False, "at_budget": True, "tokens_inside": 128, "tokens_outside": 0},
+        {"closed": False, "at_budget": False, "tokens_inside": 12, "tokens_outside": 0},
+    ]
+    think = think_summary(records, ThinkSettings())
+    cells = [
+        dataclasses.replace(c, tokens_mean=50.0, tokens_median=48.0, tokens_p90=90.0)
+        for c in _cells()
+        if c.task == "gsm8k"
+    ]
+    cells = [dataclasses.replace(c, think=think) if c.condition == "think" else c for c in cells]
+    _render(cells, tmp_path)
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert f"Think blocks (closing tag `{ThinkSettings().end_tag}`)" in report
+    table = report.split("Think blocks (", 1)[1].split("\n## ", 1)[0].splitlines()
+    (row,) = [ln.strip("|").split(" | ") for ln in table if ln.startswith("| RL donor | think | gsm8k |")]
+    assert [c.strip() for c in row[3:]] == ["4", "50.0%", "2 (1)", "60.0", "4.0"]
+    assert not [ln for ln in table if "| plain |" in ln]  # thinking off: no row

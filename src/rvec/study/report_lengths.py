@@ -5,7 +5,9 @@ its accuracy: a table (mean, median and 90th percentile of the tokens of its res
 sample when sampled) and, per task, a plot of accuracy against mean length with one marker per
 (variant, condition) and each α sweep drawn as a curve through the plane (α = 0 is the baseline
 under the same condition). Cells of log-likelihood tasks, and cells cached before lengths were
-kept, have no length and are left out (the table says so).
+kept, have no length and are left out (the table says so). A study with thinking on adds a table of
+the think blocks per cell: the rate that closed, how many never did (and of those, how many ran out
+of budget: scored wrong), and the mean tokens inside and after the block.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 from rvec.eval.stats import format_pct
 from rvec.study import plots
@@ -66,7 +69,58 @@ def length_section(index: ReportIndex, plot_dir: Path) -> tuple[list[str], list[
             "",
         ]
     _remove_stale(plot_dir, written)
-    return lines, written
+    return lines + _think_lines(index), written
+
+
+_THINK_HEADER = [
+    "variant",
+    "condition",
+    "task",
+    "n",
+    "closed",
+    "never closed (at budget)",
+    "tokens inside",
+    "tokens after",
+]
+
+
+def _think_lines(index: ReportIndex) -> list[str]:
+    """The think-block table (thinking studies only: cells with a think summary)."""
+    body = []
+    for column in index.columns:
+        for row in index.rows:
+            tasks = index.bbh(row).items() if column == BBH_MEAN else [(column, index.get(row, column))]
+            body += [
+                _think_row(row, task, cell.think) for task, cell in tasks if cell is not None and cell.think
+            ]
+    if not body:
+        return []
+    return [
+        f"Think blocks (closing tag `{_end_tag(index)}`): a response whose block never closed is scored "
+        "wrong; tokens are means per response.",
+        "",
+        *markdown_table(_THINK_HEADER, body),
+        "",
+    ]
+
+
+def _think_row(row: Row, task: str, think: dict[str, Any]) -> list[str]:
+    rate = think.get("closed_rate")
+    return [
+        escape_md(row[0]),
+        row[1],
+        task,
+        str(think["n"]),
+        "—" if rate is None else f"{100 * rate:.1f}%",
+        f"{think['unclosed']} ({think['unclosed_at_budget']})",
+        format_tokens(think.get("mean_tokens_inside")),
+        format_tokens(think.get("mean_tokens_outside")),
+    ]
+
+
+def _end_tag(index: ReportIndex) -> str:
+    tags = {c.think["end_tag"] for c in index.cells.values() if c.think}
+    return ", ".join(sorted(tags))
 
 
 def _row(index: ReportIndex, row: Row, column: str) -> list[str] | None:
