@@ -55,6 +55,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--blocks", type=int, default=4, help="layer blocks of the atlas")
     parser.add_argument("--out", type=Path, required=True, help="JSON results")
+    parser.add_argument(
+        "--label", default="", help="recorded in the results (e.g. the rvec revision measured)"
+    )
     return parser.parse_args()
 
 
@@ -127,11 +130,11 @@ class Switcher:
         seconds = time.perf_counter() - start
         holder = self.state._vectors  # the bench reads which parameters the switch rewrote
         params = dict(self.state.model.named_parameters())
-        changed = holder.changed if holder is not None else []
-        return {
-            "seconds": seconds,
-            "sent_bytes": sum(params[n].numel() * params[n].element_size() for n in changed),
-        }
+        changed = getattr(holder, "changed", None)  # None: an rvec from before incremental switches
+        rewritten = (
+            None if changed is None else sum(params[n].numel() * params[n].element_size() for n in changed)
+        )
+        return {"seconds": seconds, "sent_bytes": rewritten}
 
     def close(self) -> None:
         self.state.close()
@@ -140,7 +143,8 @@ class Switcher:
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(runs), "median_s": statistics.median(r["seconds"] for r in runs)}
     out["max_s"] = max(r["seconds"] for r in runs)
-    out["median_mb"] = statistics.median(r["sent_bytes"] for r in runs) / 1e6
+    sent = [r.get("sent_bytes") for r in runs]  # not reported by an rvec from before incremental switches
+    out["median_mb"] = None if None in sent else statistics.median(sent) / 1e6
     for key in ("compute_seconds", "reload_seconds"):
         if key in runs[0]:
             out[f"median_{key.split('_')[0]}_s"] = statistics.median(r[key] for r in runs)
@@ -180,6 +184,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "backend": args.backend,
         "dtype": args.dtype,
+        "label": args.label,
         "cpus": os.cpu_count(),
         "models": {},
     }
