@@ -1,14 +1,15 @@
-"""The atlas and the α search on the vLLM backend: every cell is an in-memory state of one live engine
-(slices and search trials switch α, and reload only what changes), dev and test stay apart, the test
-split is evaluated once, and the cells equal the HF backend's where the two must agree."""
+"""The atlas, the α search and KL on the vLLM backend: every cell is an in-memory state of one live
+engine (slices and search trials switch α, and reload only what changes), dev and test stay apart,
+and the whole next-token distribution (KL) equals the HF backend's within float32 noise."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from vllm_helpers import ENGINE, TinyFamily
+from vllm_helpers import ENGINE, LiveEngine, TinyFamily, task_requests
 
 from rvec.study.cells import load_cell
 from rvec.study.config import parse_study
@@ -27,7 +28,7 @@ def _study(family: TinyFamily, backend: dict) -> dict:
         "limit": 6,
         "max_new_tokens": 6,
         "bootstrap_resamples": 1000,
-        "kl": False,  # vLLM returns top-k log-probabilities only: no KL over the vocabulary
+        "kl": True,
         "atlas": {"blocks": 2},
         "search": {"task": "arith", "dev": 4, "test": 5, "profile": 2, "bounds": [0.0, 2.0], "trials": 3},
         "backend": backend,
@@ -72,3 +73,30 @@ def test_vllm_and_hf_give_the_same_split_and_first_trial(runs: dict[str, Path]) 
     vllm, hf = (json.loads((runs[n] / "search" / "search.json").read_text()) for n in ("vllm", "hf"))
     assert vllm["split"] == hf["split"]
     assert vllm["trials"][0]["params"] == hf["trials"][0]["params"] == {"block0": 1.0, "block1": 1.0}
+
+
+def test_next_token_logprobs_equal_the_hf_backends(llama_live: LiveEngine, llama_hf, data_dir: Path) -> None:
+    """vLLM's every-token log-probabilities of one step = HF's log-softmax of the last position, at θ₀
+    and with v applied (the distribution KL compares)."""
+    generate, score = task_requests(data_dir, items=2, max_new_tokens=4)
+    requests = [*generate, *score]
+    lm = llama_live.state.language_model()
+    ours, theirs = lm.next_token_logprobs(requests), llama_hf.next_token_logprobs(requests)
+    assert ours.shape == theirs.shape and np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, theirs, atol=2e-4)
+    assert np.allclose(np.exp(ours).sum(axis=1), 1.0, atol=1e-4)  # the whole vocabulary, normalised
+
+
+def test_kl_on_vllm_equals_kl_on_hf(runs: dict[str, Path]) -> None:
+    """Every cell of both runs carries a KL; the target's is 0 and the others agree across engines."""
+
+    def kls(run: Path) -> dict[str, float]:
+        plan = json.loads((run / "study.json").read_text())
+        cells = {e["variant"]: load_cell(run / "cells", e["key"]) for e in plan["cells"]}
+        return {name: cell.extra["kl"]["mean"] for name, cell in cells.items() if cell.extra.get("kl")}
+
+    vllm, hf = kls(runs["vllm"]), kls(runs["hf"])
+    assert set(vllm) == set(hf) and len(vllm) >= 9  # target, v, 4 parts and 4 complements
+    assert vllm["target"] == hf["target"] == 0.0
+    for name, value in hf.items():
+        assert vllm[name] == pytest.approx(value, rel=1e-2, abs=1e-3), name

@@ -195,8 +195,8 @@ class TokenCounting(Protocol):
 class NextTokenScoring(Protocol):
     """A backend that can give the whole next-token distribution at the end of a prompt. Optional:
     with it, a study measures KL(p_target ‖ p_variant) per cell (a forgetting proxy without labels,
-    :mod:`rvec.study.kl`); the vLLM backend returns only the top-k log-probabilities of a position,
-    so it does not implement this."""
+    :mod:`rvec.study.kl`). The HF and vLLM backends implement it (vLLM: every token's log-probability
+    of one step, ``logprobs=-1``)."""
 
     def next_token_logprobs(self, requests: Sequence[GenerateRequest | LoglikelihoodRequest]) -> Any:
         """Log-probabilities over the model's whole vocabulary of the token after each request's

@@ -133,7 +133,7 @@ class SearchSpec(BaseModel):
 
 # ------------------------------------------------------------------------------------------ checks
 def part_errors(raw: dict[str, Any], vector_folder: Path | None) -> list[str]:
-    """Every problem of ``slices``, ``atlas``, ``search`` and ``kl`` that pydantic cannot see: layer
+    """Every problem of ``slices``, ``atlas`` and ``search`` that pydantic cannot see: layer
     ranges, classes, patterns and schedules that do not parse, a part that selects no tensor of v
     (when v is a folder the study names), atlas groups that overlap, bounds reversed, a search task
     that is a group, an unknown condition, CMA-ES on one parameter, KL on vLLM.
@@ -147,7 +147,6 @@ def part_errors(raw: dict[str, Any], vector_folder: Path | None) -> list[str]:
         *_slice_errors(raw.get("slices"), names),
         *_atlas_errors(raw.get("atlas"), names, layers),
         *_search_errors(raw),
-        *_kl_errors(raw),
     ]
 
 
@@ -286,13 +285,3 @@ def _search_errors(raw: dict[str, Any]) -> list[str]:
             f"search.condition: {condition!r} is not among the study's conditions ({', '.join(map(str, conditions))})"
         )
     return errors
-
-
-def _kl_errors(raw: dict[str, Any]) -> list[str]:
-    backend = raw.get("backend") if isinstance(raw.get("backend"), dict) else {}
-    if raw.get("kl") is True and backend.get("name") == "vllm":
-        return [
-            "kl: the vllm backend returns only the top-k log-probabilities of a position (vLLM caps k), "
-            "so KL over the vocabulary cannot be computed; set kl: false or backend.name: hf (docs/atlas.md)"
-        ]
-    return []

@@ -42,6 +42,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from rvec.errors import InvalidArgumentError
 from rvec.eval.types import GenerateRequest, LoglikelihoodRequest, Response, ResultCallback
 from rvec.model.text import TEXT_RULES_VERSION, TIE_MARGINS, Piece, Row, ScoreSheet, TextRules, complete
@@ -244,6 +246,41 @@ class VllmBackend:
                 first = len(whole) - len(piece.continuation)
                 sheet.record(piece, sum(logprobs[p][whole[p]].logprob for p in range(first, len(whole))))
         return sheet.responses()
+
+    def next_token_logprobs(self, requests: Sequence[GenerateRequest | LoglikelihoodRequest]) -> np.ndarray:
+        """Log-probabilities of the token after each rendered prompt, over the whole vocabulary (what a
+        study's KL needs; :class:`~rvec.eval.types.NextTokenScoring`).
+
+        One step per request asking vLLM for every token's log-probability (``logprobs=-1``; the
+        engine is started with ``max_logprobs=-1`` to allow it), from the raw logits as the HF backend's
+        ``log_softmax`` of the last position; a log-likelihood request's prompt is its context.
+
+        Returns:
+            np.ndarray: float32, shape (len(requests), vocabulary rows of the model), input order.
+
+        Raises:
+            InvalidArgumentError: a prompt renders to no tokens, or is longer than the engine allows.
+        """
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        vocab = int(self.llm.llm_engine.vllm_config.model_config.get_vocab_size())
+        out = np.full((len(requests), vocab), -np.inf, dtype=np.float32)
+        params = SamplingParams(
+            temperature=0.0,
+            max_tokens=1,
+            logprobs=-1,
+            detokenize=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        rows = [self.text.prompt_tokens(r, i) for i, r in enumerate(requests)]  # type: ignore[arg-type]
+        self._check_lengths([Row(i, tokens, (), 1, None) for i, tokens in enumerate(rows)])
+        submitted = {self._submit(tokens, params): i for i, tokens in enumerate(rows)}
+        for rid, output in self._outputs(list(submitted)):
+            (step,) = output.outputs[0].logprobs  # {token id: Logprob} over the vocabulary
+            ids = np.fromiter(step.keys(), dtype=np.int64, count=len(step))
+            out[submitted[rid], ids] = np.fromiter((x.logprob for x in step.values()), np.float32, len(step))
+        return out
 
     # ---------------------------------------------------------------------------------- engine
     def _sampling(self, row: Row) -> Any:

@@ -186,6 +186,9 @@ def _engine_kwargs(
         # rvec decodes pure greedy, as its HF backend does.
         "generation_config": "vllm",
         "worker_extension_cls": WORKER_EXTENSION,
+        # A study's KL asks for the whole next-token distribution of one step (VllmBackend.
+        # next_token_logprobs); vLLM caps a request's log-probabilities at 20 unless told otherwise.
+        "max_logprobs": -1,
     }
     if options.attention_backend is not None:
         kwargs["attention_backend"] = options.attention_backend
