@@ -61,6 +61,9 @@ tokenisation rules) part of :attr:`VllmBackend.identity`."""
 _NOT_IN_IDENTITY = ("start_seconds",)
 
 
+_LOGPROB_ENTRIES = 1 << 22  # log-probabilities vLLM returns per call of next_token_logprobs
+
+
 class VllmBackend:
     """A :class:`~rvec.eval.types.LanguageModel` over a running ``vllm.LLM``.
 
@@ -275,11 +278,18 @@ class VllmBackend:
         )
         rows = [self.text.prompt_tokens(r, i) for i, r in enumerate(requests)]  # type: ignore[arg-type]
         self._check_lengths([Row(i, tokens, (), 1, None) for i, tokens in enumerate(rows)])
-        submitted = {self._submit(tokens, params): i for i, tokens in enumerate(rows)}
-        for rid, output in self._outputs(list(submitted)):
-            (step,) = output.outputs[0].logprobs  # {token id: Logprob} over the vocabulary
-            ids = np.fromiter(step.keys(), dtype=np.int64, count=len(step))
-            out[submitted[rid], ids] = np.fromiter((x.logprob for x in step.values()), np.float32, len(step))
+        # vLLM hands each log-probability back as a Python object (~100 bytes): a few requests at a
+        # time keep that under ~0.5 GB whatever the vocabulary (2²² entries: 27 rows of a 152k vocab).
+        per_call = max(1, _LOGPROB_ENTRIES // vocab)
+        for first in range(0, len(rows), per_call):
+            chunk = range(first, min(len(rows), first + per_call))
+            submitted = {self._submit(rows[i], params): i for i in chunk}
+            for rid, output in self._outputs(list(submitted)):
+                (step,) = output.outputs[0].logprobs  # {token id: Logprob} over the vocabulary
+                ids = np.fromiter(step.keys(), dtype=np.int64, count=len(step))
+                out[submitted[rid], ids] = np.fromiter(
+                    (x.logprob for x in step.values()), np.float32, len(step)
+                )
         return out
 
     # ---------------------------------------------------------------------------------- engine
