@@ -171,13 +171,10 @@ def test_streamed_selection_equals_a_stable_sort(sizes) -> None:
 def _dare_mask(
     x: np.ndarray, density: float, seed: int, block: int, *, vector: int = 0, name: str = "t"
 ) -> np.ndarray:
-    def passes():
-        for s in range(0, x.size, block):
-            yield s, x[s : s + block]
-
     ws = Workspace(block)
     key = dare_key(seed, vector, name)
-    pruning = prepare_pruning("random", passes, x.size, density=density, key=key, ws=ws)
+    blocks = TensorBlocks(x.size, block, lambda a, b, _: x[a:b], ws)
+    pruning = prepare_pruning("random", blocks, x.size, density=density, key=key, ws=ws)
     return np.concatenate(
         [pruning.keep_mask(x[s : s + block], s, ws).copy() for s in range(0, x.size, block)]
     )
@@ -199,28 +196,27 @@ def test_dare_keeps_exactly_floor_density_n_on_any_block_size(density) -> None:
 
 
 def test_dare_rescale_factor_is_the_same_on_worker_threads_as_in_one_pass() -> None:
-    """The L1 sums of ``rescale`` run block by block on threads for a TensorBlocks: same factor, bit for bit."""
+    """The L1 sums of ``rescale`` run block by block on threads: the factor equals one pass that adds
+    the same per-block float64 sums in block order, bit for bit."""
     rng = np.random.default_rng(4)
     x = rng.standard_t(3, size=5 * DARE_CHUNK + 321).astype(np.float32)  # heavy tails: order matters
     block, key = 40_000, dare_key(9, 0, "t")
-
-    def passes():
-        for s in range(0, x.size, block):
-            yield s, x[s : s + block]
-
     threaded = TensorBlocks(x.size, block, lambda a, b, ws: x[a:b], Workspace(block))
-    serial = prepare_pruning(
-        "random", passes, x.size, density=0.3, rescale=True, key=key, ws=Workspace(block)
-    )
     parallel = prepare_pruning(
         "random", threaded, x.size, density=0.3, rescale=True, key=key, ws=Workspace(block)
     )
+    before = after = 0.0  # the serial pass: per-block float64 sums, in block order
+    for s in range(0, x.size, block):
+        magnitude = np.abs(x[s : s + block])
+        before += float(magnitude.sum(dtype=np.float64))
+        kept_mask = parallel.keep_mask(x[s : s + block], s, Workspace(block))
+        after += float((magnitude * kept_mask).sum(dtype=np.float64))
     kept = np.concatenate(
-        [serial.keep_mask(x[s : s + block], s, Workspace(block)).copy() for s in range(0, x.size, block)]
+        [parallel.keep_mask(x[s : s + block], s, Workspace(block)).copy() for s in range(0, x.size, block)]
     )
     expected = float(np.abs(x).astype(np.float64).sum()) / float(np.abs(x[kept]).astype(np.float64).sum())
-    assert serial.scale == parallel.scale
-    assert serial.scale == pytest.approx(expected, rel=1e-12)
+    assert parallel.scale == before / after
+    assert parallel.scale == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("rescale", [True, False])

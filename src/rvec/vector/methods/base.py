@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rvec.checkpoint.reader import Workspace
-from rvec.vector.methods.sparsify import FloatBlocks
+from rvec.vector.methods.sparsify import TensorBlocks
 
 Value = float | bool
 
@@ -65,7 +65,7 @@ class TensorInput:
     index: int  # position of the vector in the merge
     name: str
     numel: int
-    blocks: FloatBlocks
+    blocks: TensorBlocks
 
 
 class MergeMethod(Protocol):

@@ -31,9 +31,8 @@ words, 2¹⁶ values), which moves an entry's probability by at most ~2⁻¹⁶ 
 16-bit words halve the random draws against 32-bit ones (the draw is most of a mask's cost).
 mergekit draws an independent Bernoulli(d) per entry instead, so its kept count varies around ``d·n``.
 
-``rescale``'s L1 sums are taken block by block on the pipeline's worker threads when the tensor is a
-:class:`TensorBlocks` (per-block float64 sums, added in block order: the same factor on any number
-of threads).
+``rescale``'s L1 sums are taken block by block on the pipeline's worker threads (per-block float64
+sums, added in block order: the same factor on any number of threads).
 
 Memory: one block of the tensor and its keys at a time (statistics: :mod:`.select`); per thread, a
 block and its mask for the L1 sums; a DARE chunk's words (128 KiB) while its mask is drawn.
@@ -193,7 +192,7 @@ class Pruning:
 
 def prepare_pruning(
     method: Sparsification,
-    blocks: FloatBlocks,
+    blocks: TensorBlocks,
     numel: int,
     *,
     density: float,
@@ -234,24 +233,21 @@ def _keys(
     return keyed
 
 
-def _l1_scale(pruning: Pruning, blocks: FloatBlocks, ws: Workspace) -> float:
+def _l1_scale(pruning: Pruning, blocks: TensorBlocks, ws: Workspace) -> float:
     """mergekit's L1 rescale factor ``‖v‖₁ / ‖kept‖₁`` (1 when either is below 1e-7), in float64.
 
-    Per-block sums are added in block order, so the factor is the same on any number of threads.
+    The per-block sums run on the worker threads and are added in block order, so the factor is the
+    same on any number of threads.
     """
-    if isinstance(blocks, TensorBlocks):
-        workspaces = ThreadWorkspaces(blocks.block_elements)
+    workspaces = ThreadWorkspaces(blocks.block_elements)
 
-        def block_sums(bounds: tuple[int, int]) -> tuple[float, float]:
-            local = workspaces.get()
-            return _l1_sums(pruning, bounds[0], blocks.read(*bounds, local), local)
+    def block_sums(bounds: tuple[int, int]) -> tuple[float, float]:
+        local = workspaces.get()
+        return _l1_sums(pruning, bounds[0], blocks.read(*bounds, local), local)
 
-        workers = default_workers()
-        sums = ordered_map(block_sums, blocks.ranges(), workers=workers, window=2 * workers)
-    else:
-        sums = (_l1_sums(pruning, start, block, ws) for start, block in blocks())
+    workers = default_workers()
     before = after = 0.0
-    for whole, kept in sums:
+    for whole, kept in ordered_map(block_sums, blocks.ranges(), workers=workers, window=2 * workers):
         before += whole
         after += kept
     if before < RESCALE_EPS or after < RESCALE_EPS:
