@@ -183,13 +183,17 @@ class _LiveVectors:
             key: [(n, current[n] if n in current else _read_param(ckpt, n, dtype)) for n in groups[key]]
             for key in keys
         }
-        self.tensors = [t for key in keys for t in self.groups[key]]
         self._key_of = {n: module_key(n, packed) for n in touched}
         self.touched = sorted(touched)
         self.alphas = [0.0] * len(vectors)
         self.streamed = False
         self.engine_known = True  # False after a failed reload: the next one sends every group
         ckpt.close()
+
+    @property
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """Every tensor of the touched groups, in reload order."""
+        return [t for key in self.modules for t in self.groups[key]]
 
     def summary(self) -> dict[str, Any]:
         return {
