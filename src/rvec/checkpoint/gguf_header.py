@@ -7,7 +7,7 @@ transformers then builds a model of whatever size the metadata claims (a ``block
 once, turns any failure into one :class:`~rvec.errors.CorruptCheckpointError`, and checks what the
 conversion relies on: every tensor's element count (recomputed without wrapping) and byte range
 inside the file, tensor names unique, the architecture one transformers converts, and the sizes
-in the metadata (layers, widths, heads, vocabulary, context) positive, bounded and consistent with
+in the metadata (layers, widths, heads, vocabulary, context; the same names under any prefix) positive, bounded and consistent with
 the tensors actually present.
 """
 
@@ -162,6 +162,12 @@ def _check_sizes(path: Path, arch: str, values: dict[str, Any], tensors: list[GG
         if type(value) is not int or not 0 < value <= limit:
             raise _refuse(path, f"{arch}.{key} is {_short(value)}; expected an integer from 1 to {limit:,}")
         sizes[key] = value
+    for name, value in values.items():  # the same sizes under any other prefix: bounded alike
+        limit = next((bound for key, bound in _LIMITS.items() if name.endswith(f".{key}")), None)
+        if limit is None or name.startswith(f"{arch}.") or isinstance(value, GGUFArray):
+            continue
+        if type(value) is not int or not 0 < value <= limit:
+            raise _refuse(path, f"{name[:80]} is {_short(value)}; expected an integer from 1 to {limit:,}")
     blocks = {int(m.group(1)) for t in tensors if (m := _BLOCK.match(t.name))}
     if "block_count" in sizes and blocks and max(blocks) + 1 != sizes["block_count"]:
         raise _refuse(
