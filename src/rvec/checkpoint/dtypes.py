@@ -5,7 +5,7 @@ costs about 1.1 s per command, which was a third of an ``apply`` on a 0.5B model
 (docs/benchmarks.md). Safetensors data is raw little-endian bytes; numpy reads it into reused
 buffers and does the float32 arithmetic. bfloat16 and float8 come from ``ml_dtypes`` (the numpy
 dtypes JAX uses): their casts round to nearest, ties to even, and give torch's bits exactly
-(tests/engine/test_dtypes.py). ``torch`` is imported only on the paths that hold a live model or
+(tests/checkpoint/test_dtypes.py). ``torch`` is imported only on the paths that hold a live model or
 pickled weights (:func:`to_torch`, :func:`from_torch`).
 """
 

@@ -34,7 +34,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)  # 2⁻²³
 ENERGY_SHARE = 0.9
@@ -119,6 +118,8 @@ def _top_eigen(gram: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, q)
     if k == 0:
         return np.zeros(0), np.zeros((q, 0))
+    import scipy.linalg  # here, not at the top: 0.25 s on every CLI command's import
+
     values, vectors = scipy.linalg.eigh(gram, subset_by_index=[q - k, q - 1], driver="evr")
     return values[::-1], vectors[:, ::-1]
 
@@ -162,6 +163,8 @@ class GramPass:
 
     def decomposition(self, shape: tuple[int, int], k: int) -> Decomposition:
         """v's decomposition from ``M_vᵀM_v``: every σ from its eigenvalues, the top-k right vectors."""
+        import scipy.linalg  # lazily, as in _top_eigen
+
         sigma = clean(np.sqrt(np.maximum(scipy.linalg.eigvalsh(self.gv), 0.0)), shape)
         _, right = _top_eigen(self.gv, k)
         return Decomposition(sigma, right)
