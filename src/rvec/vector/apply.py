@@ -286,7 +286,8 @@ def _combine_block(
         delta = sources[c.source].read_delta_into(
             c.delta_name, start, ws.get("delta", np.float32, hi - start), ws, check_finite=False
         )
-        np.multiply(delta, np.float32(c.factor), out=delta)  # float32 arithmetic, as torch's mul_
+        if c.factor != 1:  # x·1 is x, bit for bit: α = 1 (a merge's usual) skips a pass
+            np.multiply(delta, np.float32(c.factor), out=delta)  # float32 arithmetic, as torch's mul_
         np.add(acc[: hi - start], delta, out=acc[: hi - start])
         if total is None and hi == stop and len(o.contributions) == 1:
             total = delta  # the common case: one vector covering the block; no extra buffer

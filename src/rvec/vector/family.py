@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from rvec.errors import IncompatibleError
 
 EMBED_NAMES = ("model.embed_tokens.weight", "transformer.wte.weight", "model.embed_in.weight")
 LM_HEAD_NAMES = ("lm_head.weight", "embed_out.weight")
@@ -139,3 +142,41 @@ def embed_name(names: list[str] | set[str]) -> str | None:
 
 def lm_head_name(names: list[str] | set[str]) -> str | None:
     return next((n for n in LM_HEAD_NAMES if n in names), None)
+
+
+class Alike(Protocol):
+    """What :func:`check_alike` compares: a vector's or merge input's label, config and tensor shapes."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+    @property
+    def shapes(self) -> Mapping[str, tuple[int, ...]]: ...
+
+
+def check_alike(inputs: Sequence[Alike]) -> None:
+    """Every input has the same tensors, shapes and model family as the first.
+
+    Raises:
+        IncompatibleError: a tensor missing or extra, a shape or the family different (named).
+    """
+    first = inputs[0]
+    fam = family_signature(first.config)
+    for other in inputs[1:]:
+        if family_signature(other.config) != fam:
+            raise IncompatibleError(
+                f"{other.label} is of another model family than {first.label}; merge vectors of one family"
+            )
+        a, b = first.shapes, other.shapes
+        if set(a) != set(b):
+            missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+            raise IncompatibleError(
+                f"{other.label} and {first.label} hold different tensors ({len(missing)} missing, e.g. "
+                f"{missing[:1]}; {len(extra)} extra, e.g. {extra[:1]}); merge vectors of one model"
+            )
+        for name, shape in a.items():
+            if b[name] != shape:
+                raise IncompatibleError(
+                    f"'{name}': shape {b[name]} in {other.label} ≠ {shape} in {first.label}; merge vectors of one model"
+                )

@@ -6,7 +6,9 @@ vector and nothing is written in between. :func:`merge` writes it as an ordinary
 
 Memory: a block of each input at a time, plus per-tensor statistics that are a few numbers per
 vector (a method that needs a whole-tensor statistic computes it by streamed passes over that
-tensor the first time one of its blocks is asked for; :mod:`rvec.vector.methods.select`).
+tensor the first time one of its blocks is asked for; :mod:`rvec.vector.methods.select`), plus the
+packed keep masks such a pass leaves for the merge, within a budget and only until the tensor has
+been served whole (:mod:`rvec.vector.methods.kept_bits`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from rvec.checkpoint.pipeline import ThreadWorkspaces, default_workers, ordered_
 from rvec.checkpoint.reader import Workspace, blocks
 from rvec.checkpoint.source import Checkpoint
 from rvec.defaults import DEFAULT_SEED
-from rvec.errors import IncompatibleError, InvalidArgumentError
+from rvec.errors import InvalidArgumentError
 from rvec.outputs import input_paths
 from rvec.progress import ProgressCallback
 from rvec.vector import family
 from rvec.vector.apply import APPLY_BLOCK_ELEMENTS
 from rvec.vector.artifact import DeltaSource, DonorPair, ReasoningVector, read_vector
 from rvec.vector.methods.base import MergeMethod, Params, TensorInput, Value
+from rvec.vector.methods.kept_bits import MASK_BUDGET_BYTES, MaskBudget
 from rvec.vector.methods.params import resolve_params
 from rvec.vector.methods.registry import get_method
 from rvec.vector.methods.sparsify import TensorBlocks
@@ -110,6 +113,7 @@ class MergedDelta:
         spec: MergeSpec,
         *,
         stat_block_elements: int = STAT_BLOCK_ELEMENTS,
+        mask_budget: int = MASK_BUDGET_BYTES,
     ) -> None:
         if not inputs:
             raise InvalidArgumentError("no vector to merge; pass at least one vector folder")
@@ -120,10 +124,11 @@ class MergedDelta:
         self.inputs = tuple(inputs)
         self.spec = spec
         self.method: MergeMethod = get_method(spec.method)
-        _check_alike(self.inputs)
+        family.check_alike(self.inputs)
         self._stat_block = stat_block_elements  # statistics passes read blocks of this many elements
         self._states: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in self.shapes}
+        self._masks = MaskBudget(mask_budget)
 
     @property
     def label(self) -> str:
@@ -162,7 +167,9 @@ class MergedDelta:
             )
             for i, source in enumerate(self.inputs)
         ]
-        return self.method.combine(state, deltas, start, out, self.spec.params, workspace)
+        merged = self.method.combine(state, deltas, start, out, self.spec.params, workspace)
+        self._masks.served(name, n)
+        return merged
 
     def state(self, name: str, workspace: Workspace) -> Any:
         """The method's per-tensor state of ``name`` (computed once, by streamed passes)."""
@@ -173,11 +180,18 @@ class MergedDelta:
                 numel = math.prod(self.shapes[name])
                 ws = Workspace(self._stat_block)  # its own buffers: the caller's hold a block in use
                 inputs = [
-                    TensorInput(i, name, numel, _block_reader(s, name, numel, ws, i, self._stat_block))
+                    TensorInput(
+                        i, name, numel, _block_reader(s, name, numel, ws, i, self._stat_block), self._masks
+                    )
                     for i, s in enumerate(self.inputs)
                 ]
                 self._states[name] = self.method.prepare(inputs, self.spec.params, seed=self.spec.seed, ws=ws)
         return self._states[name]
+
+    @property
+    def held_mask_bytes(self) -> int:
+        """Bytes of packed keep masks held now, between a tensor's statistics pass and its last block."""
+        return self._masks.held_bytes
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "merge", **self.spec.describe(), "inputs": [s.describe() for s in self.inputs]}
@@ -193,33 +207,6 @@ def _block_reader(
         return source.read_delta_into(name, start, buf, workspace)
 
     return TensorBlocks(numel, block_elements, read, ws)
-
-
-def _check_alike(inputs: Sequence[DeltaSource]) -> None:
-    """Every input has the same tensors, shapes and model family as the first.
-
-    Raises:
-        IncompatibleError: a tensor missing or extra, a shape or the family different (named).
-    """
-    first = inputs[0]
-    fam = family.family_signature(first.config)
-    for other in inputs[1:]:
-        if family.family_signature(other.config) != fam:
-            raise IncompatibleError(
-                f"{other.label} is of another model family than {first.label}; merge vectors of one family"
-            )
-        a, b = first.shapes, other.shapes
-        if set(a) != set(b):
-            missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-            raise IncompatibleError(
-                f"{other.label} and {first.label} hold different tensors ({len(missing)} missing, e.g. "
-                f"{missing[:1]}; {len(extra)} extra, e.g. {extra[:1]}); merge vectors of one model"
-            )
-        for name, shape in a.items():
-            if b[name] != shape:
-                raise IncompatibleError(
-                    f"'{name}': shape {b[name]} in {other.label} ≠ {shape} in {first.label}; merge vectors of one model"
-                )
 
 
 @dataclass

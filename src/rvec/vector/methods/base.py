@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rvec.checkpoint.reader import Workspace
+from rvec.vector.methods.kept_bits import KeptBits, MaskBudget
 from rvec.vector.methods.sparsify import TensorBlocks
 
 Value = float | bool
@@ -66,6 +67,11 @@ class TensorInput:
     name: str
     numel: int
     blocks: TensorBlocks
+    masks: MaskBudget | None = None  # where a pass may keep the tensor's mask for combine
+
+    def hold_mask(self) -> KeptBits | None:
+        """Bits to keep this tensor's mask in between passes, or ``None`` (no budget, or none left)."""
+        return None if self.masks is None else self.masks.take(self.name, self.numel)
 
 
 class MergeMethod(Protocol):

@@ -77,6 +77,7 @@ class GeneralizedTaskArithmetic:
                 rescale=rescale,
                 key=dare_key(seed, t.index, t.name),
                 ws=ws,
+                hold=t.hold_mask,
             )
             for t in inputs
         )
@@ -98,7 +99,8 @@ class GeneralizedTaskArithmetic:
         for delta, pruning, w in zip(deltas, state, weights):
             if pruning is not None:
                 pruning.apply(delta, start, ws)
-            np.multiply(delta, w, out=delta)
+            if w != 1:  # x·1 is x, bit for bit: a pass saved in the common case
+                np.multiply(delta, w, out=delta)
         if self.consensus:
             _consensus_sum(deltas, weights, out, ws, normalize=bool(params.shared["normalize"]))
         else:
