@@ -33,7 +33,7 @@ PRUNE_METHODS: dict[str, tuple[Sparsification, bool]] = {
     "dare": ("random", True),  # dare_linear, dare_ties
     "breadcrumbs": ("magnitude_outliers", False),
 }
-_BLOCK = 1 << 20
+_BLOCK = 1 << 18  # as merge.STAT_BLOCK_ELEMENTS: a small tensor still spreads over the threads
 
 
 def prune(
