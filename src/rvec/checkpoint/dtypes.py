@@ -139,9 +139,12 @@ def to_float32(raw: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Widen ``raw`` (any :class:`DType`'s numpy array) into the float32 buffer ``out`` of the same
     length; exact for every float dtype but float64, which rounds to nearest like ``torch.Tensor.float``."""
     if raw.dtype == BF16.numpy:
-        # bf16 is float32's top half: one integer shift, 2-3× faster than ml_dtypes' cast (measured
-        # 0.26 against 0.46-0.83 ns an element), bit for bit the same.
-        np.left_shift(raw.view(np.uint16), 16, out=out.view(np.uint32), dtype=np.uint32)
+        # bf16 is float32's top half: widened as integers, then one shift in place, 2-3× faster than
+        # ml_dtypes' cast (measured 0.26 against 0.46-0.83 ns an element), bit for bit the same. Not
+        # left_shift(..., dtype=uint32): that casts through a buffer, a fifth slower.
+        bits = out.view(np.uint32)
+        np.copyto(bits, raw.view(np.uint16))
+        np.left_shift(bits, 16, out=bits)
         return out
     np.copyto(out, raw, casting="unsafe")
     return out
