@@ -97,9 +97,11 @@ def test_merge_hash_names_method_parameters_seed_and_inputs(pair: tuple[Path, Pa
     }
     assert len(hashes) == 6
     same = HashedMerge.of([v0, v1], merge_spec("ties", 2, densities=[0.5, 0.5]))
+    reseeded = HashedMerge.of([v0, v1], merge_spec("ties", 2, params={"density": 0.5}, seed=7))
     assert (
         same.content_hash
         == ties.content_hash
+        == reseeded.content_hash  # the seed only names merges that draw masks (DARE)
         == merge_hash(ties.spec, [v.content_hash for v in ties.vectors])
     )
     # A merge travels to another process (a vLLM worker) as its recipe and comes back the same.
@@ -280,3 +282,19 @@ def test_mergekit_model_mistakes_are_one_line_each(
     with pytest.raises(ConfigError) as err:
         parse_study(raw, base=tmp_path)
     assert any(fragment in e and "\n" not in e for e in err.value.errors), err.value.errors
+
+
+def test_a_rows_vs_that_names_no_row_is_refused_before_any_cell(
+    qwen_untied: Family, pair: tuple[Path, Path], data_dir: Path, tmp_path: Path
+) -> None:
+    raw = combine_study(
+        qwen_untied, pair, data_dir, rows={"sft": {"model": str(qwen_untied.sft), "vs": "taget"}}
+    )
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as err:
+        run_study(parse_study(raw), out, progress=False)
+    assert err.value.errors == [
+        "rows.sft.vs: 'taget' is not a row of this study; name one of: target, target + 1·v, "
+        "target + 1·v1, target + Task Arithmetic(v, v1), target + TIES(v, v1), target + Linear DARE(v, v1), sft"
+    ]
+    assert not (out / "cells").exists() or not any((out / "cells").iterdir())  # nothing evaluated

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rvec.errors import ConfigError
 from rvec.study.combine_config import V_LABEL, Combination
 from rvec.study.config import StudyConfig
 from rvec.study.types import Variant
@@ -26,6 +27,7 @@ from rvec.vector.methods.registry import get_method
 
 __all__ = [
     "COMBINE_PREFIX",
+    "check_row_references",
     "combination_spec",
     "combination_vectors",
     "combine_record",
@@ -69,6 +71,23 @@ def extra_variants(config: StudyConfig, target: str, label: str) -> list[Variant
 def row_variants(config: StudyConfig) -> list[Variant]:
     """The models of ``rows:``, each a variant of kind ``other`` evaluated as it is."""
     return [Variant(name, "other", row.model) for name, row in config.rows.items()]
+
+
+def check_row_references(config: StudyConfig, names: list[str]) -> None:
+    """Refuse a ``rows:`` entry whose ``vs`` names no row of the study (its comparison would be
+    left out of the report without a word). ``names``: every planned variant's name.
+
+    Raises:
+        ConfigError: one problem per such row, listing the names ``vs`` may take.
+    """
+    known = list(dict.fromkeys(names))
+    problems = [
+        f"rows.{name}.vs: {row.vs!r} is not a row of this study; name one of: {', '.join(known)}"
+        for name, row in config.rows.items()
+        if row.vs is not None and row.vs not in known
+    ]
+    if problems:
+        raise ConfigError(problems, source=config.name)
 
 
 def combination_vectors(config: StudyConfig, vectors: Mapping[str, Any]) -> dict[str, Any]:

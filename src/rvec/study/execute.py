@@ -26,7 +26,7 @@ from rvec.model.state import HashedDelta, ModelState
 from rvec.progress import ProgressBar, timed
 from rvec.study.atlas import atlas_record, check_parts_select, num_layers_of
 from rvec.study.cells import CellKeys, load_cell, save_cell
-from rvec.study.combine import combination_vectors, combine_record
+from rvec.study.combine import check_row_references, combination_vectors, combine_record
 from rvec.study.config import StudyConfig
 from rvec.study.kl import KLMeter
 from rvec.study.plan import (
@@ -140,8 +140,9 @@ class StudyExecutor:
         plan: list[dict[str, Any]] = []
         groups: list[tuple[str, list[tuple[PlannedCell, str]], bool]] = []
         layers = num_layers_of(vectors["v"])
-        for target in c.targets:
-            planned = plan_cells(c, target, rl_donor=rl, num_layers=layers)
+        plans = {target: plan_cells(c, target, rl_donor=rl, num_layers=layers) for target in c.targets}
+        check_row_references(c, [cell.variant.name for planned in plans.values() for cell in planned])
+        for target, planned in plans.items():
             check_parts_select([cell.variant for cell in planned], vectors["v"], source=c.name)
             cells = [cell for cell in planned if self._applicable(cell)]
             fps = {m: resolve(self.local(m)).fingerprint() for m in {cell.variant.model for cell in cells}}

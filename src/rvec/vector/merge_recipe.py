@@ -5,8 +5,8 @@ process rebuilds it from.
 A model state names its weights by the content hashes of the vectors added to them
 (:func:`rvec.model.fingerprint.weights_fingerprint`), and caches key on that name. A merge computed
 in memory has no file to hash, so its hash is made of everything that decides its values: the
-method, every resolved parameter (shared and per vector), the seed, and each input's content hash,
-in order. Two merges share a hash only when they compute the same delta.
+method, every resolved parameter (shared and per vector), the seed where the method draws masks,
+and each input's content hash, in order. Two merges share a hash only when they compute the same delta.
 
 The vLLM workers read vectors from their folders; a merge travels to them as a :class:`MergeRecipe`
 (the spec and the input folders) and each worker rebuilds the same :class:`HashedMerge`: DARE's
@@ -29,6 +29,7 @@ from rvec.checkpoint.hashing import sha256_text
 from rvec.errors import InvalidArgumentError
 from rvec.vector.artifact import DeltaSource, ReasoningVector, read_vector
 from rvec.vector.merge import MergedDelta, MergeSpec
+from rvec.vector.methods.registry import get_method
 
 __all__ = ["HashedMerge", "MergeRecipe", "delta_ref", "merge_hash", "open_delta_ref"]
 
@@ -43,15 +44,17 @@ def merge_hash(spec: MergeSpec, input_hashes: Sequence[str]) -> str:
         input_hashes: each input vector's ``content_hash``.
 
     Returns:
-        16 hex digits, as a vector folder's ``content_hash``.
+        16 hex digits, as a vector folder's ``content_hash``. The seed enters only for a method that
+        draws random masks (DARE): for the others it changes nothing, so it does not name them.
     """
-    payload = {
+    payload: dict[str, Any] = {
         "format": _HASH_FORMAT,
         "method": spec.method,
         "parameters": spec.params.to_dict(),
-        "seed": int(spec.seed),
         "inputs": list(input_hashes),
     }
+    if get_method(spec.method).draws_masks:
+        payload["seed"] = int(spec.seed)
     return sha256_text(json.dumps(payload, sort_keys=True))[:16]
 
 

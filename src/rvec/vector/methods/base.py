@@ -81,6 +81,7 @@ class MergeMethod(Protocol):
     pretty_name: str
     reference_url: str
     params: tuple[ParamDef, ...]
+    draws_masks: bool  # random masks (DARE): only then does the seed change the result
 
     def prepare(self, inputs: Sequence[TensorInput], params: Params, *, seed: int, ws: Workspace) -> Any:
         """Per-tensor state (``None`` when the method needs none), from streamed passes over ``inputs``."""

@@ -50,6 +50,10 @@ class GeneralizedTaskArithmetic:
     default_rescale: bool
 
     @property
+    def draws_masks(self) -> bool:
+        return self.sparsification == "random"
+
+    @property
     def params(self) -> tuple[ParamDef, ...]:
         found = [WEIGHT, normalize_param(self.default_normalize), LAMBDA]
         if self.sparsification is not None:

@@ -30,6 +30,7 @@ EPSILON = shared_param(
 class Ram:
     name: str = "ram"
     pretty_name: str = "Reinforced Agent Merging"
+    draws_masks: bool = False
     reference_url: str = "https://arxiv.org/abs/2601.13572"
     params: tuple[ParamDef, ...] = (EPSILON,)
 
