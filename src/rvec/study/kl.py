@@ -10,7 +10,8 @@ computed after its evaluation, with the same batches. Both sides are rounded to 
 renormalised (``log_softmax`` in float32) before ``Σ p_t·(log p_t − log p_v)``, so a variant whose
 weights equal the target's gives exactly 0; small negative sums from rounding are clipped to 0.
 
-Backends without whole distributions (vLLM gives only its top-k per position) measure nothing: the
+The HF and vLLM backends give whole distributions (:class:`~rvec.eval.types.NextTokenScoring`;
+vLLM: every token's log-probability of one step). A backend without them measures nothing: its
 cells carry no ``kl`` and the report says so.
 """
 
