@@ -30,12 +30,17 @@ class KeptBits:
         self.complete = False  # set by the pass that stored every block
 
     def store(self, start: int, mask: np.ndarray) -> None:
-        """Record the bool ``mask`` of the block at flat ``start``, a multiple of 8 (blocks own whole bytes)."""
+        """Record the bool ``mask`` of the block at flat ``start``.
+
+        Blocks of the pass must own whole bytes: one that starts inside a byte (a pass whose block
+        size is not a multiple of 8) gives the holding up, and the mask is drawn again instead.
+        """
         packed = self._packed
         if packed is None:
             return
         if start % 8:
-            raise ValueError(f"a mask block must start at a multiple of 8, not {start}")
+            self.drop()
+            return
         packed[start // 8 : (start + mask.size + 7) // 8] = np.packbits(mask)
 
     def load(self, start: int, out: np.ndarray) -> np.ndarray | None:
@@ -50,6 +55,10 @@ class KeptBits:
 
     def drop(self) -> None:
         self._packed = None
+
+    @property
+    def held(self) -> bool:
+        return self._packed is not None
 
 
 class MaskBudget:

@@ -14,9 +14,10 @@ Three ways, mergekit's ``sparsification_method`` names, with mergekit 0.1.5's co
 ``rescale`` is mergekit's: the kept entries are multiplied by ``‖v‖₁ / ‖kept‖₁`` so the tensor keeps
 its L1 norm, unless either sum is below 1e-7 (then they stay as they are). mergekit 0.1.5 does this
 (``RescaleNorm.l1``), not the DARE paper's ``1/(1 − p)``; with DARE's exact kept count the two differ by
-the ratio of the kept entries' mean ``|v|`` to the tensor's, which is 1 in expectation. Each block's
-sums are float32 (numpy's pairwise summation, relative error ~1e-7·log₂ of the block's length, like
-mergekit's float32 torch sums), added in float64; the factor can differ from mergekit's in its last bits.
+the ratio of the kept entries' mean ``|v|`` to the tensor's, which is 1 in expectation. The sums are
+float64 here (float32 in mergekit), so the factor can differ from mergekit's in its last bits. Not
+float32 block sums, though they cost half: their rounding would make the factor, and so the merged
+values' last bits, depend on the statistics passes' block size.
 
 **DARE's mask.** The tensor's flat positions are cut into chunks of ``DARE_CHUNK`` (2¹⁶) elements;
 chunk ``c`` covering ``[s, e)`` keeps exactly ``⌊d·e⌋ − ⌊d·s⌋`` entries (the sums telescope to
@@ -269,12 +270,11 @@ def _l1_scale(pruning: Pruning, blocks: TensorBlocks, ws: Workspace) -> float:
 
 
 def _l1_sums(pruning: Pruning, start: int, block: np.ndarray, ws: Workspace) -> tuple[float, float]:
-    """``(Σ|v|, Σ|kept v|)`` of one block: float32 pairwise sums (a float64 sum first casts every
-    element, which took 8% of a DARE merge's CPU time)."""
+    """``(Σ|v|, Σ|kept v|)`` of one block, in float64."""
     magnitude = np.abs(block, out=ws.get("prune:abs", np.float32, block.size))
-    whole = float(magnitude.sum())
+    whole = float(magnitude.sum(dtype=np.float64))
     mask = pruning.keep_mask(block, start, ws)
     if pruning.bits is not None:
         pruning.bits.store(start, mask)
     np.multiply(magnitude, mask, out=magnitude)  # not where=: 10× slower
-    return whole, float(magnitude.sum())
+    return whole, float(magnitude.sum(dtype=np.float64))
