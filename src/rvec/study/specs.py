@@ -136,7 +136,7 @@ def part_errors(raw: dict[str, Any], vector_folder: Path | None) -> list[str]:
     """Every problem of ``slices``, ``atlas`` and ``search`` that pydantic cannot see: layer
     ranges, classes, patterns and schedules that do not parse, a part that selects no tensor of v
     (when v is a folder the study names), atlas groups that overlap, bounds reversed, a search task
-    that is a group, an unknown condition, CMA-ES on one parameter, KL on vLLM.
+    that is a group, an unknown condition, CMA-ES on one parameter.
 
     Args:
         raw (dict): The study as read from YAML.

@@ -33,8 +33,8 @@ words, 2¹⁶ values), which moves an entry's probability by at most ~2⁻¹⁶ 
 16-bit words halve the random draws against 32-bit ones (the draw is most of a mask's cost).
 mergekit draws an independent Bernoulli(d) per entry instead, so its kept count varies around ``d·n``.
 
-``rescale``'s L1 sums are taken block by block on the pipeline's worker threads (per-block sums added
-in block order: the same factor on any number of threads). That pass may keep each block's
+``rescale``'s L1 sums are taken block by block on the pipeline's worker threads (per-block float64
+sums added in block order: the same factor on any number of threads). That pass may keep each block's
 mask, one bit an element (:mod:`.kept_bits`, within a budget), so the merge reads it instead of
 drawing or selecting it again.
 
@@ -231,7 +231,7 @@ def prepare_pruning(
     if not rescale:
         return pruning
     pruning = dataclasses.replace(pruning, bits=hold() if hold is not None else None)
-    scale = _l1_scale(pruning, blocks, ws)
+    scale = _l1_scale(pruning, blocks)
     if pruning.bits is not None:
         pruning.bits.complete = True
     return dataclasses.replace(pruning, scale=scale)
@@ -247,7 +247,7 @@ def _keys(
     return keyed
 
 
-def _l1_scale(pruning: Pruning, blocks: TensorBlocks, ws: Workspace) -> float:
+def _l1_scale(pruning: Pruning, blocks: TensorBlocks) -> float:
     """mergekit's L1 rescale factor ``‖v‖₁ / ‖kept‖₁`` (1 when either is below 1e-7).
 
     The per-block sums run on the worker threads and are added in block order, so the factor is the
