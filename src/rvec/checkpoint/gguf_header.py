@@ -154,20 +154,17 @@ def _check_sizes(path: Path, arch: str, values: dict[str, Any], tensors: list[GG
 
     if arch not in GGUF_CONFIG_MAPPING:
         raise _refuse(path, f"architecture {arch!r} is not one transformers converts")
-    sizes: dict[str, int] = {}
-    for key, limit in _LIMITS.items():
-        value = values.get(f"{arch}.{key}")
-        if value is None or isinstance(value, GGUFArray):
-            continue  # absent, or per-layer values (some architectures): transformers reads those
-        if type(value) is not int or not 0 < value <= limit:
-            raise _refuse(path, f"{arch}.{key} is {_short(value)}; expected an integer from 1 to {limit:,}")
-        sizes[key] = value
-    for name, value in values.items():  # the same sizes under any other prefix: bounded alike
-        limit = next((bound for key, bound in _LIMITS.items() if name.endswith(f".{key}")), None)
-        if limit is None or name.startswith(f"{arch}.") or isinstance(value, GGUFArray):
-            continue
-        if type(value) is not int or not 0 < value <= limit:
-            raise _refuse(path, f"{name[:80]} is {_short(value)}; expected an integer from 1 to {limit:,}")
+    sizes: dict[str, int] = {}  # the architecture's own, for the checks against the tensors
+    for name, value in values.items():  # a size under any prefix is bounded alike
+        key = next((k for k in _LIMITS if name.endswith(f".{k}")), None)
+        if key is None or isinstance(value, GGUFArray):
+            continue  # not a size, or per-layer values (some architectures): transformers reads those
+        if type(value) is not int or not 0 < value <= _LIMITS[key]:
+            raise _refuse(
+                path, f"{name[:80]} is {_short(value)}; expected an integer from 1 to {_LIMITS[key]:,}"
+            )
+        if name == f"{arch}.{key}":
+            sizes[key] = value
     blocks = {int(m.group(1)) for t in tensors if (m := _BLOCK.match(t.name))}
     if "block_count" in sizes and blocks and max(blocks) + 1 != sizes["block_count"]:
         raise _refuse(
